@@ -1,0 +1,140 @@
+"""dpm-ephemeral-emulator: run an emulated SVC or PowerFlex array.
+
+  dpm-ephemeral-emulator svc --listen 127.0.0.1:2222 --state-dir /var/lib/x \
+      --login superuser:PASSWORD
+  dpm-ephemeral-emulator powerflex --listen 127.0.0.1:8443 --state-dir DIR \
+      --login admin:PASSWORD
+
+State (objects and LUN data) persists in the state directory across
+restarts. The password may also come from the environment variable
+DPM_EMULATOR_PASSWORD (then --login takes just the user name), which keeps it
+out of the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(':')
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f'--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:2222')
+    return host, int(port)
+
+
+def _login(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(':')
+    if not sep:
+        password = os.environ.get('DPM_EMULATOR_PASSWORD', '')
+    if not user or not password:
+        raise argparse.ArgumentTypeError(
+            '--login: expected USER:PASSWORD (or USER with the password in '
+            'DPM_EMULATOR_PASSWORD)')
+    return user, password
+
+
+def _fraction(value: str) -> float:
+    f = float(value)
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError('--fail-rate must be in [0, 1]')
+    return f
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='dpm-ephemeral-emulator',
+        description='Run an emulated IBM SVC (SSH CLI) or Dell PowerFlex '
+                    '(HTTPS REST gateway) for Cinder, on this machine.')
+    sub = parser.add_subparsers(dest='array', required=True)
+    for name, port, user in (('svc', 2222, 'superuser'),
+                             ('powerflex', 8443, 'admin')):
+        p = sub.add_parser(name, help=f'emulate {name}')
+        p.add_argument('--listen', type=_listen,
+                       default=('127.0.0.1', port),
+                       help=f'HOST:PORT to listen on (default 127.0.0.1:'
+                            f'{port}; port 0 picks a free one)')
+        p.add_argument('--state-dir', required=True,
+                       help='directory for state and LUN data (created)')
+        p.add_argument('--login', type=_login, required=True,
+                       help=f'USER:PASSWORD clients log in with (e.g. '
+                            f'{user}:secret)')
+        p.add_argument('--pool', action='append', default=[],
+                       metavar='NAME:GiB',
+                       help='storage pool and its capacity (repeatable); '
+                            'default: one pool of 10240 GiB')
+        p.add_argument('--latency', type=float, default=0.0,
+                       help='seconds added to every request')
+        p.add_argument('--fail-rate', type=_fraction, default=0.0,
+                       help='probability that a request fails with a '
+                            'transient array error')
+        p.add_argument('--inventory', action='store_true',
+                       help='print everything the array holds as JSON and '
+                            'exit')
+        p.add_argument('-v', '--verbose', action='store_true')
+    return parser
+
+
+def _pools(specs: list[str], default: str) -> dict[str, int]:
+    pools = {}
+    for spec in specs or [f'{default}:10240']:
+        name, _, gib = spec.partition(':')
+        if not name or not gib.isdigit():
+            raise SystemExit(f'--pool {spec!r}: expected NAME:GiB')
+        pools[name] = int(gib) * 1024 ** 3
+    return pools
+
+
+def _make(args: argparse.Namespace) -> Any:
+    if args.array == 'svc':
+        from cinder_dpm_ephemeral.emulators.svc import server
+        return server.SVCEmulator(
+            args.state_dir, login=args.login, listen=args.listen,
+            pools=_pools(args.pool, 'pool0'), latency=args.latency,
+            fail_rate=args.fail_rate)
+    from cinder_dpm_ephemeral.emulators.powerflex import gateway
+    return gateway.PowerFlexGateway(
+        args.state_dir, listen=args.listen, login=args.login,
+        pools=_pools(args.pool, 'pool0'), latency=args.latency,
+        fail_rate=args.fail_rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    emulator = _make(args)
+    if args.inventory:
+        print(json.dumps(emulator.inventory(), indent=2, sort_keys=True,
+                         default=str))
+        return 0
+    emulator.start()
+    if args.array == 'svc':
+        print(f'SVC emulator: ssh {args.login[0]}@{args.listen[0]} -p '
+              f'{emulator.port}; host key in {emulator.known_hosts_path} '
+              f'(use as cinder ssh_hosts_key_file with '
+              f'strict_ssh_host_key_policy = True)', flush=True)
+    else:
+        print(f'PowerFlex gateway: https://{args.listen[0]}:{emulator.port}'
+              f'/api; TLS certificate {emulator.cert_path} (use as '
+              f'driver_ssl_cert_path with driver_ssl_cert_verify = True)',
+              flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

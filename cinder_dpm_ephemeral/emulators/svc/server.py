@@ -1,0 +1,51 @@
+"""The SVC emulator: the CLI command layer served over real SSH."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cinder_dpm_ephemeral.emulators import sshd
+from cinder_dpm_ephemeral.emulators.svc import cli
+
+
+class SVCEmulator:
+    """An emulated Storwize/SVC system reachable over SSH on ``listen``.
+
+    ``array_kwargs`` go to :class:`cli.SVCArray` (pools, copy-rate time
+    scale, latency and failure injection).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str],
+                 login: tuple[str, str] = ('superuser', 'passw0rd'),
+                 listen: tuple[str, int] = ('127.0.0.1', 0),
+                 **array_kwargs: Any) -> None:
+        self.state_dir = str(state_dir)
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.array = cli.SVCArray(state_dir=self.state_dir, **array_kwargs)
+        self.ssh = sshd.SSHCommandServer(self._run, self.state_dir, login,
+                                         listen)
+
+    def _run(self, argv: list[str]) -> tuple[str, str, int]:
+        return self.array.run(argv)
+
+    def start(self) -> SVCEmulator:
+        self.ssh.start()
+        return self
+
+    def stop(self) -> None:
+        self.ssh.stop()
+        close = getattr(self.array, 'close', None)
+        if close is not None:
+            close()
+
+    @property
+    def port(self) -> int:
+        return self.ssh.port
+
+    @property
+    def known_hosts_path(self) -> str:
+        return self.ssh.known_hosts_path
+
+    def inventory(self) -> dict[str, Any]:
+        return self.array.inventory()

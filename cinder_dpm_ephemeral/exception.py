@@ -1,0 +1,21 @@
+"""Exceptions of the cinder-dpm-ephemeral volume drivers.
+
+All derive from Cinder's own, so the volume manager handles them as any
+driver error: the volume goes to ``error`` with the message below.
+"""
+
+from cinder import exception
+from cinder.i18n import _
+
+
+class EmulatedLunNotFound(exception.VolumeDriverException):
+    message = _('Volume %(volume_id)s has no LUN in the emulator state '
+                'directory %(state_dir)s (array object %(lun)s). Check that '
+                'dpm_ephemeral_emulator_state_dir names the state directory '
+                'of the emulator this backend talks to.')
+
+
+class EmulatorStateDirMissing(exception.VolumeDriverException):
+    message = _('dpm_ephemeral_emulator_state_dir = %(state_dir)s is not a '
+                'directory. Start the emulator with --state-dir %(state_dir)s '
+                'or unset the option to use the real array data path.')

@@ -1,0 +1,55 @@
+"""Cinder volume driver for IBM Storwize/SVC over Fibre Channel, for DPM.
+
+DPM partitions boot from FC LUNs. This driver is Cinder's in-tree Storwize
+FC driver (its SSH client, CLI handling and FC connection code are reused,
+not rewritten) plus what booting DPM partitions from Glance images needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cinder import interface
+from cinder.volume.drivers.ibm.storwize_svc import storwize_svc_fc
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral import emulation
+from cinder_dpm_ephemeral import exception
+from cinder_dpm_ephemeral import opts
+
+LOG = logging.getLogger(__name__)
+
+
+@interface.volumedriver
+class StorwizeEphemeralDriver(emulation.EmulatedDataPathMixin,
+                              storwize_svc_fc.StorwizeSVCFCDriver):
+    """Storwize/SVC FC driver for DPM ephemeral root volumes.
+
+    Version history:
+
+    .. code-block:: none
+
+        0.1.0 - Walking skeleton: in-tree FC driver with the emulation data
+                path (dpm_ephemeral_emulator_state_dir).
+    """
+
+    VERSION = '0.1.0'
+    CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.configuration.append_config_values(opts.emulation_opts)
+
+    @staticmethod
+    def get_driver_options() -> list[Any]:
+        return (storwize_svc_fc.StorwizeSVCFCDriver.get_driver_options() +
+                list(opts.emulation_opts))
+
+    def _emulated_lun_id(self, volume: Any) -> str:
+        attrs = self._helpers.get_vdisk_attributes(volume.name)
+        if not attrs:
+            raise exception.EmulatedLunNotFound(
+                volume_id=volume.id, lun=volume.name,
+                state_dir=self.configuration.safe_get(
+                    'dpm_ephemeral_emulator_state_dir'))
+        return attrs['vdisk_UID']

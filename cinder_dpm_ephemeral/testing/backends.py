@@ -1,0 +1,61 @@
+"""Emulated arrays wired to Cinder backend sections, for tests and demos."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from cinder_dpm_ephemeral.emulators import lunstore
+
+SVC_DRIVER = 'cinder_dpm_ephemeral.svc.driver.StorwizeEphemeralDriver'
+SVC_INTREE_DRIVER = ('cinder.volume.drivers.ibm.storwize_svc.'
+                     'storwize_svc_fc.StorwizeSVCFCDriver')
+
+
+class SVCBackend:
+    """An SVC emulator on 127.0.0.1 and the cinder.conf that reaches it."""
+
+    def __init__(self, work_dir: str, driver: str = SVC_DRIVER,
+                 pool: str = 'pool0', pool_bytes: int = 10 * 1024 ** 4,
+                 emulate_data_path: bool = True,
+                 **array_kwargs: Any) -> None:
+        from cinder_dpm_ephemeral.emulators.svc import server
+        self.state_dir = os.path.join(work_dir, 'svc')
+        self.driver = driver
+        self.pool = pool
+        self.emulate_data_path = emulate_data_path
+        self.login = ('superuser', secrets.token_urlsafe(12))
+        self.emulator = server.SVCEmulator(
+            self.state_dir, login=self.login, pools={pool: pool_bytes},
+            **array_kwargs)
+
+    def start(self) -> SVCBackend:
+        self.emulator.start()
+        return self
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    @property
+    def luns(self) -> lunstore.LunStore:
+        return lunstore.LunStore(self.state_dir)
+
+    def backend_options(self, name: str = 'svc') -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            'volume_driver': self.driver,
+            'volume_backend_name': name,
+            'san_ip': '127.0.0.1',
+            'san_ssh_port': self.emulator.port,
+            'san_login': self.login[0],
+            'san_password': self.login[1],
+            'storwize_svc_volpool_name': self.pool,
+        }
+        if self.emulate_data_path:
+            opts['dpm_ephemeral_emulator_state_dir'] = self.state_dir
+        return opts
+
+    def default_options(self) -> dict[str, Any]:
+        # Host keys are verified: the emulator's key is the only one known.
+        return {'ssh_hosts_key_file': self.emulator.known_hosts_path,
+                'strict_ssh_host_key_policy': True}

@@ -1,0 +1,189 @@
+"""A file-backed stand-in for Glance, for tests, the demo and benchmarks.
+
+Cinder reaches Glance through ``cinder.image.glance.get_remote_image_service``
+and ``get_default_image_service``; :func:`install` points both at an
+:class:`ImageStore`. Unlike Cinder's own fake (one shared object holding every
+image in memory), the store keeps image bytes in files and streams them in
+chunks, hands out a new service object per call (as production does, so
+concurrent fetches do not share temporary-image state), and counts every byte
+served per image, so a test or benchmark can say exactly how often an image
+was downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 4 * 1024 * 1024
+
+
+class ImageStore:
+    """Images with real bytes on disk, and a count of bytes served."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._images: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, Path] = {}
+        self.bytes_served: dict[str, int] = {}
+        self.downloads: dict[str, int] = {}
+
+    def add(self, path: str | os.PathLike[str], disk_format: str,
+            image_id: str | None = None, name: str | None = None,
+            min_disk: int = 0, properties: dict[str, Any] | None = None,
+            copy_file: bool = False) -> dict[str, Any]:
+        """Register an image whose bytes are the file at ``path``."""
+        image_id = image_id or str(uuid.uuid4())
+        src = Path(path)
+        if copy_file:
+            dst = self.root / image_id
+            shutil.copyfile(src, dst)
+            src = dst
+        h = hashlib.md5(usedforsecurity=False)
+        with open(src, 'rb') as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b''):
+                h.update(chunk)
+        now = datetime.datetime.now(datetime.timezone.utc).replace(
+            microsecond=0)
+        meta = {
+            'id': image_id,
+            'name': name or f'image-{image_id[:8]}',
+            'status': 'active',
+            'visibility': 'public',
+            'protected': False,
+            'owner': None,
+            'container_format': 'bare',
+            'disk_format': disk_format,
+            'size': src.stat().st_size,
+            'virtual_size': None,
+            'checksum': h.hexdigest(),
+            'min_disk': min_disk,
+            'min_ram': 0,
+            'created_at': now,
+            'updated_at': now,
+            'deleted': False,
+            'deleted_at': None,
+            'properties': dict(properties or {}),
+        }
+        with self._lock:
+            self._images[image_id] = meta
+            self._files[image_id] = src
+            self.bytes_served.setdefault(image_id, 0)
+            self.downloads.setdefault(image_id, 0)
+        return copy.deepcopy(meta)
+
+    def replace(self, image_id: str, path: str | os.PathLike[str]) -> None:
+        """Give an image new bytes (as an operator re-uploading would)."""
+        with self._lock:
+            meta = self._images[image_id]
+        new = self.add(path, meta['disk_format'], image_id=image_id,
+                       name=meta['name'], min_disk=meta['min_disk'],
+                       properties=meta['properties'])
+        del new
+
+    def remove(self, image_id: str) -> None:
+        with self._lock:
+            self._images.pop(image_id, None)
+            self._files.pop(image_id, None)
+
+    def meta(self, image_id: str) -> dict[str, Any]:
+        from cinder import exception
+        with self._lock:
+            try:
+                return copy.deepcopy(self._images[image_id])
+            except KeyError:
+                raise exception.ImageNotFound(image_id=image_id)
+
+    def chunks(self, image_id: str) -> Iterator[bytes]:
+        from cinder import exception
+        with self._lock:
+            path = self._files.get(image_id)
+            if path is None:
+                raise exception.ImageNotFound(image_id=image_id)
+            self.downloads[image_id] += 1
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b''):
+                with self._lock:
+                    self.bytes_served[image_id] += len(chunk)
+                yield chunk
+
+    def total_bytes_served(self) -> int:
+        with self._lock:
+            return sum(self.bytes_served.values())
+
+    def service(self) -> ImageService:
+        return ImageService(self)
+
+
+class ImageService:
+    """The subset of ``cinder.image.glance.GlanceImageService`` Cinder uses."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self._store = store
+        self.temp_images = None
+
+    def show(self, context: Any, image_id: str) -> dict[str, Any]:
+        return self._store.meta(str(image_id))
+
+    def detail(self, context: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        with self._store._lock:
+            ids = list(self._store._images)
+        return [self._store.meta(i) for i in ids]
+
+    def download(self, context: Any, image_id: str,
+                 data: Any = None) -> Iterator[bytes] | None:
+        if data is None:
+            return self._store.chunks(str(image_id))
+        for chunk in self._store.chunks(str(image_id)):
+            data.write(chunk)
+        return None
+
+    def get_location(self, context: Any,
+                     image_id: str) -> tuple[str | None, Any]:
+        self._store.meta(str(image_id))
+        return None, None
+
+    def add_location(self, context: Any, image_id: str, url: str,
+                     metadata: Any) -> bool:
+        return True
+
+    def get_stores(self, context: Any) -> dict[str, Any]:
+        return {'stores': []}
+
+    def update(self, context: Any, image_id: str, metadata: dict[str, Any],
+               data: Any = None, **kwargs: Any) -> dict[str, Any]:
+        with self._store._lock:
+            image = self._store._images[str(image_id)]
+            props = metadata.pop('properties', None)
+            if props:
+                image['properties'].update(props)
+            image.update(metadata)
+            return copy.deepcopy(image)
+
+    def delete(self, context: Any, image_id: str) -> bool:
+        self._store.remove(str(image_id))
+        return True
+
+
+def install(testcase: Any, store: ImageStore) -> None:
+    """Make Cinder's Glance accessors answer from ``store``.
+
+    ``testcase`` needs ``mock_object`` (Cinder's TestCase has it).
+    """
+    import cinder.image.glance as glance
+
+    testcase.mock_object(glance, 'get_remote_image_service',
+                         lambda ctx, href: (store.service(),
+                                            str(href).rsplit('/', 1)[-1]))
+    testcase.mock_object(glance, 'get_default_image_service',
+                         store.service)
