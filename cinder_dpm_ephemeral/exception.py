@@ -19,3 +19,10 @@ class EmulatorStateDirMissing(exception.VolumeDriverException):
     message = _('dpm_ephemeral_emulator_state_dir = %(state_dir)s is not a '
                 'directory. Start the emulator with --state-dir %(state_dir)s '
                 'or unset the option to use the real array data path.')
+
+
+class GoldenCacheExhausted(exception.VolumeBackendAPIException):
+    message = _('Could not clone image %(image_id)s for volume %(volume_id)s: '
+                'every golden volume stayed at the array\'s clone limit. '
+                'Check the array for FlashCopy maps or snapshots that are not '
+                'tied to Cinder volumes.')

@@ -24,7 +24,31 @@ emulation_opts = [
              'given to Nova is unchanged.'),
 ]
 
+image_cache_opts = [
+    cfg.BoolOpt(
+        'dpm_ephemeral_image_cache_enabled',
+        default=True,
+        help='Create volumes from images as array-side thin clones of a '
+             'golden volume per image and pool (downloaded and converted '
+             'once). Golden volumes belong to Cinder\'s internal tenant, so '
+             'cinder_internal_tenant_project_id and '
+             'cinder_internal_tenant_user_id must be set; without them the '
+             'cache is skipped with a warning and Cinder copies every image.'),
+    cfg.IntOpt(
+        'dpm_ephemeral_image_cache_max_count',
+        default=0, min=0,
+        help='Most golden volumes kept per backend (0: no limit). Beyond '
+             'it the least recently used ones are removed once no clone '
+             'depends on them.'),
+    cfg.IntOpt(
+        'dpm_ephemeral_image_cache_max_size_gb',
+        default=0, min=0,
+        help='Most GiB of golden volumes kept per backend (0: no limit), '
+             'evicted least recently used first, never while clones depend '
+             'on them.'),
+]
+
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """The options of this project, for oslo-config-generator."""
-    return [('backend_defaults', list(emulation_opts))]
+    return [('backend_defaults', list(emulation_opts) + list(image_cache_opts))]

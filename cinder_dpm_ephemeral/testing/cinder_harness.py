@@ -24,6 +24,7 @@ from __future__ import annotations
 import configparser
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any
@@ -108,6 +109,17 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         CONF([], project='cinder',
              default_config_files=[self._write_cinder_conf()])
         return super()._get_flags()
+
+    def _start_api_service(self) -> None:
+        # The wheel installs api-paste.ini under <prefix>/etc/cinder, while
+        # the base class looks beside the source tree.
+        from cinder import service
+        CONF.api_paste_config = os.path.join(sys.prefix, 'etc', 'cinder',
+                                             'api-paste.ini')
+        self.osapi = service.WSGIService('osapi_volume')
+        self.osapi.start()
+        self.auth_url = (f'http://{self.osapi.host}:{self.osapi.port}/v'
+                         f'{self.osapi_version_major}')
 
     def start_service(self, name: str, host: str | None = None,
                       **kwargs: Any) -> Any:
