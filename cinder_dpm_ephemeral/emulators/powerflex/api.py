@@ -1,0 +1,370 @@
+"""The REST layer of the PowerFlex gateway: routes, auth, fault injection.
+
+Transport-free: :meth:`GatewayAPI.handle` takes a method, the raw path (as
+sent, still percent-encoded), basic-auth credentials and the body, and
+returns an HTTP status and a JSON-able body. The TLS server in
+:mod:`.gateway` only moves bytes.
+
+Authentication is the gateway's: ``GET /api/login`` with basic auth
+``user:password`` returns a token (a JSON string); every other call uses
+basic auth ``user:token``. Tokens stay valid until the gateway stops (a
+real gateway expires them after hours, or minutes of idleness).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cinder_dpm_ephemeral.emulators.powerflex import errors
+from cinder_dpm_ephemeral.emulators.powerflex import state
+
+LOG = logging.getLogger(__name__)
+
+Handler = Callable[['Request'], Any]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: Any
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class Fault:
+    target: str
+    count: int
+    error: errors.PowerFlexError
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ('true', '1', 'yes')
+
+
+def _unquote(segment: str) -> str:
+    return urllib.parse.unquote(segment)
+
+
+class GatewayAPI:
+    """Dispatch of gateway calls onto a :class:`state.PowerFlexArray`."""
+
+    def __init__(self, array: state.PowerFlexArray,
+                 login: tuple[str, str] = ('admin', 'password'),
+                 version: str = '3.6', latency: float = 0.0,
+                 fail_rate: float = 0.0, seed: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.array = array
+        self._user, self._password = login
+        self.version = version
+        self.latency = latency
+        self.fail_rate = fail_rate
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        self._tokens: set[str] = set()
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self.calls: dict[str, int] = {}
+        v = r'([^/]+)'
+        self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
+        add = self._add
+        add('GET', r'/version', 'version', lambda r: self.version)
+        add('GET', r'/types/System/instances', 'querySystems',
+            lambda r: [self.array.system()])
+        add('GET', rf'/instances/System::{v}', 'querySystem',
+            self._system)
+        add('GET', r'/types/(?:Domain|ProtectionDomain)/instances/'
+            r'getByName::(.+)', 'getDomainByName',
+            lambda r: self.array.domain_id_by_name(_unquote(r.groups[0])))
+        add('GET', r'/types/ProtectionDomain/instances', 'queryDomains',
+            lambda r: self.array.domains())
+        add('GET', rf'/instances/ProtectionDomain::{v}', 'queryDomain',
+            lambda r: self.array.domain(r.groups[0]))
+        add('POST', r'/types/ProtectionDomain/instances/action/'
+            r'queryBySelectedIds', 'queryDomainsByIds',
+            lambda r: self.array.domains(self._ids(r)))
+        add('GET', r'/types/(?:Pool|StoragePool)/instances/getByName::'
+            r'([^,/]+),(.+)', 'getPoolByName',
+            lambda r: self.array.pool_id_by_name(
+                _unquote(r.groups[0]), _unquote(r.groups[1])))
+        add('GET', r'/types/StoragePool/instances', 'queryPools',
+            lambda r: self.array.pools())
+        add('GET', rf'/instances/StoragePool::{v}', 'queryPool',
+            lambda r: self.array.pool(r.groups[0]))
+        add('GET', rf'/instances/StoragePool::{v}/relationships/Statistics',
+            'queryPoolStatistics',
+            lambda r: self.array.pool_statistics(r.groups[0]))
+        add('GET', rf'/instances/StoragePool::{v}/relationships/Volume',
+            'queryPoolVolumes',
+            lambda r: self._pool_volumes(r.groups[0]))
+        add('POST', r'/types/StoragePool/instances/action/'
+            r'querySelectedStatistics', 'querySelectedStatistics',
+            self._selected_statistics)
+        add('POST', r'/types/Volume/instances', 'createVolume',
+            self._create_volume)
+        add('GET', r'/types/Volume/instances', 'queryVolumes',
+            lambda r: self.array.volumes())
+        add('GET', r'/types/Volume/instances/getByName::(.+)',
+            'getVolumeByName',
+            lambda r: self.array.volume_id_by_name(_unquote(r.groups[0])))
+        add('POST', r'/types/Volume/instances/action/queryBySelectedIds',
+            'queryVolumesByIds',
+            lambda r: [self.array.volume(i) for i in self._ids(r)])
+        add('GET', rf'/instances/Volume::{v}', 'queryVolume',
+            lambda r: self.array.volume(r.groups[0]))
+        add('POST', rf'/instances/Volume::{v}/action/(\w+)', '',
+            self._volume_action)
+        add('POST', rf'/instances/System(?:::{v})?/action/snapshotVolumes',
+            'snapshotVolumes', self._snapshot_volumes)
+        add('GET', rf'/instances/VTree::{v}', 'queryVTree',
+            lambda r: self.array.vtree(r.groups[0]))
+        add('GET', rf'/instances/VTree::{v}/relationships/Statistics',
+            'queryVTreeStatistics',
+            lambda r: self.array.vtree_statistics(r.groups[0]))
+        add('GET', r'/types/Sdc/instances', 'querySdcs',
+            lambda r: self.array.sdcs())
+        add('GET', rf'/instances/Sdc::{v}', 'querySdc',
+            lambda r: self.array.sdc(r.groups[0]))
+        add('GET', rf'/instances/Sdc::{v}/relationships/Volume',
+            'querySdcVolumes',
+            lambda r: self._sdc_volumes(r.groups[0]))
+
+    def _add(self, method: str, pattern: str, label: str,
+             handler: Handler) -> None:
+        self._routes.append((method, re.compile(pattern + r'/?$'), label,
+                             handler))
+
+    # -- operational controls -------------------------------------------------
+    def inject_fault(self, target: str, count: int = 1,
+                     error_code: int = errors.INJECTED,
+                     message: str | None = None, http_status: int = 500,
+                     details: list[dict[str, Any]] | None = None) -> None:
+        """Fail the next ``count`` calls of ``target`` with this error.
+
+        ``target`` is an action or call name (``removeVolume``,
+        ``snapshotVolumes``, ``createVolume``, ``queryVolume``, ``login``)
+        or a path fragment starting with ``/`` (``/instances/Sdc::``).
+        The failing call changes nothing.
+        """
+        err = errors.PowerFlexError(
+            message or f'Injected failure of {target}', error_code,
+            http_status, details)
+        with self._lock:
+            self._faults.append(Fault(target, count, err))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, label: str, path: str
+                    ) -> errors.PowerFlexError | None:
+        with self._lock:
+            for f in self._faults:
+                hit = (f.target == label if not f.target.startswith('/')
+                       else f.target in path)
+                if hit and f.count > 0:
+                    f.count -= 1
+                    if f.count == 0:
+                        self._faults.remove(f)
+                    return f.error
+        return None
+
+    # -- entry point ----------------------------------------------------------
+    def handle(self, method: str, raw_path: str,
+               auth: tuple[str, str] | None, body: bytes
+               ) -> tuple[int, Any]:
+        path = urllib.parse.urlsplit(raw_path).path
+        if path.startswith('/api'):
+            path = path[len('/api'):]
+        else:
+            return 404, errors.not_found_route().body()
+        try:
+            if self.latency:
+                self._sleep(self.latency)
+            if method == 'GET' and path.rstrip('/') == '/login':
+                return 200, self._login(auth, path)
+            self._authenticate(auth)
+            if method in ('GET', 'POST') and path.rstrip('/') == '/logout':
+                return 200, ''
+            handler, label, groups = self._route(method, path)
+            self._count(label)
+            fault = self._take_fault(label, path)
+            if fault is not None:
+                raise fault
+            if self.fail_rate and self._rng.random() < self.fail_rate:
+                raise errors.PowerFlexError(
+                    f'Injected random failure of {label}', errors.INJECTED)
+            req = Request(method, path, self._parse(body), groups)
+            with self.array.lock:
+                result = handler(req)
+            return 200, result
+        except errors.PowerFlexError as exc:
+            LOG.debug('%s %s -> %s %s', method, path, exc.http_status,
+                      exc.message)
+            return exc.http_status, exc.body()
+
+    def _count(self, label: str) -> None:
+        with self._lock:
+            self.calls[label] = self.calls.get(label, 0) + 1
+
+    def _login(self, auth: tuple[str, str] | None, path: str) -> str:
+        self._count('login')
+        fault = self._take_fault('login', path)
+        if fault is not None:
+            raise fault
+        if auth is None or not (
+                secrets.compare_digest(auth[0], self._user)
+                and secrets.compare_digest(auth[1], self._password)):
+            raise errors.unauthorized()
+        raw = f'{auth[0]}:{int(time.time() * 1000)}:{secrets.token_hex(16)}'
+        token = base64.b64encode(raw.encode()).decode().rstrip('=')
+        with self._lock:
+            self._tokens.add(token)
+        return token
+
+    def _authenticate(self, auth: tuple[str, str] | None) -> None:
+        if auth is None or auth[0] != self._user:
+            raise errors.unauthorized()
+        with self._lock:
+            if auth[1] not in self._tokens:
+                raise errors.unauthorized()
+
+    def _route(self, method: str, path: str
+               ) -> tuple[Handler, str, tuple[str, ...]]:
+        for m, pattern, label, handler in self._routes:
+            if m != method:
+                continue
+            match = pattern.match(path)
+            if match:
+                groups = tuple(g for g in match.groups() if g is not None)
+                if not label:
+                    label = groups[-1]
+                return handler, label, groups
+        raise errors.not_found_route()
+
+    @staticmethod
+    def _parse(body: bytes) -> Any:
+        if not body:
+            return {}
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise errors.bad_request('Request body is not valid JSON')
+
+    @staticmethod
+    def _ids(r: Request) -> list[str]:
+        ids = r.body.get('ids') if isinstance(r.body, dict) else None
+        if not isinstance(ids, list):
+            raise errors.bad_request('ids must be a list')
+        return [str(i) for i in ids]
+
+    # -- handlers -------------------------------------------------------------
+    def _system(self, r: Request) -> dict[str, Any]:
+        sys_ = self.array.system()
+        if r.groups[0] != sys_['id']:
+            raise errors.PowerFlexError('Could not find the System', 0)
+        return sys_
+
+    def _pool_volumes(self, pool_id: str) -> list[dict[str, Any]]:
+        self.array.pool(pool_id)
+        return self.array.volumes(pool_id=pool_id)
+
+    def _sdc_volumes(self, sdc_id: str) -> list[dict[str, Any]]:
+        self.array.sdc(sdc_id)
+        return self.array.volumes(sdc_id=sdc_id)
+
+    def _selected_statistics(self, r: Request) -> dict[str, Any]:
+        props = r.body.get('properties') if isinstance(r.body, dict) else None
+        if not isinstance(props, list):
+            raise errors.bad_request('properties must be a list')
+        out = {}
+        for pool_id in self._ids(r):
+            stats = self.array.pool_statistics(pool_id)
+            missing = [p for p in props if p not in stats]
+            if missing:
+                raise errors.bad_request(
+                    f'Invalid statistics properties: {", ".join(missing)}')
+            out[pool_id] = {p: stats[p] for p in props}
+        return out
+
+    def _create_volume(self, r: Request) -> dict[str, str]:
+        b = r.body if isinstance(r.body, dict) else {}
+        try:
+            size_kb = int(b['volumeSizeInKb'])
+            pool_id = str(b['storagePoolId'])
+        except (KeyError, TypeError, ValueError):
+            raise errors.bad_request(
+                'volumeSizeInKb and storagePoolId are required')
+        vol_id = self.array.create_volume(
+            name=b.get('name') or '', size_kb=size_kb, pool_id=pool_id,
+            domain_id=b.get('protectionDomainId'),
+            volume_type=b.get('volumeType') or 'ThinProvisioned',
+            compression=b.get('compressionMethod'))
+        return {'id': vol_id}
+
+    def _snapshot_volumes(self, r: Request) -> dict[str, Any]:
+        if r.groups and r.groups[0] != self.array.system()['id']:
+            raise errors.PowerFlexError('Could not find the System', 0)
+        defs = r.body.get('snapshotDefs') if isinstance(r.body, dict) \
+            else None
+        if not isinstance(defs, list) or not all(
+                isinstance(d, dict) and d.get('volumeId') for d in defs):
+            raise errors.bad_request('snapshotDefs must list volumeIds')
+        return self.array.snapshot_volumes(defs)
+
+    def _volume_action(self, r: Request) -> Any:
+        vol_id, action = r.groups
+        b = r.body if isinstance(r.body, dict) else {}
+        a = self.array
+        if action == 'setVolumeSize':
+            try:
+                size_gb = int(b['sizeInGB'])
+            except (KeyError, TypeError, ValueError):
+                raise errors.bad_request('sizeInGB is required')
+            a.set_volume_size(vol_id, size_gb)
+        elif action == 'setVolumeName':
+            a.set_volume_name(vol_id, str(b.get('newName') or ''))
+        elif action == 'removeVolume':
+            a.remove_volume(vol_id, str(b.get('removeMode') or 'ONLY_ME'))
+        elif action == 'addMappedSdc':
+            if not b.get('sdcId'):
+                raise errors.bad_request('sdcId is required')
+            a.add_mapped_sdc(vol_id, str(b['sdcId']),
+                             _truthy(b.get('allowMultipleMappings', False)),
+                             str(b.get('accessMode') or 'ReadWrite'))
+        elif action == 'removeMappedSdc':
+            if 'allSdcs' in b:
+                a.remove_mapped_sdc(vol_id, all_sdcs=True)
+            elif b.get('sdcId'):
+                a.remove_mapped_sdc(vol_id, str(b['sdcId']))
+            else:
+                raise errors.bad_request('sdcId or allSdcs is required')
+            return {}
+        elif action == 'setMappedSdcLimits':
+            if not b.get('sdcId'):
+                raise errors.bad_request('sdcId is required')
+            bw = b.get('bandwidthLimitInKbps')
+            iops = b.get('iopsLimit')
+            a.set_mapped_sdc_limits(
+                vol_id, str(b['sdcId']),
+                None if bw is None else int(bw),
+                None if iops is None else int(iops))
+        elif action == 'overwriteVolumeContent':
+            if not b.get('srcVolumeId'):
+                raise errors.bad_request('srcVolumeId is required')
+            a.overwrite_volume_content(vol_id, str(b['srcVolumeId']))
+        else:
+            a.volume(vol_id)
+            raise errors.not_supported(f'Volume action {action}')
+        return {}

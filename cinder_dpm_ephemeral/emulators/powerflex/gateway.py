@@ -1,0 +1,311 @@
+"""The PowerFlex REST gateway emulator over real HTTPS.
+
+``PowerFlexGateway(state_dir).start()`` serves the gateway's REST API on
+``https://127.0.0.1:<port>/api`` with a self-signed certificate (subject
+and SANs ``127.0.0.1`` and ``localhost``) generated at first start into
+``<state_dir>/powerflex-gateway.crt`` / ``.key`` and reused afterwards.
+Clients verify the server with that file as their CA bundle, as Cinder's
+PowerFlex driver does with ``driver_ssl_cert_verify = True`` and
+``driver_ssl_cert_path = <cert>``.
+
+Nothing here logs a password, a token or an ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cinder_dpm_ephemeral.emulators.powerflex import api, errors, state
+
+LOG = logging.getLogger(__name__)
+
+CERT_FILE = 'powerflex-gateway.crt'
+KEY_FILE = 'powerflex-gateway.key'
+MAX_BODY = 16 * 1024 * 1024
+
+
+def ensure_certificate(state_dir: str | os.PathLike[str]
+                       ) -> tuple[str, str]:
+    """Create the gateway's self-signed certificate once; return paths."""
+    d = Path(state_dir)
+    cert_path, key_path = d / CERT_FILE, d / KEY_FILE
+    if cert_path.exists() and key_path.exists():
+        return str(cert_path), str(key_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1'),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                           'PowerFlex gateway emulator'),
+    ])
+    now = datetime.datetime.now(datetime.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address('127.0.0.1')),
+            x509.DNSName('localhost'),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                       critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=False,
+            content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_tmp = key_path.with_name(key_path.name + '.tmp')
+    fd = os.open(key_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    cert_tmp = cert_path.with_name(cert_path.name + '.tmp')
+    cert_tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(key_tmp, key_path)
+    os.replace(cert_tmp, cert_path)
+    return str(cert_path), str(key_path)
+
+
+def _basic_auth(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith('basic '):
+        return None
+    try:
+        raw = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, secret = raw.partition(':')
+    return (user, secret) if sep else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = 'HTTP/1.1'
+    server_version = 'PowerFlexGatewayEmulator'
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get('Content-Length') or 0)
+        if length < 0 or length > MAX_BODY:
+            self._reply(400, errors.bad_request('Bad length').body())
+            return
+        body = self.rfile.read(length) if length else b''
+        auth = _basic_auth(self.headers.get('Authorization'))
+        try:
+            status, result = self.server.api.handle(method, self.path, auth,
+                                                    body)
+        except Exception:
+            LOG.exception('PowerFlex gateway emulator: %s %s failed',
+                          method, self.path)
+            status, result = 500, errors.PowerFlexError(
+                'Internal gateway error', 0, 500).body()
+        self._reply(status, result)
+
+    def _reply(self, status: int, result: Any) -> None:
+        data = json.dumps(result).encode()
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json;charset=UTF-8')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._serve('GET')
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve('POST')
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve('PUT')
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve('DELETE')
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # Request line and status only: never headers (they carry secrets).
+        LOG.debug('PowerFlex gateway emulator %s: ' + format,
+                  self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, listen: tuple[str, int], gw_api: api.GatewayAPI,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(listen, _Handler)
+        self.api = gw_api
+        self.context = context
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        # Handshake in the request thread, not in the accept loop.
+        return self.context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            LOG.debug('TLS handshake with %s failed: %s', client_address, exc)
+            return
+        super().finish_request(request, client_address)
+
+
+class PowerFlexGateway:
+    """An emulated PowerFlex system behind its REST gateway, over HTTPS.
+
+    :param state_dir: where the certificate, the system state
+        (``powerflex-state.json``) and the LUN bytes live; reused on restart.
+    :param listen: address to bind; port 0 picks a free port (see
+        :attr:`port` after :meth:`start`).
+    :param login: the gateway user and password.
+    :param pools: pools made at first start: ``"pd:pool"`` strings,
+        :class:`state.PoolSpec` or mappings of its fields (capacity in GiB).
+    :param sdcs: data clients: guid strings, :class:`state.SdcSpec` or
+        mappings (``guid``, ``ip``, ``name``).
+    :param version: what ``GET /api/version`` answers.
+    :param latency: seconds added to every call.
+    :param fail_rate: probability that a call (other than login) fails with
+        an injected error; ``seed`` makes the sequence repeatable.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str],
+                 listen: tuple[str, int] = ('127.0.0.1', 0),
+                 login: tuple[str, str] = ('admin', 'password'),
+                 pools: Iterable[state.PoolSpec | str | Mapping[str, Any]]
+                 = ('domain1:pool1',),
+                 sdcs: Iterable[state.SdcSpec | str | Mapping[str, Any]]
+                 = (),
+                 version: str = '3.6', latency: float = 0.0,
+                 fail_rate: float = 0.0, seed: int | None = None) -> None:
+        self.state_dir = str(state_dir)
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.listen = listen
+        self.login = login
+        self.array = state.PowerFlexArray(self.state_dir, pools=pools,
+                                          sdcs=sdcs)
+        self.api = api.GatewayAPI(self.array, login=login, version=version,
+                                  latency=latency, fail_rate=fail_rate,
+                                  seed=seed)
+        self.cert_path, self.key_path = ensure_certificate(self.state_dir)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PowerFlexGateway:
+        if self._server is not None:
+            return self
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_path, self.key_path)
+        self._server = _Server(self.listen, self.api, ctx)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={'poll_interval': 0.05},
+            name='powerflex-gateway', daemon=True)
+        self._thread.start()
+        LOG.info('PowerFlex gateway emulator on https://%s:%d/api, '
+                 'certificate %s', self.host, self.port, self.cert_path)
+        print(f'PowerFlex gateway emulator: https://{self.host}:{self.port}'
+              f'/api certificate: {self.cert_path}', flush=True)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    @property
+    def host(self) -> str:
+        return self.listen[0]
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError('the gateway is not started')
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f'https://{self.host}:{self.port}/api'
+
+    def inventory(self) -> dict[str, Any]:
+        """Everything held (volumes incl. snapshots, vTrees, mappings)."""
+        return self.array.inventory()
+
+    def inject_fault(self, action_or_path: str, count: int = 1,
+                     error_code: int = errors.INJECTED,
+                     message: str | None = None, http_status: int = 500,
+                     details: list[dict[str, Any]] | None = None) -> None:
+        """Make the next ``count`` calls of an action or path fail."""
+        self.api.inject_fault(action_or_path, count, error_code, message,
+                              http_status, details)
+
+    def clear_faults(self) -> None:
+        self.api.clear_faults()
+
+    @property
+    def latency(self) -> float:
+        return self.api.latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self.api.latency = value
+
+    @property
+    def fail_rate(self) -> float:
+        return self.api.fail_rate
+
+    @fail_rate.setter
+    def fail_rate(self, value: float) -> None:
+        self.api.fail_rate = value
+
+    def cinder_options(self, pools: Iterable[str] | None = None
+                       ) -> dict[str, Any]:
+        """cinder.conf backend options for the in-tree PowerFlex driver."""
+        if pools is None:
+            pools = [f'{p["domain"]}:{p["name"]}'
+                     for p in self.inventory()['pools']]
+        return {
+            'volume_driver': 'cinder.volume.drivers.dell_emc.powerflex.'
+                             'driver.PowerFlexDriver',
+            'san_ip': self.host,
+            'powerflex_rest_server_port': self.port,
+            'san_login': self.login[0],
+            'san_password': self.login[1],
+            'powerflex_storage_pools': ','.join(pools),
+            'driver_ssl_cert_verify': True,
+            'driver_ssl_cert_path': self.cert_path,
+        }
