@@ -20,6 +20,7 @@ import os
 import shlex
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ LOG = logging.getLogger(__name__)
 Handler = Callable[[list[str]], tuple[str, str, int]]
 
 HOST_KEY_FILE = 'ssh_host_rsa_key'
+CLOSE_GRACE = 5.0
 KNOWN_HOSTS_FILE = 'known_hosts'
 
 
@@ -87,6 +89,7 @@ class SSHCommandServer:
         self._listen = listen
         self._sock: socket.socket | None = None
         self._transports: set[paramiko.Transport] = set()
+        self._channels: set[paramiko.Channel] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.host_key = load_or_create_host_key(self.state_dir)
@@ -149,12 +152,19 @@ class SSHCommandServer:
             transport.start_server(server=_Session(self))
             # Keep accepting channels for as long as the connection lives.
             while transport.is_active() and not self._stopping.is_set():
-                transport.accept(timeout=1)
+                chan = transport.accept(timeout=1)
+                if chan is not None:
+                    # Hold a reference: paramiko closes a channel object
+                    # that is garbage collected, before its exec arrives.
+                    with self._lock:
+                        self._channels.add(chan)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             LOG.debug('SSH connection ended: %s', exc)
         finally:
             with self._lock:
                 self._transports.discard(transport)
+                self._channels = {c for c in self._channels
+                                  if c.get_transport() is not transport}
             transport.close()
 
     def run_command(self, channel: paramiko.Channel, command: bytes) -> None:
@@ -163,19 +173,32 @@ class SSHCommandServer:
             try:
                 argv = shlex.split(text)
             except ValueError as exc:
-                out, err, status = '', f'CMMVC6051E Unsupported command: {exc}\n', 1
+                out, err, status = '', f'invalid command line: {exc}\n', 1
             else:
                 try:
                     out, err, status = self.handler(argv)
                 except Exception:  # never leave a client hanging
                     LOG.exception('SSH command handler failed: %s', text)
-                    out, err, status = '', 'CMMVC5765E internal error\n', 1
+                    out, err, status = '', 'internal error\n', 1
             if out:
                 channel.sendall(out.encode())
             if err:
                 channel.sendall_stderr(err.encode())
             channel.send_exit_status(status)
+            channel.shutdown_write()
+            # The exec request's reply is sent by the transport thread after
+            # check_channel_exec_request returned; closing before it would
+            # make the client see "Channel closed". Clients signal they are
+            # done (OpenSSH and paramiko close stdin, i.e. send EOF) long
+            # after they received that reply, so wait for that, bounded.
+            deadline = time.monotonic() + CLOSE_GRACE
+            while (not (channel.eof_received or channel.closed) and
+                   time.monotonic() < deadline and
+                   not self._stopping.is_set()):
+                time.sleep(0.005)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             LOG.debug('SSH channel ended early: %s', exc)
         finally:
             channel.close()
+            with self._lock:
+                self._channels.discard(channel)
