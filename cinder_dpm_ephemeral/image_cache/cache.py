@@ -91,6 +91,27 @@ class CloneBackend(Protocol):
         """Whether ``error`` says ``golden`` cannot take another clone."""
 
 
+def write_image_through_attach(driver: Any, context: Any, golden: Any,
+                               image_file: str, image_format: str) -> None:
+    """Convert an image file onto a volume, attached the driver's own way.
+
+    The driver's ``_attach_volume`` decides how (os-brick over the array's
+    protocol, or the emulator's LUN file); ``qemu-img convert`` streams.
+    """
+    properties = volume_utils.brick_get_connector_properties(
+        driver.configuration.use_multipath_for_image_xfer,
+        driver.configuration.enforce_multipath_for_image_xfer)
+    attach_info, golden = driver._attach_volume(context, golden, properties)
+    try:
+        image_utils.convert_image(
+            image_file, attach_info['device']['path'], 'raw',
+            src_format=image_format, run_as_root=False,
+            image_id=golden.metadata.get(MD_IMAGE))
+    finally:
+        driver._detach_volume(context, attach_info, golden, properties,
+                              force=True)
+
+
 def image_version(image_meta: dict[str, Any]) -> str:
     """A short digest that changes whenever the image's bytes change."""
     parts = [str(image_meta.get(k) or '') for k in

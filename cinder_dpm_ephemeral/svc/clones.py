@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cinder.image import image_utils
 from cinder.volume import volume_utils
 from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import cache
 
 LOG = logging.getLogger(__name__)
 
@@ -43,19 +44,8 @@ class SVCClones:
 
     def write_image(self, context: Any, golden: Any, image_file: str,
                     image_format: str) -> None:
-        d = self.driver
-        properties = volume_utils.brick_get_connector_properties(
-            d.configuration.use_multipath_for_image_xfer,
-            d.configuration.enforce_multipath_for_image_xfer)
-        attach_info, golden = d._attach_volume(context, golden, properties)
-        try:
-            image_utils.convert_image(
-                image_file, attach_info['device']['path'], 'raw',
-                src_format=image_format, run_as_root=False,
-                image_id=golden.metadata.get('image_id'))
-        finally:
-            d._detach_volume(context, attach_info, golden, properties,
-                             force=True)
+        cache.write_image_through_attach(self.driver, context, golden,
+                                         image_file, image_format)
 
     def thin_clone(self, golden: Any, volume: Any) -> dict | None:
         d = self.driver

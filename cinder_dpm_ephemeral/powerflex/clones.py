@@ -1,0 +1,88 @@
+"""PowerFlex snapshots as the golden image cache's clone interface.
+
+A clone is a snapshot of the golden volume in the golden's vTree: no data
+moves, the array only records which blocks are shared. A vTree holds at
+most 126 snapshots; past that the array refuses (error 182) and the cache
+makes another golden volume.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cinder import exception
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import cache
+
+LOG = logging.getLogger(__name__)
+
+GiB = 1024 ** 3
+GRANULARITY_GB = 8
+VTREE_SNAPSHOT_LIMIT = 126
+ERR_TOO_MANY_SNAPS = 182
+
+
+class PowerFlexClones:
+    """:class:`cinder_dpm_ephemeral.image_cache.cache.CloneBackend`."""
+
+    max_clones_per_golden = VTREE_SNAPSHOT_LIMIT
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def _granular(self) -> bool:
+        return not self.driver._get_client().check_powerflex_ec_version()
+
+    def golden_size_gb(self, virtual_size: int) -> int:
+        gb = max(1, math.ceil(virtual_size / GiB))
+        if self._granular():
+            gb = math.ceil(gb / GRANULARITY_GB) * GRANULARITY_GB
+        return gb
+
+    def create_golden_lun(self, golden: Any) -> dict | None:
+        return self.driver.create_volume(golden)
+
+    def write_image(self, context: Any, golden: Any, image_file: str,
+                    image_format: str) -> None:
+        cache.write_image_through_attach(self.driver, context, golden,
+                                         image_file, image_format)
+
+    def thin_clone(self, golden: Any, volume: Any) -> dict | None:
+        if (self._granular() and volume.size % GRANULARITY_GB and
+                not self.driver.configuration.safe_get(
+                    'powerflex_round_volume_capacity')):
+            lower = volume.size - volume.size % GRANULARITY_GB
+            raise exception.InvalidInput(reason=(
+                f'PowerFlex allocates volumes in {GRANULARITY_GB} GiB units '
+                f'and powerflex_round_volume_capacity is False: a '
+                f'{volume.size} GiB volume cannot be created; request '
+                f'{lower + GRANULARITY_GB} GiB'
+                + (f' or {lower} GiB' if lower else '') +
+                ' (any multiple of 8)'))
+        # A snapshot in the golden's vTree, extended (rounded up to the
+        # allocation unit) when the volume is larger; the model update
+        # records the size the array really gave.
+        return self.driver._create_volume_from_source(volume, golden)
+
+    def dependents(self, golden: Any) -> int:
+        client = self.driver._get_client()
+        try:
+            info = client.query_volume(golden.provider_id)
+        except exception.VolumeBackendAPIException:
+            return 0
+        stats = client.query_vtree_statistics(info['vtreeId'])
+        return max(0, int(stats.get('numOfVolumes', 1)) - 1)
+
+    def delete_golden_lun(self, golden: Any) -> None:
+        if golden.provider_id:
+            self.driver.delete_volume(golden)
+
+    def is_clone_limit(self, error: Exception) -> bool:
+        if isinstance(error, exception.SnapshotLimitReached):
+            return True
+        text = str(error)
+        return ('Too many snapshots' in text or
+                f'"rc": {ERR_TOO_MANY_SNAPS}' in text or
+                f"'rc': {ERR_TOO_MANY_SNAPS}" in text)
