@@ -59,3 +59,53 @@ class SVCBackend:
         # Host keys are verified: the emulator's key is the only one known.
         return {'ssh_hosts_key_file': self.emulator.known_hosts_path,
                 'strict_ssh_host_key_policy': True}
+
+
+POWERFLEX_DRIVER = ('cinder_dpm_ephemeral.powerflex.driver.'
+                    'PowerFlexEphemeralDriver')
+POWERFLEX_INTREE_DRIVER = ('cinder.volume.drivers.dell_emc.powerflex.driver.'
+                           'PowerFlexDriver')
+
+
+class PowerFlexBackend:
+    """A PowerFlex gateway emulator on 127.0.0.1 and its cinder.conf."""
+
+    def __init__(self, work_dir: str, driver: str = POWERFLEX_DRIVER,
+                 domain: str = 'domain1', pool: str = 'pool1',
+                 capacity_gb: int = 100 * 1024,
+                 sdcs: tuple[str, ...] = (),
+                 emulate_data_path: bool = True, **gw_kwargs: Any) -> None:
+        from cinder_dpm_ephemeral.emulators.powerflex import gateway
+        from cinder_dpm_ephemeral.emulators.powerflex import state
+        self.state_dir = os.path.join(work_dir, 'powerflex')
+        self.driver = driver
+        self.domain, self.pool = domain, pool
+        self.emulate_data_path = emulate_data_path
+        self.login = ('admin', secrets.token_urlsafe(12))
+        self.emulator = gateway.PowerFlexGateway(
+            self.state_dir, login=self.login,
+            pools=[state.PoolSpec(domain, pool, capacity_gb=capacity_gb)],
+            sdcs=list(sdcs), **gw_kwargs)
+
+    def start(self) -> PowerFlexBackend:
+        self.emulator.start()
+        return self
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    @property
+    def luns(self) -> lunstore.LunStore:
+        return lunstore.LunStore(self.state_dir)
+
+    def backend_options(self, name: str = 'powerflex') -> dict[str, Any]:
+        opts = dict(self.emulator.cinder_options(
+            [f'{self.domain}:{self.pool}']))
+        opts['volume_driver'] = self.driver
+        opts['volume_backend_name'] = name
+        if self.emulate_data_path:
+            opts['dpm_ephemeral_emulator_state_dir'] = self.state_dir
+        return opts
+
+    def default_options(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,260 @@
+"""The golden image cache through real Cinder, on both emulated arrays.
+
+Every test asserts on the array emulator's own state (vdisks, FlashCopy
+maps, vTree snapshots, bytes copied), not only on Cinder's database.
+"""
+
+import uuid
+
+from cinder import context as cinder_context
+
+from cinder_dpm_ephemeral.testing import backends
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+INTERNAL_PROJECT = uuid.uuid4().hex
+INTERNAL_USER = uuid.uuid4().hex
+
+
+class _CacheTests:
+    """Scenarios shared by both arrays; subclasses describe the array."""
+
+    VOLUME_GB = 1
+    STORM = 8
+    EXTRA_BACKEND_OPTIONS: dict = {}
+
+    # -- array views (subclasses) ------------------------------------------------
+    def array_volume_count(self):
+        raise NotImplementedError
+
+    def clone_links(self):
+        """Array objects sharing data with a golden (maps / snapshots)."""
+        raise NotImplementedError
+
+    def array_bytes_copied(self):
+        raise NotImplementedError
+
+    def lun_of(self, volume_id):
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------------------
+    def default_options(self):
+        opts = dict(self.backend.default_options())
+        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
+                     'cinder_internal_tenant_user_id': INTERNAL_USER})
+        return opts
+
+    def backend_options(self):
+        opts = self.backend.backend_options(self.BACKEND)
+        opts.update(self.EXTRA_BACKEND_OPTIONS)
+        return opts
+
+    def goldens(self, image_id=None):
+        ictx = cinder_context.get_internal_tenant_context()
+        return self.driver.image_cache.goldens(ictx, None, image_id)
+
+    def _image(self, mib=16, seed=1, fmt='qcow2', name='img'):
+        image = images.make_image(self.work_dir, mib * MiB, fmt, seed=seed,
+                                  name=name)
+        return image, self.add_image(image)
+
+    def _create(self, image_id, n=1, size=None):
+        vols = [self.create_volume(size or self.VOLUME_GB, image_id=image_id)
+                for _ in range(n)]
+        done = [self.wait_for_volume(v['id'], timeout=300) for v in vols]
+        for v in done:
+            self.assertEqual('available', v['status'], v)
+        return done
+
+    def _assert_content(self, volume_id, image):
+        self.assertEqual(image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(volume_id),
+                                                  image.virtual_size))
+
+    # -- scenarios ---------------------------------------------------------------
+    def test_storm_downloads_once_and_clones_thin(self):
+        image, meta = self._image(mib=24, seed=3)
+        vols = self._create(meta['id'], n=self.STORM)
+
+        self.assertEqual(1, self.images.downloads[meta['id']])
+        self.assertEqual(image.file_size, self.images.bytes_served[meta['id']])
+        goldens = self.goldens(meta['id'])
+        self.assertEqual(1, len(goldens))
+        self.assertEqual('available', goldens[0].status)
+        self.assertEqual(INTERNAL_PROJECT, goldens[0].project_id)
+        # One golden + one clone per volume on the array, all thin links.
+        self.assertEqual(self.STORM + 1, self.array_volume_count())
+        self.assertEqual(self.STORM, self.clone_links())
+        self.assertEqual(0, self.array_bytes_copied())
+        for v in vols:
+            self.assertEqual('true', v['bootable'])
+            self._assert_content(v['id'], image)
+
+        # Deleting the clones leaves only the golden; no copy happens.
+        for v in vols:
+            self.delete_volume(v['id'])
+        self.assertEqual(1, self.array_volume_count())
+        self.assertEqual(0, self.clone_links())
+        self.assertEqual(0, self.array_bytes_copied())
+
+    def test_clone_limit_makes_another_golden(self):
+        image, meta = self._image(mib=8, seed=4)
+        n = self.CLONE_LIMIT * 2 + 1
+        vols = self._create(meta['id'], n=n)
+        goldens = self.goldens(meta['id'])
+        self.assertEqual(3, len(goldens), [g.metadata for g in goldens])
+        self.assertEqual(n, self.clone_links())
+        for v in vols[:: self.CLONE_LIMIT]:
+            self._assert_content(v['id'], image)
+        for v in vols:
+            self.delete_volume(v['id'])
+        self.assertEqual(0, self.clone_links())
+
+    def test_image_too_big_refused_before_any_lun(self):
+        # 2 GiB virtual, a few MiB of file: passes Cinder's API size check.
+        image, meta = self._image(mib=2048, seed=5, name='big')
+        self.assertLess(image.file_size, GiB)
+        vol = self.create_volume(1, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertEqual({}, self.backend.luns.list())
+        self.delete_volume(vol['id'])
+
+    def test_changed_image_gets_new_golden_and_old_one_is_collected(self):
+        image, meta = self._image(mib=8, seed=6)
+        first = self._create(meta['id'])[0]
+        old_golden = self.goldens(meta['id'])[0]
+
+        # The operator replaces the image's bytes in Glance.
+        new = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=60,
+                                name='img-v2')
+        self.images.replace(meta['id'], new.path)
+        second = self._create(meta['id'])[0]
+        self._assert_content(second['id'], new)
+        self._assert_content(first['id'], image)
+        goldens = {g.id: g for g in self.goldens(meta['id'])}
+        self.assertEqual(2, len(goldens))
+
+        # The old golden still has a clone: kept, never used again.
+        gc = self.driver.image_cache.collect_garbage(self.images.service())
+        self.assertEqual([], gc)
+        self.delete_volume(first['id'])
+        gc = self.driver.image_cache.collect_garbage(self.images.service())
+        self.assertEqual([old_golden.id], gc)
+        self.assertEqual(2, self.array_volume_count())  # new golden + clone
+        self.assertEqual(1, len(self.goldens(meta['id'])))
+
+    def test_deleted_image_golden_removed_when_unused(self):
+        _image, meta = self._image(mib=8, seed=7)
+        vol = self._create(meta['id'])[0]
+        self.images.remove(meta['id'])
+        self.assertEqual(
+            [], self.driver.image_cache.collect_garbage(self.images.service()))
+        self.delete_volume(vol['id'])
+        self.assertEqual(
+            1, len(self.driver.image_cache.collect_garbage(
+                self.images.service())))
+        self.assertEqual(0, self.array_volume_count())
+
+    def test_lru_eviction_spares_goldens_with_clones(self):
+        self.flags(dpm_ephemeral_image_cache_max_count=1, group=self.BACKEND)
+        img_a, meta_a = self._image(mib=8, seed=8, name='a')
+        vol_a = self._create(meta_a['id'])[0]
+        _img_b, meta_b = self._image(mib=8, seed=9, name='b')
+        vol_b = self._create(meta_b['id'])[0]
+        self.delete_volume(vol_b['id'])
+        # Two goldens, limit one: A is the least recently used, but a clone
+        # depends on it, so it is kept (and no longer cloned); B is then
+        # within the limit.
+        removed = self.driver.image_cache.collect_garbage(
+            self.images.service())
+        self.assertEqual([], removed)
+        self.assertEqual(2, len(self.goldens()))
+        self._assert_content(vol_a['id'], img_a)
+        self.delete_volume(vol_a['id'])
+        removed = self.driver.image_cache.collect_garbage(
+            self.images.service())
+        self.assertEqual(1, len(removed))
+        left = self.goldens()
+        self.assertEqual(1, len(left))
+        self.assertEqual(meta_b['id'], left[0].metadata['image_id'])
+        self.assertEqual(1, self.array_volume_count())
+
+    def test_golden_delete_refused_while_cloned(self):
+        _image, meta = self._image(mib=8, seed=10)
+        vol = self._create(meta['id'])[0]
+        golden = self.goldens(meta['id'])[0]
+        self.assertRaises(Exception,  # VolumeIsBusy
+                          self.driver.image_cache.check_deletable, golden)
+        self.assertEqual(2, self.array_volume_count())
+        self.delete_volume(vol['id'])
+        self.driver.image_cache.check_deletable(golden)
+
+
+class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
+    BACKEND = 'svc'
+    CLONE_LIMIT = 3
+
+    def start_backends(self):
+        self.backend = backends.SVCBackend(
+            self.work_dir, fcmap_source_limit=self.CLONE_LIMIT).start()
+        self.addCleanup(self.backend.stop)
+
+    def _inv(self):
+        return self.backend.emulator.inventory()
+
+    def array_volume_count(self):
+        return len(self._inv()['vdisks'])
+
+    def clone_links(self):
+        maps = self._inv()['fcmaps']
+        for m in maps:
+            self.assertEqual('0', str(m['copy_rate']), m)
+        return len(maps)
+
+    def array_bytes_copied(self):
+        return self.backend.luns.counters().get('svc_background_copy_bytes',
+                                                0)
+
+    def lun_of(self, volume_id):
+        for v in self._inv()['vdisks']:
+            if v['name'] == f'volume-{volume_id}':
+                return v['vdisk_UID']
+        self.fail(f'no vdisk for volume {volume_id}')
+
+
+class PowerFlexImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
+    BACKEND = 'powerflex'
+    VOLUME_GB = 8
+    CLONE_LIMIT = 3
+
+    def start_backends(self):
+        self.backend = backends.PowerFlexBackend(
+            self.work_dir, vtree_snapshot_limit=self.CLONE_LIMIT).start()
+        self.addCleanup(self.backend.stop)
+
+    def _inv(self):
+        return self.backend.emulator.inventory()
+
+    def array_volume_count(self):
+        return len(self._inv()['volumes'])
+
+    def clone_links(self):
+        return len([v for v in self._inv()['volumes'] if v['ancestor_id']])
+
+    def array_bytes_copied(self):
+        return 0 if not self._inv()['lun_counters'].get(
+            'array_copied_bytes') else self._inv()['lun_counters'][
+            'array_copied_bytes']
+
+    def lun_of(self, volume_id):
+        from cinder import objects
+        vol = objects.Volume.get_by_id(cinder_context.get_admin_context(),
+                                       volume_id)
+        return vol.provider_id
+
