@@ -196,6 +196,7 @@ class PowerFlexGateway:
     :param latency: seconds added to every call.
     :param fail_rate: probability that a call (other than login) fails with
         an injected error; ``seed`` makes the sequence repeatable.
+    :param announce: print the URL and the certificate path at start.
     """
 
     def __init__(self, state_dir: str | os.PathLike[str],
@@ -206,7 +207,9 @@ class PowerFlexGateway:
                  sdcs: Iterable[state.SdcSpec | str | Mapping[str, Any]]
                  = (),
                  version: str = '3.6', latency: float = 0.0,
-                 fail_rate: float = 0.0, seed: int | None = None) -> None:
+                 fail_rate: float = 0.0, seed: int | None = None,
+                 announce: bool = True) -> None:
+        self.announce = announce
         self.state_dir = str(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
         self.listen = listen
@@ -233,8 +236,10 @@ class PowerFlexGateway:
         self._thread.start()
         LOG.info('PowerFlex gateway emulator on https://%s:%d/api, '
                  'certificate %s', self.host, self.port, self.cert_path)
-        print(f'PowerFlex gateway emulator: https://{self.host}:{self.port}'
-              f'/api certificate: {self.cert_path}', flush=True)
+        if self.announce:
+                print(f'PowerFlex gateway emulator: https://{self.host}:'
+                  f'{self.port}/api certificate: {self.cert_path}',
+                  flush=True)
         return self
 
     def stop(self) -> None:
