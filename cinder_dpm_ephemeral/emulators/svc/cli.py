@@ -1,0 +1,334 @@
+"""The Storwize/SVC CLI command layer of the SVC emulator.
+
+:class:`SVCArray` executes one CLI command line (``svcinfo lsvdisk ...``,
+``svctask mkvdisk ...`` or the bare verb) against a stateful emulated
+system and answers ``(stdout, stderr, exit_status)`` the way the real CLI
+does, as Cinder's in-tree Storwize driver parses it (``CLIResponse``):
+
+* concise views: a header row then one row per object, columns joined by
+  ``-delim`` (or aligned with spaces), ``-nohdr`` drops the header,
+  ``-filtervalue attr=value[:attr=value]`` selects rows (``*`` wildcard);
+* detailed views (``lsvdisk <vdisk>``, ``lshost <host>``, ``lssystem`` ...):
+  ``attribute<delim>value`` lines, sections separated by a blank line;
+* capacities in bytes with ``-bytes``, else like ``10.00GB``;
+* ``mk*`` verbs print ``<Object>, id [N], successfully created``;
+* failures print ``CMMVCnnnnE <text>`` on stderr, exit status 1.
+
+The system reports code level 8.5.0.10: with it the in-tree driver finds
+host ports with ``lstargetportfc`` + ``lsfcportsetmember`` (portset64),
+deletes volumes with ``rmvdisk -removehostmappings`` and extends volumes
+that have FlashCopy mappings.
+
+Quotes: the driver wraps names in double quotes, which a real SVC's shell
+strips; one level of matching surrounding quotes is stripped here too, so
+callers may pass argv as ``shlex.split`` gives it or the driver's list.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from cinder_dpm_ephemeral.emulators.lunstore import LunStore
+from cinder_dpm_ephemeral.emulators.svc import fcmap, host, system, vdisk
+from cinder_dpm_ephemeral.emulators.svc.common import (
+    E_INVALID_FILTER, E_UNSTABLE, E_UNSUPPORTED, E_UNSUPPORTED_PARAM, Args,
+    CLIError, Ctx, Detail, Result, Table)
+from cinder_dpm_ephemeral.emulators.svc.state import (
+    DEFAULT_CODE_LEVEL, SVCState)
+
+Handler = Callable[[Ctx, Args], Result]
+
+_LS = 'bytes delim filtervalue nohdr'
+# verb: (handler, options taking a value, flag options)
+_VERBS: dict[str, tuple[Handler, str, str]] = {
+    # system
+    'lssystem': (system.lssystem, 'delim', 'bytes nohdr'),
+    'lsnode': (system.lsnode, 'delim filtervalue', 'nohdr'),
+    'lsnodecanister': (system.lsnode, 'delim filtervalue', 'nohdr'),
+    'lsportfc': (system.lsportfc, 'delim filtervalue', 'nohdr'),
+    'lstargetportfc': (system.lstargetportfc, 'delim filtervalue', 'nohdr'),
+    'lsfcportsetmember': (system.lsfcportsetmember, 'delim filtervalue',
+                          'nohdr'),
+    'lsportip': (system.lsportip, 'delim filtervalue', 'nohdr'),
+    'lsip': (system.lsip, 'delim filtervalue', 'nohdr'),
+    'lsiogrp': (system.lsiogrp, 'delim filtervalue', 'nohdr bytes'),
+    'lsmdiskgrp': (system.lsmdiskgrp, 'delim filtervalue', 'nohdr bytes'),
+    'lslicense': (system.lslicense, 'delim', 'nohdr'),
+    'lsguicapabilities': (system.lsguicapabilities, 'delim', 'nohdr'),
+    'lscloudcallhome': (system.lscloudcallhome, 'delim', 'nohdr'),
+    'registerplugin': (system.no_output,
+                       'name version uniquekey metadata', ''),
+    'lsiscsiauth': (system.lsiscsiauth, 'delim filtervalue', 'nohdr'),
+    'lsthrottle': (system.lsthrottle, 'delim filtervalue', 'nohdr bytes'),
+    # vdisks
+    'mkvdisk': (vdisk.mkvdisk,
+                'name mdiskgrp iogrp size unit rsize warning grainsize '
+                'easytier copies udid vtype cache accessiogrp node',
+                'autoexpand compressed nofmtdisk'),
+    'rmvdisk': (vdisk.rmvdisk, '', 'force removehostmappings'),
+    'expandvdisksize': (vdisk.expandvdisksize, 'size unit rsize copy',
+                        'fmtdisk'),
+    'chvdisk': (vdisk.chvdisk,
+                'name warning easytier udid autoexpand rate unitmb cache',
+                ''),
+    'lsvdisk': (vdisk.lsvdisk, 'delim filtervalue', 'nohdr bytes'),
+    'lsvdiskcopy': (vdisk.lsvdiskcopy, 'delim filtervalue copy',
+                    'nohdr bytes'),
+    # hosts and mappings
+    'mkhost': (host.mkhost,
+               'name fcwwpn hbawwpn iscsiname nqn type site portset iogrp '
+               'protocol', 'force'),
+    'addhostport': (host.addhostport, 'fcwwpn hbawwpn iscsiname', 'force'),
+    'rmhostport': (host.rmhostport, 'fcwwpn hbawwpn iscsiname', 'force'),
+    'chhost': (host.chhost, 'name site type chapsecret', 'nosite'),
+    'rmhost': (host.rmhost, '', 'force'),
+    'addhostiogrp': (host.addhostiogrp, 'iogrp', 'iogrpall'),
+    'lshost': (host.lshost, 'delim filtervalue', 'nohdr'),
+    'lsfabric': (host.lsfabric, 'delim filtervalue host wwpn node port',
+                 'nohdr'),
+    'mkvdiskhostmap': (host.mkvdiskhostmap, 'host scsi iogrp', 'force'),
+    'rmvdiskhostmap': (host.rmvdiskhostmap, 'host', ''),
+    'lsvdiskhostmap': (host.lsvdiskhostmap, 'delim filtervalue', 'nohdr'),
+    'lshostvdiskmap': (host.lshostvdiskmap, 'delim filtervalue', 'nohdr'),
+    # FlashCopy
+    'mkfcmap': (fcmap.mkfcmap,
+                'source target name consistgrp copyrate cleanrate '
+                'grainsize iogrp', 'autodelete incremental keeptarget'),
+    'prestartfcmap': (fcmap.prestartfcmap, '', 'restore'),
+    'startfcmap': (fcmap.startfcmap, '', 'prep restore'),
+    'stopfcmap': (fcmap.stopfcmap, '', 'force split'),
+    'rmfcmap': (fcmap.rmfcmap, '', 'force'),
+    'chfcmap': (fcmap.chfcmap,
+                'name copyrate cleanrate autodelete consistgrp',
+                'noconsistgrp force'),
+    'lsfcmap': (fcmap.lsfcmap, 'delim filtervalue', 'nohdr'),
+    'lsvdiskfcmappings': (fcmap.lsvdiskfcmappings, 'delim', 'nohdr'),
+    'mkfcconsistgrp': (fcmap.mkfcconsistgrp, 'name', 'autodelete'),
+    'prestartfcconsistgrp': (fcmap.prestartfcconsistgrp, '', 'restore'),
+    'startfcconsistgrp': (fcmap.startfcconsistgrp, '', 'prep restore'),
+    'stopfcconsistgrp': (fcmap.stopfcconsistgrp, '', 'force split'),
+    'rmfcconsistgrp': (fcmap.rmfcconsistgrp, '', 'force'),
+    'lsfcconsistgrp': (fcmap.lsfcconsistgrp, 'delim filtervalue', 'nohdr'),
+}
+
+
+def _unquote(arg: str) -> str:
+    if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in '"\'':
+        return arg[1:-1]
+    return arg
+
+
+def parse(argv: list[str]) -> tuple[Handler, Args]:
+    """argv (with or without ``svcinfo``/``svctask``) to handler and args."""
+    words = [_unquote(a) for a in argv]
+    if words and words[0] in ('svcinfo', 'svctask'):
+        words = words[1:]
+    if not words or words[0] not in _VERBS:
+        raise CLIError(E_UNSUPPORTED)
+    verb = words[0]
+    handler, valued, flags = _VERBS[verb]
+    valued_set, flag_set = set(valued.split()), set(flags.split())
+    opts: dict[str, str | bool] = {}
+    obj = None
+    i = 1
+    while i < len(words):
+        w = words[i]
+        if w.startswith('-') and len(w) > 1 and not w[1:].isdigit():
+            name = w[1:]
+            if name in flag_set:
+                opts[name] = True
+            elif name in valued_set:
+                if i + 1 >= len(words):
+                    raise CLIError(E_UNSUPPORTED_PARAM % name)
+                opts[name] = words[i + 1]
+                i += 1
+            else:
+                raise CLIError(E_UNSUPPORTED_PARAM % name)
+        elif obj is None:
+            obj = w
+        else:
+            raise CLIError(E_UNSUPPORTED_PARAM % w)
+        i += 1
+    return handler, Args(verb, opts, obj)
+
+
+def _filters(spec: str, header: list[str]) -> list[tuple[int, str]]:
+    out = []
+    for part in spec.split(':'):
+        key, sep, value = part.partition('=')
+        if not sep or key not in header:
+            raise CLIError(E_INVALID_FILTER)
+        out.append((header.index(key), _unquote(value)))
+    return out
+
+
+def render(result: Result, args: Args) -> str:
+    """A view as the CLI prints it, honouring -delim/-nohdr/-filtervalue."""
+    if isinstance(result, str):
+        return result + '\n' if result else ''
+    delim = args.get('delim')
+    nohdr = args.flag('nohdr')
+    if isinstance(result, Table):
+        rows = result.rows
+        spec = args.get('filtervalue')
+        if spec:
+            flt = _filters(spec, result.header)
+            rows = [r for r in rows
+                    if all(fnmatchcase(r[i], v) for i, v in flt)]
+        if not rows:
+            return ''      # a real SVC prints nothing, not even the header
+        lines = ([] if nohdr else [result.header]) + rows
+        if delim is not None:
+            return ''.join(delim.join(r) + '\n' for r in lines)
+        widths = [max(len(r[i]) for r in lines)
+                  for i in range(len(result.header))]
+        out = []
+        for r in lines:
+            cells = (c.ljust(w) for c, w in zip(r, widths, strict=True))
+            out.append(' '.join(cells).rstrip() + '\n')
+        return ''.join(out)
+    assert isinstance(result, Detail)
+    sep = ' ' if delim is None else delim
+    blocks = []
+    for section in result.sections:
+        blocks.append(''.join(
+            (v if nohdr else k + sep + v) + '\n' for k, v in section))
+    return '\n'.join(blocks)
+
+
+class SVCArray:
+    """An emulated Storwize/SVC system behind the CLI.
+
+    :param state_dir: where ``svc-state.json`` and the LUN store live
+    :param system_name: ``lssystem`` name; node WWNNs/WWPNs and vdisk UIDs
+        are derived from it, so they are stable across restarts
+    :param pools: ``{name: capacity_bytes}`` storage pools (mdisk groups);
+        pools missing from a saved state are added
+    :param code_level: reported ``code_level`` (default 8.5.0.10; the
+        driver's behaviour branches on it)
+    :param time_scale: background copy runs this many times faster than
+        real time (tests: e.g. 1e6)
+    :param clock: time source in seconds (default ``time.time``)
+    :param latency: seconds added to every command
+    :param fail_rate: probability (0..1) that a command fails with the
+        transient ``CMMVC5786E``, before doing anything
+    :param fabric_logins: whether host ports appear logged in to the node
+        ports (``lsfabric``, ``lshost`` port state)
+    :param seed: seed of the random source behind ``fail_rate``
+    :param sleep: how ``latency`` waits (default ``time.sleep``)
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str],
+                 system_name: str = 'svc-emulator',
+                 pools: dict[str, int] | None = None,
+                 code_level: str = DEFAULT_CODE_LEVEL,
+                 time_scale: float = 1.0,
+                 clock: Callable[[], float] = time.time,
+                 latency: float = 0.0,
+                 fail_rate: float = 0.0,
+                 fabric_logins: bool = True,
+                 seed: int | None = None,
+                 sleep: Callable[[float], Any] = time.sleep) -> None:
+        if pools is None:
+            pools = {'pool0': 1 << 40}
+        self.state_dir = str(state_dir)
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._lock = threading.RLock()
+        self.state = SVCState(self.state_dir, system_name, pools, code_level)
+        self.luns = LunStore(self.state_dir)
+        self.ctx = Ctx(state=self.state, luns=self.luns, clock=clock,
+                       time_scale=time_scale, fabric_logins=fabric_logins)
+        self.latency = latency
+        self.fail_rate = fail_rate
+        self._random = random.Random(seed)
+        self._sleep = sleep
+        self._faults: dict[str, list[Any]] = {}
+        self.commands: list[list[str]] = []
+
+    # -- the CLI -------------------------------------------------------------
+    def run(self, argv: list[str]) -> tuple[str, str, int]:
+        """Run one command; never raises. Returns (stdout, stderr, status)."""
+        if self.latency > 0:
+            self._sleep(self.latency)
+        with self._lock:
+            try:
+                return self._run(list(argv))
+            except CLIError as e:
+                return '', e.message + '\n', 1
+            except Exception as e:  # an emulator bug must not kill SSH
+                return '', 'CMMVC5786E internal error: %r\n' % (e,), 1
+            finally:
+                try:
+                    self.state.save()
+                except OSError:
+                    pass
+
+    def _run(self, argv: list[str]) -> tuple[str, str, int]:
+        self.commands.append(argv)
+        handler, args = parse(argv)
+        fault = self._faults.get(args.verb)
+        if fault and fault[0] > 0:
+            fault[0] -= 1
+            raise CLIError(fault[1])
+        if self.fail_rate > 0 and self._random.random() < self.fail_rate:
+            raise CLIError(E_UNSTABLE)
+        fcmap.tick(self.ctx)
+        result = handler(self.ctx, args)
+        return render(result, args), '', 0
+
+    # -- test hooks ----------------------------------------------------------
+    def inject_fault(self, verb: str, count: int, error: str) -> None:
+        """Fail the next ``count`` calls of ``verb`` with ``error`` (a CMMVC
+        message, e.g. ``'CMMVC5786E The action failed ...'``)."""
+        with self._lock:
+            self._faults[verb] = [count, error]
+
+    def tick(self) -> None:
+        """Advance background copies to the clock's now."""
+        with self._lock:
+            fcmap.tick(self.ctx)
+            self.state.save()
+
+    def inventory(self) -> dict[str, Any]:
+        """Everything the array holds, for leak checks in tests."""
+        with self._lock:
+            fcmap.tick(self.ctx)
+            self.state.save()
+            d = self.state.data
+            vd = {str(v['id']): v for v in d['vdisks'].values()}
+            hs = {str(h['id']): h for h in d['hosts'].values()}
+            return {
+                'vdisks': {v['name']: {'id': v['id'], 'uid': v['uid'],
+                                       'capacity': v['capacity'],
+                                       'pool': v['pool'],
+                                       'thin': v['thin']}
+                           for v in d['vdisks'].values()},
+                'hosts': {h['name']: {'id': h['id'],
+                                      'wwpns': list(h['wwpns'])}
+                          for h in d['hosts'].values()},
+                'mappings': [{'host': hs[str(m['host'])]['name'],
+                              'vdisk': vd[str(m['vdisk'])]['name'],
+                              'scsi_id': m['scsi']}
+                             for m in d['hostmaps']],
+                'fcmaps': {m['name']: {
+                    'id': m['id'],
+                    'source': vd[str(m['source'])]['name'],
+                    'target': vd[str(m['target'])]['name'],
+                    'status': m['status'], 'copy_rate': m['copyrate'],
+                    'autodelete': m['autodelete'],
+                    'progress': fcmap._progress(m)}
+                    for m in d['fcmaps'].values()},
+                'fcconsistgrps': sorted(g['name']
+                                        for g in d['fcgrps'].values()),
+                'luns': sorted(self.luns.list()),
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            self.state.save()
