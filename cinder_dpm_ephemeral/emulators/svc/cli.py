@@ -14,7 +14,7 @@ does, as Cinder's in-tree Storwize driver parses it (``CLIResponse``):
 * ``mk*`` verbs print ``<Object>, id [N], successfully created``;
 * failures print ``CMMVCnnnnE <text>`` on stderr, exit status 1.
 
-The system reports code level 8.5.0.10: with it the in-tree driver finds
+The system reports code level 8.5.0.6: with it the in-tree driver finds
 host ports with ``lstargetportfc`` + ``lsfcportsetmember`` (portset64),
 deletes volumes with ``rmvdisk -removehostmappings`` and extends volumes
 that have FlashCopy mappings.
@@ -210,7 +210,7 @@ class SVCArray:
         are derived from it, so they are stable across restarts
     :param pools: ``{name: capacity_bytes}`` storage pools (mdisk groups);
         pools missing from a saved state are added
-    :param code_level: reported ``code_level`` (default 8.5.0.10; the
+    :param code_level: reported ``code_level`` (default 8.5.0.6; the
         driver's behaviour branches on it)
     :param time_scale: background copy runs this many times faster than
         real time (tests: e.g. 1e6)

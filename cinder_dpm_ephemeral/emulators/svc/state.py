@@ -24,7 +24,7 @@ SCHEMA = 1
 # 1 GiB extents: thick vdisks consume whole extents of their pool.
 EXTENT_SIZE = 1024 * 1024 * 1024
 # Real code level reported by lssystem (see the README of cli.py).
-DEFAULT_CODE_LEVEL = '8.5.0.10 (build 157.14.2310121459000)'
+DEFAULT_CODE_LEVEL = '8.5.0.6 (build 157.12.2209281358000)'
 PORTS_PER_NODE = 2
 NODE_COUNT = 2
 
@@ -119,7 +119,8 @@ class SVCState:
         return json.dumps(self.data, sort_keys=True, indent=1)
 
     def save(self) -> None:
-        """Write the state if it changed (atomic: temp file + rename)."""
+        """Write the state if it changed (atomic: temp file + rename; no
+        fsync: it protects against process restarts, not power loss)."""
         text = self._dump()
         if text == self._saved:
             return
@@ -127,8 +128,6 @@ class SVCState:
         tmp = self.path.with_name(self.path.name + '.tmp')
         with open(tmp, 'w') as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, self.path)
         self._saved = text
 
