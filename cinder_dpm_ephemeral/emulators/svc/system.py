@@ -267,8 +267,17 @@ def lsiscsiauth(ctx: Ctx, args: Args) -> Result:
 
 
 def lsthrottle(ctx: Ctx, args: Args) -> Result:
+    """Per-vdisk throttles set with ``chvdisk -rate`` (QoS)."""
+    rows = []
+    for v in sorted(ctx.data['vdisks'].values(), key=lambda v: v['id']):
+        limits = v.get('throttle') or {}
+        if limits:
+            rows.append([str(v['id']), 'throttle%d' % v['id'], str(v['id']),
+                         v['name'], 'vdisk',
+                         str(limits.get('IOPs_limit', '')),
+                         str(limits.get('bandwidth_limit_MB', ''))])
     return Table(['throttle_id', 'throttle_name', 'object_id', 'object_name',
-                  'throttle_type', 'IOPs_limit', 'bandwidth_limit_MB'], [])
+                  'throttle_type', 'IOPs_limit', 'bandwidth_limit_MB'], rows)
 
 
 def no_output(ctx: Ctx, args: Args) -> Result:

@@ -155,6 +155,16 @@ def chvdisk(ctx: Ctx, args: Args) -> Result:
             vdisk[key] = value
     if args.get('autoexpand') is not None:
         vdisk['autoexpand'] = args.get('autoexpand') == 'on'
+    rate = args.get('rate')
+    if rate is not None:
+        if not rate.isdigit():
+            raise CLIError(E_BAD_ARGUMENT % rate)
+        key = 'bandwidth_limit_MB' if args.flag('unitmb') else 'IOPs_limit'
+        limits = vdisk.setdefault('throttle', {})
+        if int(rate):
+            limits[key] = int(rate)
+        else:
+            limits.pop(key, None)
     return ''
 
 
@@ -193,6 +203,7 @@ def _detail(ctx: Ctx, v: Obj, b: bool) -> Detail:
     pool = ctx.state.find('pools', str(v['pool']))
     pname = pool['name'] if pool else ''
     node = ctx.state.node(v['preferred_node'])
+    limits = v.get('throttle') or {}
     top = [(k, row[k]) for k in (
         'id', 'name', 'IO_group_id', 'IO_group_name', 'status',
         'mdisk_grp_id', 'mdisk_grp_name', 'capacity', 'type')]
@@ -213,8 +224,11 @@ def _detail(ctx: Ctx, v: Obj, b: bool) -> Detail:
             ('parent_mdisk_grp_name', pname), ('owner_type', 'none'),
             ('owner_id', ''), ('owner_name', ''), ('encrypt', 'no'),
             ('volume_id', str(v['id'])), ('volume_name', v['name']),
-            ('function', ''), ('throttle_id', ''), ('throttle_name', ''),
-            ('IOPs_limit', ''), ('bandwidth_limit_MB', ''),
+            ('function', ''),
+            ('throttle_id', str(v['id']) if limits else ''),
+            ('throttle_name', 'throttle%d' % v['id'] if limits else ''),
+            ('IOPs_limit', str(limits.get('IOPs_limit', ''))),
+            ('bandwidth_limit_MB', str(limits.get('bandwidth_limit_MB', ''))),
             ('volume_group_id', ''), ('volume_group_name', ''),
             ('cloud_backup_enabled', 'no'), ('cloud_account_id', ''),
             ('cloud_account_name', ''), ('backup_status', 'off'),

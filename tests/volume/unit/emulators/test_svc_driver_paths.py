@@ -11,6 +11,7 @@ from cinder.objects import fields
 from cinder.tests.unit import utils as test_utils
 from cinder.volume import group_types
 from cinder.volume.drivers.ibm.storwize_svc import storwize_svc_common
+from cinder.volume import volume_types
 
 from cinder_dpm_ephemeral.emulators.svc import common
 from tests.volume.unit.emulators import svc_base
@@ -187,3 +188,29 @@ class ConnectionPathsTestCase(svc_base.DriverTestCase):
         ssh.rmvdiskhostmap('h1', vol.name)
         ssh.rmhost('h1')
         self.assertEqual([], list(ssh.lshost()))
+
+
+class QoSTestCase(svc_base.DriverTestCase):
+
+    def test_iops_and_mbps_throttles(self) -> None:
+        iops = volume_types.create(self.ctxt, 'svc-iops', {
+            'qos:IOThrottling': '500', 'qos:IOThrottling_unit': 'iops'})
+        mbps = volume_types.create(self.ctxt, 'svc-mbps', {
+            'qos:IOThrottling': '100', 'qos:IOThrottling_unit': 'mbps'})
+        v1 = self.apply(*self._create_typed(iops['id']))
+        v2 = self.apply(*self._create_typed(mbps['id']))
+        throttles = self.info('lsthrottle -delim !')
+        self.assertEqual(
+            [(v1.name, '500', ''), (v2.name, '', '100')],
+            list(throttles.select('object_name', 'IOPs_limit',
+                                  'bandwidth_limit_MB')))
+        detail = self.driver._helpers.get_vdisk_attributes(v1.name)
+        self.assertEqual('500', detail['IOPs_limit'])
+
+    def _create_typed(self, type_id: str) -> tuple[Any, Any]:
+        vol = test_utils.create_volume(
+            self.ctxt, host='cinder-volume@%s#%s' % (svc_base.BACKEND,
+                                                     svc_base.POOL),
+            size=1, volume_type_id=type_id, status='creating',
+            testcase_instance=self)
+        return vol, self.driver.create_volume(vol)
