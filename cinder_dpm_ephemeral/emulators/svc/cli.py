@@ -220,6 +220,8 @@ class SVCArray:
         transient ``CMMVC5786E``, before doing anything
     :param fabric_logins: whether host ports appear logged in to the node
         ports (``lsfabric``, ``lshost`` port state)
+    :param fcmap_source_limit: FlashCopy mappings one vdisk may be the
+        source of (256 on a real SVC; lower it to test the limit)
     :param seed: seed of the random source behind ``fail_rate``
     :param sleep: how ``latency`` waits (default ``time.sleep``)
     """
@@ -233,6 +235,7 @@ class SVCArray:
                  latency: float = 0.0,
                  fail_rate: float = 0.0,
                  fabric_logins: bool = True,
+                 fcmap_source_limit: int = fcmap.MAX_TARGETS_PER_SOURCE,
                  seed: int | None = None,
                  sleep: Callable[[float], Any] = time.sleep) -> None:
         if pools is None:
@@ -243,7 +246,8 @@ class SVCArray:
         self.state = SVCState(self.state_dir, system_name, pools, code_level)
         self.luns = LunStore(self.state_dir)
         self.ctx = Ctx(state=self.state, luns=self.luns, clock=clock,
-                       time_scale=time_scale, fabric_logins=fabric_logins)
+                       time_scale=time_scale, fabric_logins=fabric_logins,
+                       fcmap_source_limit=fcmap_source_limit)
         self.latency = latency
         self.fail_rate = fail_rate
         self._random = random.Random(seed)
@@ -296,36 +300,64 @@ class SVCArray:
             self.state.save()
 
     def inventory(self) -> dict[str, Any]:
-        """Everything the array holds, for leak checks in tests."""
+        """Everything the array holds, for leak checks in tests.
+
+        Lists of plain dicts: ``vdisks`` (name, id, vdisk_UID, capacity,
+        pool, thin, real_capacity), ``hosts`` (name, id, wwpns),
+        ``host_mappings`` (host_name, vdisk_name, scsi_id),
+        ``fcmaps`` (id, name, source/target names, status, progress,
+        copy_rate, autodelete, group), ``fcconsistgrps`` (names),
+        ``nodes`` (id, name, WWNN, wwpns: physical and NPIV ports),
+        ``pools`` (name, capacity, free, used, virtual) and ``luns``
+        (LUN ids in the LUN store).
+        """
         with self._lock:
             fcmap.tick(self.ctx)
             self.state.save()
             d = self.state.data
-            vd = {str(v['id']): v for v in d['vdisks'].values()}
-            hs = {str(h['id']): h for h in d['hosts'].values()}
+            vd = {v['id']: v for v in d['vdisks'].values()}
+            hs = {h['id']: h for h in d['hosts'].values()}
+            grps = {g['id']: g['name'] for g in d['fcgrps'].values()}
+            pools = {p['id']: p for p in d['pools'].values()}
             return {
-                'vdisks': {v['name']: {'id': v['id'], 'uid': v['uid'],
-                                       'capacity': v['capacity'],
-                                       'pool': v['pool'],
-                                       'thin': v['thin']}
-                           for v in d['vdisks'].values()},
-                'hosts': {h['name']: {'id': h['id'],
-                                      'wwpns': list(h['wwpns'])}
-                          for h in d['hosts'].values()},
-                'mappings': [{'host': hs[str(m['host'])]['name'],
-                              'vdisk': vd[str(m['vdisk'])]['name'],
-                              'scsi_id': m['scsi']}
-                             for m in d['hostmaps']],
-                'fcmaps': {m['name']: {
-                    'id': m['id'],
-                    'source': vd[str(m['source'])]['name'],
-                    'target': vd[str(m['target'])]['name'],
-                    'status': m['status'], 'copy_rate': m['copyrate'],
-                    'autodelete': m['autodelete'],
-                    'progress': fcmap._progress(m)}
-                    for m in d['fcmaps'].values()},
-                'fcconsistgrps': sorted(g['name']
-                                        for g in d['fcgrps'].values()),
+                'vdisks': [{'name': v['name'], 'id': v['id'],
+                            'vdisk_UID': v['uid'],
+                            'capacity': v['capacity'],
+                            'pool': pools[v['pool']]['name'],
+                            'thin': v['thin'],
+                            'real_capacity': self.state.vdisk_real(v)}
+                           for v in sorted(vd.values(),
+                                           key=lambda v: v['id'])],
+                'hosts': [{'name': h['name'], 'id': h['id'],
+                           'wwpns': list(h['wwpns'])}
+                          for h in sorted(hs.values(),
+                                          key=lambda h: h['id'])],
+                'host_mappings': [
+                    {'host_name': hs[m['host']]['name'],
+                     'vdisk_name': vd[m['vdisk']]['name'],
+                     'scsi_id': m['scsi']}
+                    for m in sorted(d['hostmaps'],
+                                    key=lambda m: (m['host'], m['scsi']))],
+                'fcmaps': [{'id': m['id'], 'name': m['name'],
+                            'source': vd[m['source']]['name'],
+                            'target': vd[m['target']]['name'],
+                            'status': m['status'],
+                            'progress': fcmap._progress(m),
+                            'copy_rate': m['copyrate'],
+                            'autodelete': m['autodelete'],
+                            'group': grps.get(m.get('grp'), '')}
+                           for m in sorted(d['fcmaps'].values(),
+                                           key=lambda m: m['id'])],
+                'fcconsistgrps': sorted(grps.values()),
+                'nodes': [{'id': n['id'], 'name': n['name'],
+                           'WWNN': n['WWNN'],
+                           'wwpns': [w for p in n['ports']
+                                     for w in (p['WWPN'], p['npiv_WWPN'])]}
+                          for n in d['nodes']],
+                'pools': [dict(name=p['name'], capacity=p['capacity'],
+                               **self.state.pool_usage(p))
+                          for p in sorted(pools.values(),
+                                          key=lambda p: p['id'])],
                 'luns': sorted(self.luns.list()),
             }
 

@@ -57,10 +57,12 @@ E_FC_STOPPED = ('CMMVC5912E The FlashCopy mapping or consistency group was '
                 'already stopped.')
 E_FC_SIZE = ('CMMVC5924E The FlashCopy mapping was not created because the '
              'source and target virtual disks (VDisks) are different sizes.')
-E_FC_TOO_MANY = ('CMMVC5926E The FlashCopy mapping was not created because '
-                 'there are too many FlashCopy mappings.')
 E_EXISTS = 'CMMVC6035E The action failed as the object already exists.'
 E_UNSUPPORTED = 'CMMVC6051E An unsupported action was selected.'
+# what a real SVC answers mkfcmap when the source already has the maximum
+# number of mappings (IBM PowerVC's Storwize driver checks for this code)
+E_FC_TOO_MANY = ('CMMVC6425E The action failed because the maximum number '
+                 'of objects has been reached.')
 E_ALREADY_MAPPED = ('CMMVC6071E The VDisk-to-host mapping was not created '
                     'because the VDisk is already mapped to a host.')
 E_FC_SAME = ('CMMVC6303E The create failed because the source and target '
@@ -138,6 +140,7 @@ class Ctx:
     clock: Callable[[], float] = time.time
     time_scale: float = 1.0
     fabric_logins: bool = True
+    fcmap_source_limit: int = 256
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

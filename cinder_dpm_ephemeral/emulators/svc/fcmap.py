@@ -21,7 +21,7 @@ from cinder_dpm_ephemeral.emulators.svc.common import (
     Table, need, yes_no)
 from cinder_dpm_ephemeral.emulators.svc.state import Obj, valid_name
 
-MAX_TARGETS_PER_SOURCE = 256
+MAX_TARGETS_PER_SOURCE = 256       # real SVC limit (fcmap_source_limit)
 BACKGROUND_COPY_COUNTER = 'svc_background_copy_bytes'
 
 
@@ -132,7 +132,7 @@ def mkfcmap(ctx: Ctx, args: Args) -> Result:
            for m in maps):
         raise CLIError(E_FC_IDENTICAL)
     if sum(1 for m in maps if m['source'] == src['id']) \
-            >= MAX_TARGETS_PER_SOURCE:
+            >= ctx.fcmap_source_limit:
         raise CLIError(E_FC_TOO_MANY)
     name = args.get('name')
     if name is not None:

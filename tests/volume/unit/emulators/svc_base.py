@@ -57,6 +57,21 @@ class StepClock:
         self.now += seconds
 
 
+def keyed(inv: dict[str, Any]) -> dict[str, Any]:
+    """``SVCArray.inventory()`` keyed by name, for terse assertions."""
+    return {
+        'vdisks': {v['name']: dict(v, uid=v['vdisk_UID'])
+                   for v in inv['vdisks']},
+        'hosts': {h['name']: h for h in inv['hosts']},
+        'mappings': [{'host': m['host_name'], 'vdisk': m['vdisk_name'],
+                      'scsi_id': m['scsi_id']}
+                     for m in inv['host_mappings']],
+        'fcmaps': {m['name']: m for m in inv['fcmaps']},
+        'fcconsistgrps': inv['fcconsistgrps'],
+        'luns': inv['luns'],
+    }
+
+
 def run_ssh_on(array: SVCArray, cmd_list: list[str],
                check_exit_code: bool = True) -> tuple[str, str]:
     """What ``_run_ssh`` + ``processutils.ssh_execute`` do, minus SSH."""
@@ -95,6 +110,9 @@ class ArrayTestCase(test.TestCase):
         kwargs.setdefault('pools', {POOL: self.POOL_BYTES})
         kwargs.setdefault('clock', self.clock)
         return SVCArray(self.state_dir, **kwargs)
+
+    def inv(self) -> dict[str, Any]:
+        return keyed(self.array.inventory())
 
     def cli(self, command: str) -> tuple[str, str, int]:
         return self.array.run(shlex.split(command))
@@ -207,7 +225,7 @@ class DriverTestCase(ArrayTestCase):
         self.array.tick()
 
     def assertArrayEmpty(self) -> None:  # noqa: N802 (unittest style)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual({}, inv['vdisks'])
         self.assertEqual({}, inv['hosts'])
         self.assertEqual([], inv['mappings'])

@@ -178,7 +178,7 @@ class ErrorTestCase(svc_base.ArrayTestCase):
         self.fails('rmvdisk -removehostmappings v1', 'CMMVC5840E')
         self.fails('rmvdisk v2', 'CMMVC5840E')
         self.ok('rmvdisk -force v1')
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([], inv['mappings'])
         self.assertEqual({}, inv['fcmaps'])
         self.assertEqual(['v2'], list(inv['vdisks']))
@@ -215,7 +215,7 @@ class HostTestCase(svc_base.ArrayTestCase):
         self.ok('rmhostport -fcwwpn %s h1' % W2)
         self.ok('chhost -name h1b h1')
         self.ok('rmhost h1b')
-        self.assertEqual(['h2'], list(self.array.inventory()['hosts']))
+        self.assertEqual(['h2'], list(self.inv()['hosts']))
 
     def test_mappings(self) -> None:
         self.ok('mkhost -name h1 -fcwwpn %s' % W1)
@@ -241,7 +241,7 @@ class HostTestCase(svc_base.ArrayTestCase):
         self.ok('rmvdiskhostmap -host h1 v1')
         self.fails('rmvdiskhostmap -host h1 v1', 'CMMVC5842E')
         self.ok('rmhost -force h1')
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([{'host': 'h2', 'vdisk': 'v1', 'scsi_id': 0}],
                          inv['mappings'])
 
@@ -257,7 +257,7 @@ class HooksTestCase(svc_base.ArrayTestCase):
         self.fails(cmd, 'CMMVC5786E')
         self.ok('lsvdisk')                  # other verbs unaffected
         self.ok(cmd)
-        self.assertEqual(['v1'], list(self.array.inventory()['vdisks']))
+        self.assertEqual(['v1'], list(self.inv()['vdisks']))
 
     def test_fail_rate_and_latency(self) -> None:
         sleep = mock.Mock()
@@ -289,9 +289,9 @@ class HooksTestCase(svc_base.ArrayTestCase):
         with open(path) as f:
             self.assertEqual(['v1'], [v['name'] for v in
                                       json.load(f)['vdisks'].values()])
-        before = self.array.inventory()
+        before = self.inv()
         again = self.make_array(pools={POOL: 1, 'pool1': GiB})
-        after = again.inventory()
+        after = svc_base.keyed(again.inventory())
         self.assertEqual(before['vdisks'], after['vdisks'])
         self.assertEqual(before['mappings'], after['mappings'])
         # the saved pool keeps its capacity; a new pool is added
@@ -304,8 +304,36 @@ class HooksTestCase(svc_base.ArrayTestCase):
         again.run(['rmvdisk', '-force', 'v1'])
         again.run('mkvdisk -name v2 -mdiskgrp pool0 -iogrp 0 -size 1'
                   .split())
-        uids = {v['uid'] for v in again.inventory()['vdisks'].values()}
+        uids = {v['vdisk_UID'] for v in again.inventory()['vdisks']}
         self.assertNotIn(before['vdisks']['v1']['uid'], uids)
+
+    def test_inventory_shape(self) -> None:
+        self.ok('mkvdisk -name v1 -mdiskgrp pool0 -iogrp 0 -size 1 -unit gb')
+        self.ok('mkvdisk -name v2 -mdiskgrp pool0 -iogrp 0 -size 1 -unit gb '
+                '-rsize 2%')
+        self.ok('mkhost -name h1 -fcwwpn %s:%s' % (W1, W2))
+        self.ok('mkvdiskhostmap -host h1 -scsi 3 v1')
+        self.ok('mkfcmap -source v1 -target v2 -copyrate 0')
+        inv = self.array.inventory()
+        (v1, v2) = inv['vdisks']
+        self.assertEqual(('v1', GiB, POOL, False, GiB),
+                         (v1['name'], v1['capacity'], v1['pool'],
+                          v1['thin'], v1['real_capacity']))
+        self.assertEqual([v1['vdisk_UID'], v2['vdisk_UID']], inv['luns'])
+        self.assertEqual([{'name': 'h1', 'id': 0, 'wwpns': [W1, W2]}],
+                         inv['hosts'])
+        self.assertEqual([{'host_name': 'h1', 'vdisk_name': 'v1',
+                           'scsi_id': 3}], inv['host_mappings'])
+        (m,) = inv['fcmaps']
+        self.assertEqual(('v1', 'v2', 0, 'idle_or_copied', ''),
+                         (m['source'], m['target'], m['copy_rate'],
+                          m['status'], m['group']))
+        self.assertEqual(2, len(inv['nodes']))
+        self.assertEqual(4, len(inv['nodes'][0]['wwpns']))
+        (pool,) = inv['pools']
+        self.assertEqual((POOL, 64 * GiB, 2), (pool['name'],
+                                               pool['capacity'],
+                                               pool['vdisk_count']))
 
     def test_concurrent_commands(self) -> None:
         errors: list[str] = []
@@ -326,7 +354,7 @@ class HooksTestCase(svc_base.ArrayTestCase):
         for t in threads:
             t.join()
         self.assertEqual([], errors)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(80, len(inv['vdisks']))
         self.assertEqual(list(range(80)),
                          sorted(v['id'] for v in inv['vdisks'].values()))

@@ -51,7 +51,7 @@ class DriverVolumeTestCase(svc_base.DriverTestCase):
     def test_create_thin_and_thick_then_delete(self) -> None:
         thin = self.create_volume(size=1)
         thick = self.create_volume(size=2, thick=True)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertTrue(inv['vdisks'][thin.name]['thin'])
         self.assertFalse(inv['vdisks'][thick.name]['thin'])
         self.assertEqual(2 * GiB, inv['vdisks'][thick.name]['capacity'])
@@ -71,7 +71,7 @@ class DriverVolumeTestCase(svc_base.DriverTestCase):
     def test_extend(self) -> None:
         vol = self.create_volume(size=1)
         self.driver.extend_volume(vol, 3)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(3 * GiB, inv['vdisks'][vol.name]['capacity'])
         uid = inv['vdisks'][vol.name]['uid']
         self.assertEqual(3 * GiB, self.array.luns.size(uid))
@@ -80,13 +80,13 @@ class DriverVolumeTestCase(svc_base.DriverTestCase):
         self.create_volume(size=60, thick=True)
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.create_volume, size=8, thick=True)
-        self.assertEqual(1, len(self.array.inventory()['vdisks']))
+        self.assertEqual(1, len(self.inv()['vdisks']))
 
     def test_delete_mapped_volume_removes_mapping(self) -> None:
         vol = self.create_volume()
         self.driver.initialize_connection(vol, CONNECTOR)
         self.driver.delete_volume(vol)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual({}, inv['vdisks'])
         self.assertEqual([], inv['mappings'])
 
@@ -109,18 +109,18 @@ class DriverConnectionTestCase(svc_base.DriverTestCase):
         self.assertEqual(npiv, targets)
         itmap = c1['data']['initiator_target_map']
         self.assertEqual(sorted(CONNECTOR['wwpns']), sorted(itmap))
-        inv = self.array.inventory()
+        inv = self.inv()
         (host,) = inv['hosts'].values()
         self.assertEqual(sorted(w.upper() for w in CONNECTOR['wwpns']),
                          sorted(host['wwpns']))
         self.assertEqual(2, len(inv['mappings']))
 
         self.driver.terminate_connection(v1, CONNECTOR)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(1, len(inv['hosts']))
         self.assertEqual([v2.name], [m['vdisk'] for m in inv['mappings']])
         self.driver.terminate_connection(v2, CONNECTOR)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual({}, inv['hosts'])        # driver removes idle host
         self.assertEqual([], inv['mappings'])
 
@@ -135,20 +135,20 @@ class DriverConnectionTestCase(svc_base.DriverTestCase):
         v2 = self.create_volume()
         c2 = other.initialize_connection(v2, CONNECTOR)
         self.assertEqual(1, c2['data']['target_lun'])
-        self.assertEqual(1, len(self.array.inventory()['hosts']))
+        self.assertEqual(1, len(self.inv()['hosts']))
 
     def test_terminate_without_connector_host(self) -> None:
         v1 = self.create_volume()
         self.driver.initialize_connection(v1, CONNECTOR)
         self.driver.terminate_connection(v1, None)
-        self.assertEqual([], self.array.inventory()['mappings'])
+        self.assertEqual([], self.inv()['mappings'])
 
     def test_state_survives_restart(self) -> None:
         vol = self.create_volume()
         self.driver.initialize_connection(vol, CONNECTOR)
-        before = self.array.inventory()
+        before = self.inv()
         self.array = self.make_array()
-        self.assertEqual(before, self.array.inventory())
+        self.assertEqual(before, self.inv())
         drv = self.make_driver()
         drv.terminate_connection(vol, CONNECTOR)
         drv.delete_volume(vol)
@@ -158,7 +158,7 @@ class DriverConnectionTestCase(svc_base.DriverTestCase):
 class DriverFlashCopyTestCase(svc_base.DriverTestCase):
 
     def _write(self, vol: object, data: bytes) -> str:
-        uid = self.array.inventory()['vdisks'][vol.name]['uid']
+        uid = self.inv()['vdisks'][vol.name]['uid']
         with open(self.array.luns.open_path(uid), 'r+b') as f:
             f.write(data)
         return uid
@@ -168,7 +168,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         src_uid = self._write(src, b'golden image')
         tgt = self.new_volume(size=1)
         self.apply(tgt, self.driver.create_cloned_volume(tgt, src))
-        inv = self.array.inventory()
+        inv = self.inv()
         (fcm,) = inv['fcmaps'].values()
         self.assertEqual((src.name, tgt.name, 'copying', 50, True),
                          (fcm['source'], fcm['target'], fcm['status'],
@@ -178,11 +178,11 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
                          self.array.luns.sha256(tgt_uid, 4096))
         # 2 MiB/s: half of 1 GiB after 256 s
         self.clock.advance(256)
-        inv = self.array.inventory()
+        inv = self.inv()
         (fcm,) = inv['fcmaps'].values()
         self.assertEqual(50, fcm['progress'])
         self.clock.advance(256)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual({}, inv['fcmaps'])
         self.assertEqual(GiB, self.array.luns.counters()[
             'svc_background_copy_bytes'])
@@ -194,7 +194,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         src = self.create_volume(size=1)
         tgt = self.new_volume(size=2)
         self.apply(tgt, self.driver.create_cloned_volume(tgt, src))
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(2 * GiB, inv['vdisks'][tgt.name]['capacity'])
 
     def test_delete_clone_source_waits_for_copy(self) -> None:
@@ -203,7 +203,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         tgt = self.new_volume(size=1)
         self.apply(tgt, self.driver.create_cloned_volume(tgt, src))
         self.driver.delete_volume(src)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([tgt.name], list(inv['vdisks']))
         self.assertEqual({}, inv['fcmaps'])
 
@@ -212,7 +212,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         tgt = self.new_volume(size=1)
         self.apply(tgt, self.driver.create_cloned_volume(tgt, src))
         self.driver.delete_volume(tgt)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([src.name], list(inv['vdisks']))
         self.assertEqual({}, inv['fcmaps'])
 
@@ -220,7 +220,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         vol = self.create_volume(size=1)
         self._write(vol, b'before')
         snap = self.create_snapshot(vol)
-        inv = self.array.inventory()
+        inv = self.inv()
         (fcm,) = inv['fcmaps'].values()
         self.assertEqual((vol.name, snap.name, 0, 'copying'),
                          (fcm['source'], fcm['target'], fcm['copy_rate'],
@@ -230,7 +230,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         new = self.new_volume(size=1)
         self.apply(new, self.driver.create_volume_from_snapshot(new, snap))
         self.finish_copies()
-        uid = self.array.inventory()['vdisks'][new.name]['uid']
+        uid = self.inv()['vdisks'][new.name]['uid']
         with open(self.array.luns.open_path(uid), 'rb') as f:
             self.assertEqual(b'before', f.read(6))
         self.driver.delete_snapshot(snap)
@@ -243,7 +243,7 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         vol = self.create_volume(size=1)
         snap = self.create_snapshot(vol)
         self.driver.delete_volume(vol)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([snap.name], list(inv['vdisks']))
         self.assertEqual({}, inv['fcmaps'])
         self.driver.delete_snapshot(snap)
@@ -253,5 +253,5 @@ class DriverFlashCopyTestCase(svc_base.DriverTestCase):
         vol = self.create_volume(size=1)
         self.create_snapshot(vol)
         self.driver.extend_volume(vol, 2)
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(2 * GiB, inv['vdisks'][vol.name]['capacity'])

@@ -35,7 +35,7 @@ class ManageTestCase(svc_base.DriverTestCase):
             self.assertEqual(size,
                              self.driver.manage_existing_get_size(vol, ref))
             self.driver.manage_existing(vol, ref)
-            self.assertIn(vol.name, self.array.inventory()['vdisks'])
+            self.assertIn(vol.name, self.inv()['vdisks'])
         # a thin vdisk refused by a thick type
         self.ok('mkvdisk -name legacy2 -mdiskgrp pool0 -iogrp 0 -size 1 '
                 '-unit gb -rsize 2% -autoexpand')
@@ -47,16 +47,16 @@ class ManageTestCase(svc_base.DriverTestCase):
     def test_manage_by_uid(self) -> None:
         self.ok('mkvdisk -name legacy -mdiskgrp pool0 -iogrp 0 -size 1 '
                 '-unit gb -rsize 2% -autoexpand')
-        uid = self.array.inventory()['vdisks']['legacy']['uid']
+        uid = self.inv()['vdisks']['legacy']['uid']
         vol = self.new_volume()
         self.driver.manage_existing(vol, {'source-id': uid})
-        self.assertEqual([vol.name], list(self.array.inventory()['vdisks']))
+        self.assertEqual([vol.name], list(self.inv()['vdisks']))
 
 
 class RevertAndGroupTestCase(svc_base.DriverTestCase):
 
     def _bytes(self, vol: Any, data: bytes | None = None) -> bytes:
-        uid = self.array.inventory()['vdisks'][vol.name]['uid']
+        uid = self.inv()['vdisks'][vol.name]['uid']
         path = self.array.luns.open_path(uid)
         if data is not None:
             with open(path, 'r+b') as f:
@@ -72,7 +72,7 @@ class RevertAndGroupTestCase(svc_base.DriverTestCase):
         self.driver.revert_to_snapshot(self.ctxt, vol, snap)
         self.assertEqual(b'state-A!', self._bytes(vol))
         self.finish_copies()
-        fcmaps = self.array.inventory()['fcmaps']
+        fcmaps = self.inv()['fcmaps']
         self.assertEqual([(vol.name, snap.name)],
                          [(m['source'], m['target'])
                           for m in fcmaps.values()])
@@ -102,7 +102,7 @@ class RevertAndGroupTestCase(svc_base.DriverTestCase):
             self.ctxt, gsnap, snaps)
         self.assertEqual(fields.GroupSnapshotStatus.AVAILABLE,
                          update['status'])
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual([], inv['fcconsistgrps'])   # dropped once started
         self.assertEqual(
             sorted((v.name, s.name) for v, s in zip(vols, snaps,
@@ -115,7 +115,7 @@ class RevertAndGroupTestCase(svc_base.DriverTestCase):
                                                       snaps)
         self.assertEqual(fields.GroupSnapshotStatus.DELETED,
                          update['status'])
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(sorted(v.name for v in vols), sorted(inv['vdisks']))
         self.assertEqual({}, inv['fcmaps'])
         objects.Group.get_by_id(self.ctxt, group.id)
@@ -129,12 +129,12 @@ class ConnectionPathsTestCase(svc_base.DriverTestCase):
         c2 = self.driver.initialize_connection(vol, OTHER)
         self.assertEqual(0, c1['data']['target_lun'])
         self.assertEqual(0, c2['data']['target_lun'])
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(2, len(inv['hosts']))
         self.assertEqual(2, len(inv['mappings']))
         self.driver.terminate_connection(vol, CONNECTOR)
         self.driver.terminate_connection(vol, OTHER)
-        self.assertEqual({}, self.array.inventory()['hosts'])
+        self.assertEqual({}, self.inv()['hosts'])
 
     def test_multihost_disabled(self) -> None:
         drv = self.make_driver(storwize_svc_multihostmap_enabled=False)
@@ -156,11 +156,11 @@ class ConnectionPathsTestCase(svc_base.DriverTestCase):
         self.driver.initialize_connection(vol, CONNECTOR)
         # an administrator removes the host on the array; the driver still
         # caches WWPN -> host name
-        (host,) = self.array.inventory()['hosts']
+        (host,) = self.inv()['hosts']
         self.ok('rmhost -force "%s"' % host)
         conn = self.driver.initialize_connection(vol, CONNECTOR)
         self.assertEqual(0, conn['data']['target_lun'])
-        inv = self.array.inventory()
+        inv = self.inv()
         self.assertEqual(1, len(inv['hosts']))
         self.assertEqual(1, len(inv['mappings']))
 
@@ -168,7 +168,7 @@ class ConnectionPathsTestCase(svc_base.DriverTestCase):
         self.array.inject_fault('mkvdisk', 1, common.E_UNSTABLE)
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.create_volume)
-        self.assertEqual({}, self.array.inventory()['vdisks'])
+        self.assertEqual({}, self.inv()['vdisks'])
         self.create_volume()
 
     def test_storwize_ssh_direct(self) -> None:

@@ -37,7 +37,7 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
         return resp[0] if len(resp) else {}
 
     def uid(self, name: str) -> str:
-        return self.array.inventory()['vdisks'][name]['uid']
+        return self.inv()['vdisks'][name]['uid']
 
     def test_clone_lifecycle(self) -> None:
         self.assertEqual(
@@ -81,7 +81,7 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
                          (m['status'], m['progress']))
         self.fails('stopfcmap 0', 'CMMVC5912E')
         self.ok('rmfcmap 0')
-        self.assertEqual({}, self.array.inventory()['fcmaps'])
+        self.assertEqual({}, self.inv()['fcmaps'])
 
     def test_snapshot_copy_rate_zero(self) -> None:
         self.ok('mkfcmap -source src -target tgt -copyrate 0')
@@ -132,11 +132,17 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
             self.ok('mkvdisk -name t%d -mdiskgrp pool0 -iogrp 0 -size 1 '
                     '-unit gb -rsize 0%%' % i)
             self.ok('mkfcmap -source src -target t%d -copyrate 0' % i)
-        self.fails('mkfcmap -source src -target tgt', 'CMMVC5926E')
+        self.fails('mkfcmap -source src -target tgt', 'CMMVC6425E')
         # another source is not limited
         self.ok('mkfcmap -source tgt2 -target tgt')
         vd = self.info('lsvdisk -delim ! src', with_header=False)[0]
         self.assertEqual(('many', '256'), (vd['FC_id'], vd['fc_map_count']))
+
+    def test_source_limit_is_configurable(self) -> None:
+        self.array = self.make_array(fcmap_source_limit=1)
+        self.ok('mkfcmap -source src -target tgt -copyrate 0')
+        self.fails('mkfcmap -source src -target tgt2 -copyrate 0',
+                   'CMMVC6425E')
 
     def test_restore_reverts_source(self) -> None:
         with open(self.array.luns.open_path(self.uid('src')), 'r+b') as f:
@@ -185,11 +191,11 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
         grp = self.info('lsfcconsistgrp -delim ! cg1', with_header=False)[0]
         self.assertEqual('prepared', grp['status'])
         self.ok('startfcconsistgrp cg1')
-        self.assertEqual({'copying'}, {m['status'] for m in self.array
-                                       .inventory()['fcmaps'].values()})
+        self.assertEqual({'copying'}, {m['status'] for m in
+                                       self.array.inventory()['fcmaps']})
         self.assertEqual('cg1', self.fcmap('1')['group_name'])
         # the driver drops the group right after starting it
         self.ok('rmfcconsistgrp -force cg1')
         self.assertEqual('', self.fcmap('1')['group_name'])
-        self.assertEqual([], self.array.inventory()['fcconsistgrps'])
+        self.assertEqual([], self.inv()['fcconsistgrps'])
         self.fails('lsfcconsistgrp -delim ! cg1', 'CMMVC5754E')
