@@ -27,6 +27,7 @@ callers may pass argv as ``shlex.split`` gives it or the driver's list.
 from __future__ import annotations
 
 import os
+import collections
 import random
 import threading
 import time
@@ -253,7 +254,9 @@ class SVCArray:
         self._random = random.Random(seed)
         self._sleep = sleep
         self._faults: dict[str, list[Any]] = {}
-        self.commands: list[list[str]] = []
+        # the last commands run, newest last (for tests and debugging)
+        self.commands: collections.deque[list[str]] = collections.deque(
+            maxlen=10000)
 
     # -- the CLI -------------------------------------------------------------
     def run(self, argv: list[str]) -> tuple[str, str, int]:

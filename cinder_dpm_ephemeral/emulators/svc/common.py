@@ -141,7 +141,6 @@ class Ctx:
     time_scale: float = 1.0
     fabric_logins: bool = True
     fcmap_source_limit: int = 256
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:

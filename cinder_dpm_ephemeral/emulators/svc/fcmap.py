@@ -81,11 +81,11 @@ def tick(ctx: Ctx) -> None:
     for m in list(ctx.data['fcmaps'].values()):
         if m['status'] != 'copying':
             continue
-        last = float(m.get('last', now))
-        m['last'] = now
         bps = rate_bps(m['copyrate'])
         if not bps:
-            continue
+            continue        # no-copy maps: nothing moves, nothing to save
+        last = float(m.get('last', now))
+        m['last'] = now
         size = int(m['size'])
         before = float(m['copied'])
         after = min(float(size), before + bps * max(0.0, now - last)
@@ -252,6 +252,7 @@ def chfcmap(ctx: Ctx, args: Args) -> Result:
         m['name'] = name
     if args.get('copyrate') is not None:
         m['copyrate'] = _rate_arg(args.get('copyrate'), 50)
+        m['last'] = ctx.clock()     # the new rate applies from now on
     if args.get('cleanrate') is not None:
         m['cleanrate'] = _rate_arg(args.get('cleanrate'), 50)
     auto = args.get('autodelete')
