@@ -138,6 +138,18 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
         vd = self.info('lsvdisk -delim ! src', with_header=False)[0]
         self.assertEqual(('many', '256'), (vd['FC_id'], vd['fc_map_count']))
 
+    def test_time_scale(self) -> None:
+        # 1000x: a second of wall clock is 1000 s of copying at 2 MiB/s
+        self.array = self.make_array(time_scale=1000)
+        self.ok('mkfcmap -source src -target tgt -copyrate 50')
+        self.ok('startfcmap -prep 0')
+        self.clock.advance(0.256)
+        self.assertEqual('50', self.fcmap()['progress'])
+        self.clock.advance(0.256)
+        m = self.fcmap()
+        self.assertEqual(('idle_or_copied', '100'),
+                         (m['status'], m['progress']))
+
     def test_source_limit_is_configurable(self) -> None:
         self.array = self.make_array(fcmap_source_limit=1)
         self.ok('mkfcmap -source src -target tgt -copyrate 0')
