@@ -79,6 +79,15 @@ bfv_opts = [
              'carry a volume type in their block device mappings, when '
              '``volume_type`` is set.'),
     cfg.IntOpt(
+        'flavor_cache_seconds',
+        default=30,
+        min=0,
+        help='How long the filter reuses what it read of a flavor (sizes '
+             'and extra specs, per project and flavor id) instead of '
+             'reading it from the API database again. Changes to a '
+             'flavor\'s extra specs reach the filter after at most this '
+             'long. 0 reads the flavor for every POST /servers.'),
+    cfg.IntOpt(
         'cinder_cache_seconds',
         default=60,
         min=0,

@@ -35,8 +35,11 @@ It must sit after ``keystonecontext`` in both compute API pipelines (it needs
 
 from collections.abc import Callable, Iterable, Mapping
 import copy
+import dataclasses
 import math
 import re
+import threading
+import time
 from typing import Any
 
 import microversion_parse
@@ -68,6 +71,53 @@ GiB = 1024 ** 3
 VOLUME_TYPE_MICROVERSION = avr.APIVersionRequest('2.67')
 _SERVERS_PATH = re.compile(r'^/(?:[^/]+/)?servers/?$')
 _LEGACY_VERSION_HEADER = 'X-OpenStack-Nova-API-Version'
+
+
+@dataclasses.dataclass(frozen=True)
+class FlavorInfo:
+    """What the filter needs of a flavor."""
+
+    flavorid: str
+    root_gb: int
+    ephemeral_gb: int
+    swap: int
+    extra_specs: Mapping[str, str]
+
+
+class FlavorCache:
+    """Flavors read through Nova's objects, kept ``ttl`` seconds.
+
+    Keyed by project and flavor id, so flavor access (private flavors) is
+    decided per project as Nova decides it. Misses are not kept.
+    """
+
+    MAX_ENTRIES = 1024
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[float, FlavorInfo]] = {}
+
+    def get(self, context: Any, flavorid: str) -> FlavorInfo:
+        """Raises FlavorNotFound like Nova's own lookup."""
+        key = (context.project_id or '', flavorid)
+        now = time.monotonic()
+        if self.ttl > 0:
+            with self._lock:
+                hit = self._entries.get(key)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1]
+        flavor = flavors.get_flavor_by_flavor_id(context, flavorid,
+                                                 read_deleted='no')
+        info = FlavorInfo(flavorid=flavor.flavorid, root_gb=flavor.root_gb,
+                          ephemeral_gb=flavor.ephemeral_gb, swap=flavor.swap,
+                          extra_specs=dict(flavor.extra_specs or {}))
+        if self.ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[key] = (now, info)
+        return info
 
 
 class FilterError(Exception):
@@ -222,6 +272,8 @@ class BootFromVolumeFilter:
         self.conf = conf
         self.types = cinder_types.VolumeTypeLookup(
             conf[shim_conf.BFV_GROUP].cinder_cache_seconds)
+        self.flavors = FlavorCache(
+            conf[shim_conf.BFV_GROUP].flavor_cache_seconds)
 
     @classmethod
     def factory(cls, global_config: Mapping[str, Any],
@@ -274,14 +326,13 @@ class BootFromVolumeFilter:
         except ValueError:
             return  # Nova answers with its own error
         try:
-            flavor = flavors.get_flavor_by_flavor_id(
-                context, common.get_id_from_href(server['flavorRef']),
-                read_deleted='no')
+            flavor = self.flavors.get(
+                context, common.get_id_from_href(server['flavorRef']))
         except nova_exc.FlavorNotFound:
             return
         opts = self.conf[shim_conf.BFV_GROUP]
         decision = targeting.decide(
-            flavor.extra_specs or {}, translate_all=opts.translate_all,
+            flavor.extra_specs, translate_all=opts.translate_all,
             flavor_extra_spec=opts.flavor_extra_spec,
             hypervisor_types=opts.hypervisor_types)
         if not decision.targeted:

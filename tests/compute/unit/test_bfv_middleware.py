@@ -59,7 +59,7 @@ class FilterTestBase(testtools.TestCase):
         super().setUp()
         self.conf = self.useFixture(config_fixture.Config(cfg.CONF))
         self.conf.config(volume_type='dpm-svc', cinder_cache_seconds=0,
-                         group=GROUP)
+                         flavor_cache_seconds=0, group=GROUP)
         self.flavors = {
             'dpm': objects.Flavor(
                 flavorid='dpm', root_gb=5, ephemeral_gb=0, swap=0,
@@ -293,6 +293,32 @@ class TestTranslate(FilterTestBase):
         req = self._request(self._server(), path='/project/servers')
         req.environ['openstack.legacy_v2'] = True
         self.assertEqual(202, req.get_response(self.filter).status_int)
+
+
+class TestFlavorCache(FilterTestBase):
+
+    def test_hits_per_project_and_misses_not_kept(self):
+        cache = bfv_filter.FlavorCache(ttl=60)
+        ctxt = nova_context.RequestContext('u', 'p', is_admin=False)
+        info = cache.get(ctxt, 'dpm')
+        self.assertEqual(('dpm', 5, {'dpm:boot_from_volume': 'true'}),
+                         (info.flavorid, info.root_gb, info.extra_specs))
+        cache.get(ctxt, 'dpm')
+        self.assertEqual(1, self.get_flavor.call_count)
+        other = nova_context.RequestContext('u', 'q', is_admin=False)
+        cache.get(other, 'dpm')
+        self.assertEqual(2, self.get_flavor.call_count)
+        for _ in range(2):
+            self.assertRaises(exception.FlavorNotFound, cache.get, ctxt,
+                              'nope')
+        self.assertEqual(4, self.get_flavor.call_count)
+
+    def test_ttl_zero_reads_every_time(self):
+        cache = bfv_filter.FlavorCache(ttl=0)
+        ctxt = nova_context.RequestContext('u', 'p', is_admin=False)
+        cache.get(ctxt, 'dpm')
+        cache.get(ctxt, 'dpm')
+        self.assertEqual(2, self.get_flavor.call_count)
 
 
 class TestRequestVersion(testtools.TestCase):
