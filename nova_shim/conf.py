@@ -55,8 +55,9 @@ bfv_opts = [
              'swap volumes. Unset: Cinder chooses (image property '
              '``cinder_img_volume_type``, the project default type, then '
              'Cinder\'s ``[DEFAULT] default_volume_type``). The type is '
-             'checked in Cinder for every translated request; a type that '
-             'does not exist gives HTTP 400. At microversion 2.67 and later '
+             'checked in Cinder for translated requests (answers kept '
+             '``cinder_cache_seconds``); a type that does not exist gives '
+             'HTTP 400 naming it. At microversion 2.67 and later '
              'it is put in each block device mapping (``volume_type``); '
              'below 2.67 Nova refuses that field, see '
              '``old_microversion_volume_type``.'),
@@ -69,7 +70,8 @@ bfv_opts = [
              'being told: the image property ``cinder_img_volume_type`` '
              'names it, or it is the effective default volume type of the '
              'request\'s project (``GET /v3/{project_id}/types/default``, '
-             'set per project with ``cinder default-type-set``). Otherwise '
+             'set per project with ``cinder --os-volume-api-version 3.62 '
+             'default-type-set``). Otherwise '
              'answer HTTP 400 saying how to fix it.'),
             ('cinder-default',
              'Translate anyway and let Cinder choose the type (logged as a '

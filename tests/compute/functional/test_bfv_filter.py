@@ -275,6 +275,10 @@ class TestLeftAlone(BfvFilterTestBase):
                          (new_root.source_type, new_root.destination_type,
                           new_root.delete_on_termination))
         self.assertNotEqual(root.volume_id, new_root.volume_id)
+        instance = objects.Instance.get_by_uuid(self.ctxt, server['id'])
+        # Left alone, so Nova keeps the snapshot image as image_ref (the
+        # root is still a volume): the DPM driver must accept that.
+        self.assertEqual(resp['image_id'], instance.image_ref)
         created = self.rcinder.created[new_root.volume_id]
         self.assertEqual(mappings[0]['snapshot_id'], created['snapshot_id'])
         self.assertIsNone(created['image_id'])
