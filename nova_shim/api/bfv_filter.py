@@ -292,13 +292,23 @@ class BootFromVolumeFilter:
             self._translate(environ)
         except FilterError as err:
             LOG.info('Refusing POST /servers: %s', err.message)
-            fault = nova_wsgi.Fault(err.status(explanation=err.message))
-            return fault(environ, start_response)
+            return self._fault(environ, err)(environ, start_response)
         except Exception:
             # Never turn a request into a 500: hand it to Nova as it came.
             LOG.exception('Boot-from-volume translation failed; passing '
                           'the request to Nova unchanged')
         return self.application(environ, start_response)
+
+    @staticmethod
+    def _fault(environ: dict[str, Any], err: FilterError) -> Any:
+        """Nova's own error response (body and version headers)."""
+        req = nova_wsgi.Request(environ)
+        if not environ.get(nova_wsgi.ENV_LEGACY_V2):
+            try:
+                req.set_api_version_request()
+            except Exception:  # noqa: S110 - answered without the header
+                pass
+        return nova_wsgi.Fault(err.status(explanation=err.message))(req)
 
     # The translation --------------------------------------------------------
 
@@ -355,8 +365,9 @@ class BootFromVolumeFilter:
         volume_type = self._volume_type_for(
             context, version, image,
             blank_volumes=bool(flavor.ephemeral_gb or flavor.swap or any(
-                b.get('source_type') == 'blank' for b in
-                server.get('block_device_mapping_v2') or [])))
+                b.get('source_type') == 'blank' and
+                b.get('destination_type') == 'local'
+                for b in server.get('block_device_mapping_v2') or [])))
         new_server = copy.copy(server)
         new_server['block_device_mapping_v2'] = plan_block_devices(
             server, image['id'], root_gb, flavor.ephemeral_gb, flavor.swap,

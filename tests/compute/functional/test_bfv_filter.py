@@ -401,3 +401,23 @@ class TestSpawnFailure(BfvFilterTestBase):
         self.assertEqual(1, len(self.rcinder.created))
         self.assertEqual([], self.rcinder.deleted)
         self._delete_all([server])
+
+
+class TestLegacyV2(BfvFilterTestBase):
+    """/v2 goes through the other composite (legacy_v2_compatible)."""
+
+    api_major_version = 'v2'
+    USE_PROJECT_ID = True
+    microversion = None
+
+    def test_legacy_v2_image_boot_becomes_boot_from_volume(self) -> None:
+        # the legacy API is 2.0: no volume_type in mappings, so Cinder's
+        # project default must be the configured type
+        status, message = self._post_error(self._body(self.targeted))
+        self.assertEqual(400, status)
+        self.assertIn('dpm-svc', message)
+        self.rcinder.project_defaults[self.api.project_id] = 'dpm-svc'
+        server = self._boot(self.targeted)
+        root = self._assert_root_volume(server, 5, None)
+        self.assertIsNone(root.volume_type)
+        self._delete_all([server])

@@ -227,6 +227,7 @@ class TestTranslate(FilterTestBase):
         self.assertIn('dpm-svc', fault['message'])
         self.assertIn('lvm-1', fault['message'])
         self.assertEqual([], self.app.calls)
+        self.assertEqual('compute 2.66', resp.headers['OpenStack-API-Version'])
 
     def test_image_property_covers_root_only(self):
         self.images[IMG]['properties'] = {
