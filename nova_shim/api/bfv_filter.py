@@ -30,7 +30,7 @@ are HTTP 400 (a configured volume type Cinder does not know, a root size it
 cannot work out) and HTTP 503 (Cinder did not answer a volume type check).
 
 It must sit after ``keystonecontext`` in both compute API pipelines (it needs
-``environ['nova.context']``); see etc/nova/api-paste.ini.d/.
+``environ['nova.context']``); see etc/nova/api-paste-dpm-bfv.ini.
 """
 
 from collections.abc import Callable, Iterable, Mapping
