@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from cinder_dpm_ephemeral.emulators import lunstore
+from cinder_dpm_ephemeral.emulators import process
 
 SVC_DRIVER = 'cinder_dpm_ephemeral.svc.driver.StorwizeEphemeralDriver'
 SVC_INTREE_DRIVER = ('cinder.volume.drivers.ibm.storwize_svc.'
@@ -20,14 +21,14 @@ class SVCBackend:
                  pool: str = 'pool0', pool_bytes: int = 10 * 1024 ** 4,
                  emulate_data_path: bool = True,
                  **array_kwargs: Any) -> None:
-        from cinder_dpm_ephemeral.emulators.svc import server
         self.state_dir = os.path.join(work_dir, 'svc')
         self.driver = driver
         self.pool = pool
         self.emulate_data_path = emulate_data_path
         self.login = ('superuser', secrets.token_urlsafe(12))
-        self.emulator = server.SVCEmulator(
-            self.state_dir, login=self.login, pools={pool: pool_bytes},
+        # The array runs in its own process, as a real one would.
+        self.emulator = process.EmulatorProcess(
+            'svc', self.state_dir, self.login, pools={pool: pool_bytes},
             **array_kwargs)
 
     def start(self) -> SVCBackend:
@@ -75,16 +76,15 @@ class PowerFlexBackend:
                  capacity_gb: int = 100 * 1024,
                  sdcs: tuple[str, ...] = (),
                  emulate_data_path: bool = True, **gw_kwargs: Any) -> None:
-        from cinder_dpm_ephemeral.emulators.powerflex import gateway
-        from cinder_dpm_ephemeral.emulators.powerflex import state
         self.state_dir = os.path.join(work_dir, 'powerflex')
         self.driver = driver
         self.domain, self.pool = domain, pool
         self.emulate_data_path = emulate_data_path
         self.login = ('admin', secrets.token_urlsafe(12))
-        self.emulator = gateway.PowerFlexGateway(
-            self.state_dir, login=self.login,
-            pools=[state.PoolSpec(domain, pool, capacity_gb=capacity_gb)],
+        self.emulator = process.EmulatorProcess(
+            'powerflex', self.state_dir, self.login,
+            pools=[{'domain': domain, 'name': pool,
+                    'capacity_gb': capacity_gb}],
             sdcs=list(sdcs), **gw_kwargs)
 
     def start(self) -> PowerFlexBackend:
@@ -99,8 +99,8 @@ class PowerFlexBackend:
         return lunstore.LunStore(self.state_dir)
 
     def backend_options(self, name: str = 'powerflex') -> dict[str, Any]:
-        opts = dict(self.emulator.cinder_options(
-            [f'{self.domain}:{self.pool}']))
+        opts = dict(self.emulator.call('cinder_options',
+                                       [f'{self.domain}:{self.pool}']))
         opts['volume_driver'] = self.driver
         opts['volume_backend_name'] = name
         if self.emulate_data_path:

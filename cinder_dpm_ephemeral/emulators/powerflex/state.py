@@ -108,6 +108,8 @@ class PowerFlexArray:
         self.state_path = self.state_dir / STATE_FILE
         self.luns = lunstore.LunStore(self.state_dir)
         self.lock = threading.RLock()
+        # The real limit; tests lower it to reach it quickly.
+        self.vtree_snapshot_limit = MAX_SNAPS_IN_VTREE
         self.s = self._load()
         if not self.s['system']:
             self.s['system'] = {'id': self._new_id(), 'name': system_name}
@@ -510,7 +512,7 @@ class PowerFlexArray:
                 per_tree[tree] = per_tree.get(tree, 0) + 1
                 snaps = sum(1 for v in self._vtree_members(tree)
                             if v['volumeType'] == 'Snapshot')
-                if snaps + per_tree[tree] > MAX_SNAPS_IN_VTREE:
+                if snaps + per_tree[tree] > self.vtree_snapshot_limit:
                     raise errors.too_many_snapshots(src['id'])
             group_id = self._new_id()
             ids = []

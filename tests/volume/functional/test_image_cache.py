@@ -101,6 +101,7 @@ class _CacheTests:
         self.assertEqual(0, self.array_bytes_copied())
 
     def test_clone_limit_makes_another_golden(self):
+        self.set_clone_limit(self.CLONE_LIMIT)
         image, meta = self._image(mib=8, seed=4)
         n = self.CLONE_LIMIT * 2 + 1
         vols = self._create(meta['id'], n=n)
@@ -201,9 +202,11 @@ class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
     CLONE_LIMIT = 3
 
     def start_backends(self):
-        self.backend = backends.SVCBackend(
-            self.work_dir, fcmap_source_limit=self.CLONE_LIMIT).start()
+        self.backend = backends.SVCBackend(self.work_dir).start()
         self.addCleanup(self.backend.stop)
+
+    def set_clone_limit(self, n):
+        self.backend.emulator.set('array.ctx.fcmap_source_limit', n)
 
     def _inv(self):
         return self.backend.emulator.inventory()
@@ -234,9 +237,11 @@ class PowerFlexImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
     CLONE_LIMIT = 3
 
     def start_backends(self):
-        self.backend = backends.PowerFlexBackend(
-            self.work_dir, vtree_snapshot_limit=self.CLONE_LIMIT).start()
+        self.backend = backends.PowerFlexBackend(self.work_dir).start()
         self.addCleanup(self.backend.stop)
+
+    def set_clone_limit(self, n):
+        self.backend.emulator.set('array.vtree_snapshot_limit', n)
 
     def _inv(self):
         return self.backend.emulator.inventory()

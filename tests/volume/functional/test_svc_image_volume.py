@@ -97,7 +97,7 @@ class SVCImageVolumeTest(cinder_harness.CinderHarness):
         target_wwns = data['target_wwn']
         if isinstance(target_wwns, str):
             target_wwns = [target_wwns]
-        self.assertTrue(target_wwns)
+        self.assertNotEqual([], list(target_wwns))
         self.assertLessEqual({w.lower() for w in target_wwns}, node_wwpns)
         for initiator in CONNECTOR['wwpns']:
             self.assertIn(initiator, data['initiator_target_map'])
