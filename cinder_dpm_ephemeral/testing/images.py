@@ -24,13 +24,15 @@ class TestImage:
 
 
 def write_raw_content(path: str | os.PathLike[str], size: int,
-                      seed: int = 0) -> str:
+                      seed: int = 0, data_size: int | None = None) -> str:
     """Write ``size`` bytes of non-trivial disk content; return its sha256.
 
     The content mixes random data, repeated patterns and zero runs (which a
     sparse copy or qcow2 skips), like a real root file system. It is
-    generated in 1 MiB chunks, never held in memory whole.
+    generated in 1 MiB chunks, never held in memory whole. Past
+    ``data_size`` (default: all of it) the disk is empty (zeros, a hole).
     """
+    data_size = size if data_size is None else data_size
     rng = random.Random(seed)
     h = hashlib.sha256()
     with open(path, 'wb') as f:
@@ -39,7 +41,7 @@ def write_raw_content(path: str | os.PathLike[str], size: int,
         while remaining > 0:
             n = min(MiB, remaining)
             kind = block % 4
-            if kind == 3:
+            if kind == 3 or block * MiB >= data_size:
                 data = bytes(n)                       # a hole
                 f.seek(n, os.SEEK_CUR)
             elif kind == 2:
@@ -58,12 +60,13 @@ def write_raw_content(path: str | os.PathLike[str], size: int,
 
 def make_image(directory: str | os.PathLike[str], size: int,
                disk_format: str = 'qcow2', seed: int = 0,
-               name: str = 'image') -> TestImage:
+               name: str = 'image', data_size: int | None = None
+               ) -> TestImage:
     """Create a raw or qcow2 image of ``size`` virtual bytes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / f'{name}.raw'
-    digest = write_raw_content(raw, size, seed)
+    digest = write_raw_content(raw, size, seed, data_size)
     if disk_format == 'raw':
         path = raw
     elif disk_format == 'qcow2':

@@ -56,9 +56,11 @@ class _CacheTests:
         ictx = cinder_context.get_internal_tenant_context()
         return self.driver.image_cache.goldens(ictx, None, image_id)
 
-    def _image(self, mib=16, seed=1, fmt='qcow2', name='img'):
-        image = images.make_image(self.work_dir, mib * MiB, fmt, seed=seed,
-                                  name=name)
+    def _image(self, mib=16, seed=1, fmt='qcow2', name='img',
+               data_mib=None):
+        image = images.make_image(
+            self.work_dir, mib * MiB, fmt, seed=seed, name=name,
+            data_size=None if data_mib is None else data_mib * MiB)
         return image, self.add_image(image)
 
     def _create(self, image_id, n=1, size=None):
@@ -116,7 +118,7 @@ class _CacheTests:
 
     def test_image_too_big_refused_before_any_lun(self):
         # 2 GiB virtual, a few MiB of file: passes Cinder's API size check.
-        image, meta = self._image(mib=2048, seed=5, name='big')
+        image, meta = self._image(mib=2048, seed=5, name='big', data_mib=4)
         self.assertLess(image.file_size, GiB)
         vol = self.create_volume(1, image_id=meta['id'])
         vol = self.wait_for_volume(vol['id'])
