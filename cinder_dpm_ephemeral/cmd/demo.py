@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter('ignore')
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
+    # Cinder runs under eventlet: patch before ssl/urllib3 are imported.
+    from cinder import monkey_patch
+    monkey_patch.patch()
     import unittest
 
     t0 = time.monotonic()
