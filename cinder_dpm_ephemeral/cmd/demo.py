@@ -10,14 +10,18 @@ What it shows, step by step, with timings:
  3. a qcow2 disk image with known content is registered in a Glance
     stand-in;
  4. a root volume is created from the image through Cinder's REST API (what
-    Nova does for a DPM server booted from an image): Cinder creates a vdisk
-    on the array, downloads and converts the image once, writes it onto the
-    LUN;
- 5. the LUN is checked byte by byte against the image (sha256);
- 6. the volume is connected as a DPM partition would (two virtual HBA
+    Nova does for a DPM server booted from an image): the driver downloads
+    and converts the image once into a golden vdisk owned by Cinder's
+    internal tenant, and the root volume is a FlashCopy of it with no
+    background copy;
+ 5. the root volume's LUN is checked against the image (sha256);
+ 6. more volumes from the same image at once: no download, no copy;
+ 7. one volume is connected as a DPM partition would (two virtual HBA
     WWPNs): the array gets a host and a host mapping, and Cinder returns
     the Fibre Channel target WWPN and LUN the partition boots from;
- 7. disconnect and delete: the array is left holding nothing.
+ 8. all volumes are deleted; the golden vdisk stays cached;
+ 9. the image is deleted from Glance and the cache removes the golden
+    vdisk: the array is left holding nothing.
 
 The exit status is 0 only if every check passed.
 """
@@ -28,6 +32,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 import warnings
 
 MiB = 1024 * 1024
@@ -47,6 +52,9 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
                              '(default 64)')
     parser.add_argument('--format', choices=('qcow2', 'raw'),
                         default='qcow2', help='image disk format')
+    parser.add_argument('--storm', type=int, default=10,
+                        help='volumes created at once from the cached '
+                             'image (default 10)')
 
 
 class _Printer:
@@ -67,6 +75,8 @@ class _Printer:
 
 
 def _scenario(args: argparse.Namespace) -> type:
+    from cinder import context as cinder_context
+
     from cinder_dpm_ephemeral.testing import backends
     from cinder_dpm_ephemeral.testing import cinder_harness
     from cinder_dpm_ephemeral.testing import images
@@ -90,7 +100,11 @@ def _scenario(args: argparse.Namespace) -> type:
             return self.svc.backend_options(self.BACKEND)
 
         def default_options(self) -> dict:
-            return self.svc.default_options()
+            opts = dict(self.svc.default_options())
+            # Golden volumes belong to Cinder's internal tenant.
+            opts['cinder_internal_tenant_project_id'] = uuid.uuid4().hex
+            opts['cinder_internal_tenant_user_id'] = uuid.uuid4().hex
+            return opts
 
         def run_demo(self) -> None:
             out.done(self._t_cinder, 'driver '
@@ -114,21 +128,25 @@ def _scenario(args: argparse.Namespace) -> type:
             size_gb = max(1, -(-image.file_size // GiB),
                           -(-image.virtual_size // GiB))
             t = out.step(f'Creating a {size_gb} GB root volume from the '
-                         'image through the Cinder API ...')
+                         'image through the Cinder API (cold: first use) ...')
             vol = self.create_volume(size_gb, image_id=meta['id'],
-                                     name='demo-root')
+                                     name='demo-root-0')
             vol = self.wait_for_volume(vol['id'], timeout=600)
             self.assertEqual('available', vol['status'],
                              f'volume ended {vol["status"]}')
-            out.done(t, f'volume {vol["id"]} available, bootable='
-                        f'{vol["bootable"]}; Glance served '
-                        f'{self.images.total_bytes_served() / MiB:.1f} MiB')
             self.assertEqual('true', vol['bootable'])
+            goldens = self.driver.image_cache.goldens(
+                cinder_context.get_internal_tenant_context())
+            self.assertEqual(1, len(goldens))
+            out.done(t, f'volume {vol["id"]} available, bootable; Glance '
+                        f'served {self.images.total_bytes_served() / MiB:.1f}'
+                        f' MiB once into golden volume {goldens[0].id} '
+                        '(internal tenant), the root volume is a FlashCopy '
+                        'of it')
 
-            t = out.step('Verifying the LUN against the image ...')
-            inv = self.svc.emulator.inventory()
-            vdisk = next(v for v in inv['vdisks']
-                         if v['name'] == f'volume-{vol["id"]}')
+            t = out.step('Verifying the root volume\'s LUN against the '
+                         'image ...')
+            vdisk = self._vdisk(vol['id'])
             uid = vdisk['vdisk_UID']
             lun_sum = self.svc.luns.sha256(uid, image.virtual_size)
             self.assertEqual(image.raw_sha256, lun_sum,
@@ -137,11 +155,33 @@ def _scenario(args: argparse.Namespace) -> type:
                         f'{image.virtual_size // MiB} MiB sha256 '
                         f'{lun_sum[:16]}... MATCHES the image')
 
+            n = args.storm
+            served = self.images.total_bytes_served()
+            t = out.step(f'{n} more servers boot from the same image at '
+                         'once (warm) ...')
+            more = [self.create_volume(size_gb, image_id=meta['id'],
+                                       name=f'demo-root-{i + 1}')
+                    for i in range(n)]
+            more = [self.wait_for_volume(v['id'], timeout=600)
+                    for v in more]
+            for v in more:
+                self.assertEqual('available', v['status'])
+            inv = self.svc.emulator.inventory()
+            copied = self.svc.luns.counters().get(
+                'svc_background_copy_bytes', 0)
+            rates = sorted({str(m['copy_rate']) for m in inv['fcmaps']})
+            self.assertEqual(served, self.images.total_bytes_served())
+            self.assertEqual(0, copied)
+            out.done(t, f'{n} volumes available; Glance bytes read: 0; '
+                        f'{len(inv["fcmaps"])} FlashCopy maps with copy '
+                        f'rate {",".join(rates)} (no background copy); '
+                        f'array bytes copied: {copied}')
+
             connector = {'host': 'dpm-partition-demo', 'platform': 's390x',
                          'os_type': 'linux', 'multipath': False,
                          'wwpns': ['c05076ffe5000a10', 'c05076ffe5000a11'],
                          'wwnns': ['c05076ffe5000a10', 'c05076ffe5000a11']}
-            t = out.step('Connecting the volume to a DPM partition '
+            t = out.step('Connecting the first volume to a DPM partition '
                          f'(vHBA WWPNs {", ".join(connector["wwpns"])}) ...')
             conn = self.initialize_connection(vol['id'], connector)
             data = conn['data']
@@ -156,9 +196,26 @@ def _scenario(args: argparse.Namespace) -> type:
                         f'{maps[0]["host_name"]} maps the vdisk as SCSI id '
                         f'{maps[0]["scsi_id"]}')
 
-            t = out.step('Disconnecting and deleting the volume ...')
+            t = out.step(f'Disconnecting and deleting all {n + 1} volumes '
+                         '(servers deleted) ...')
             self.terminate_connection(vol['id'], connector)
-            self.delete_volume(vol['id'])
+            for v in [vol] + more:
+                self.api.delete_volume(v['id'])
+            for v in [vol] + more:
+                self.wait_for_deleted(v['id'])
+            inv = self.svc.emulator.inventory()
+            self.assertEqual([], inv['host_mappings'])
+            self.assertEqual([], inv['fcmaps'])
+            self.assertEqual(1, len(inv['vdisks']))
+            out.done(t, 'no host mapping or FlashCopy map left; the golden '
+                        'vdisk stays cached for the next boot')
+
+            t = out.step('The image is deleted from Glance; the cache '
+                         'collects its golden volume ...')
+            self.images.remove(meta['id'])
+            removed = self.driver.image_cache.collect_garbage(
+                self.images.service())
+            self.assertEqual([goldens[0].id], removed)
             inv = self.svc.emulator.inventory()
             left = {k: inv[k] for k in ('vdisks', 'host_mappings', 'fcmaps')
                     if inv[k]}
@@ -166,6 +223,11 @@ def _scenario(args: argparse.Namespace) -> type:
             self.assertEqual({}, self.svc.luns.list())
             out.done(t, 'array holds no vdisk, host mapping or FlashCopy '
                         'map; LUN data removed')
+
+        def _vdisk(self, volume_id: str) -> dict:
+            inv = self.svc.emulator.inventory()
+            return next(v for v in inv['vdisks']
+                        if v['name'] == f'volume-{volume_id}')
 
     return Demo
 
@@ -175,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_args(parser)
     args = parser.parse_args(argv)
     warnings.simplefilter('ignore')
+    # Cinder's test fixtures re-enable warnings; an operator watching the
+    # demo needs none of Cinder's own deprecation notices.
+    warnings.showwarning = lambda *args, **kwargs: None
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
     # Cinder runs under eventlet: patch before ssl/urllib3 are imported.
     from cinder import monkey_patch

@@ -66,7 +66,24 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         glance.install(self, self.images)
         self.start_backends()
         super().setUp()
+        self.addCleanup(self._close_driver_connections)
         self.api.update_project(self.api.project_id)
+        # The default quota class in the database (10 volumes) wins over
+        # the quota_* options: lift it for this project, as an admin would.
+        self.api.api_put(
+            f'/os-quota-sets/{self.api.project_id}',
+            {'quota_set': {'volumes': -1, 'gigabytes': -1, 'snapshots': -1,
+                           'per_volume_gigabytes': -1}})
+
+    def _close_driver_connections(self) -> None:
+        # Close the driver's SSH pool while the array still answers, so its
+        # __del__ has nothing left to do at interpreter exit.
+        pool = getattr(self.driver, 'sshpool', None)
+        if pool is None:
+            return
+        while pool.free_items:
+            pool.free_items.popleft().close()
+            pool.current_size -= 1
 
     @staticmethod
     def _disable_privsep_daemons() -> None:
