@@ -51,4 +51,5 @@ image_cache_opts = [
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """The options of this project, for oslo-config-generator."""
-    return [('backend_defaults', list(emulation_opts) + list(image_cache_opts))]
+    return [('backend_defaults',
+             list(emulation_opts) + list(image_cache_opts))]

@@ -90,8 +90,9 @@ def _scenario(args: argparse.Namespace) -> type:
             t = out.step('Starting the emulated IBM SVC (SSH CLI) ...')
             self.svc = backends.SVCBackend(self.work_dir).start()
             self.addCleanup(self.svc.stop)
-            out.done(t, f'listening on 127.0.0.1:{self.svc.emulator.port}, '
-                        f'host key pinned in {self.svc.emulator.known_hosts_path}')
+            emu = self.svc.emulator
+            out.done(t, f'listening on 127.0.0.1:{emu.port}, host key '
+                        f'pinned in {emu.known_hosts_path}')
             self._t_cinder = out.step(
                 'Starting Cinder (API, scheduler, volume service) with '
                 'backend [svc] ...')

@@ -166,7 +166,7 @@ class LunStore:
             if dep.get('base') == lun_id:
                 self._materialize(index, dep_id)
 
-    # -- public API ------------------------------------------------------------
+    # -- public API -----------------------------------------------------------
     def create(self, lun_id: str, size: int) -> None:
         """Create an all-zero LUN of ``size`` bytes (a sparse file)."""
         with self._locked() as index:
@@ -178,7 +178,7 @@ class LunStore:
             index['luns'][lun_id] = {'size': size, 'base': None}
 
     def clone(self, src_id: str, dst_id: str, size: int | None = None) -> None:
-        """Make ``dst_id`` a copy-on-write clone of ``src_id``; copies nothing."""
+        """Make ``dst_id`` a copy-on-write clone of ``src_id`` (no copy)."""
         with self._locked() as index:
             src = self._get(index, src_id)
             if dst_id in index['luns']:

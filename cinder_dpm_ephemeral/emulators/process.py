@@ -118,7 +118,7 @@ class EmulatorProcess:
         return self.info['cert_path']
 
 
-# -- the child -----------------------------------------------------------------
+# -- the child ----------------------------------------------------------------
 def _resolve(root: Any, path: str) -> tuple[Any, str]:
     parts = path.split('.')
     obj = root

@@ -128,7 +128,7 @@ class GoldenImageCache:
         self.configuration = configuration
         self.db = db
 
-    # -- configuration ---------------------------------------------------------
+    # -- configuration --------------------------------------------------------
     @property
     def enabled(self) -> bool:
         return bool(self.configuration.safe_get(
@@ -138,7 +138,7 @@ class GoldenImageCache:
     def internal_context() -> cinder_context.RequestContext | None:
         return cinder_context.get_internal_tenant_context()
 
-    # -- the create path -------------------------------------------------------
+    # -- the create path ------------------------------------------------------
     def clone_image(self, context: Any, volume: objects.Volume,
                     image_meta: dict[str, Any],
                     image_service: Any) -> tuple[dict | None, bool]:
@@ -337,7 +337,7 @@ class GoldenImageCache:
             return
         golden.destroy()
 
-    # -- removal ---------------------------------------------------------------
+    # -- removal --------------------------------------------------------------
     def is_golden(self, volume: objects.Volume) -> bool:
         return volume.metadata.get(MD_GOLDEN) == 'true'
 

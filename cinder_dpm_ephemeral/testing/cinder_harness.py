@@ -45,7 +45,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
     BACKEND = 'backend1'
     _osapi_version = '3.44'   # os-set_bootable, attachments
 
-    # -- hooks for subclasses --------------------------------------------------
+    # -- hooks for subclasses -------------------------------------------------
     def start_backends(self) -> None:
         """Start whatever the backend talks to (before Cinder starts)."""
 
@@ -57,7 +57,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         """Extra ``[DEFAULT]`` options."""
         return {}
 
-    # -- set-up ----------------------------------------------------------------
+    # -- set-up ---------------------------------------------------------------
     def setUp(self) -> None:
         self.work_dir = tempfile.mkdtemp(prefix='dpm-eph-')
         self.addCleanup(shutil.rmtree, self.work_dir, ignore_errors=True)
@@ -147,7 +147,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
             kwargs.setdefault('service_name', self.BACKEND)
         return super().start_service(name, host=host, **kwargs)
 
-    # -- helpers for tests -----------------------------------------------------
+    # -- helpers for tests ----------------------------------------------------
     @property
     def volume_manager(self) -> Any:
         return self.volume.manager
@@ -204,8 +204,9 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
 
     def terminate_connection(self, volume_id: str,
                              connector: dict[str, Any]) -> None:
-        self.api.api_post(f'/volumes/{volume_id}/action',
-                          {'os-terminate_connection': {'connector': connector}})
+        self.api.api_post(
+            f'/volumes/{volume_id}/action',
+            {'os-terminate_connection': {'connector': connector}})
 
 
 def _ini(value: Any) -> str:

@@ -53,7 +53,7 @@ class ImageStore:
         with open(src, 'rb') as f:
             for chunk in iter(lambda: f.read(_CHUNK), b''):
                 h.update(chunk)
-        now = datetime.datetime.now(datetime.timezone.utc).replace(
+        now = datetime.datetime.now(datetime.UTC).replace(
             microsecond=0)
         meta = {
             'id': image_id,

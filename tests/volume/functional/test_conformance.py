@@ -24,7 +24,7 @@ class _Conformance:
     THICK_SPECS: dict = {}
     SIZE = 1
 
-    # -- array views (subclasses) ----------------------------------------------
+    # -- array views (subclasses) ---------------------------------------------
     def array_names(self):
         raise NotImplementedError
 
@@ -49,7 +49,7 @@ class _Conformance:
     def inject_capacity_fault(self):
         raise NotImplementedError
 
-    # -- helpers -----------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------
     def backend_options(self):
         return self.backend.backend_options(self.BACKEND)
 
@@ -101,7 +101,7 @@ class _Conformance:
             expected.add(self.expected_name('snapshot', s))
         self.assertEqual(expected, self.array_names())
 
-    # -- scenarios ---------------------------------------------------------------
+    # -- scenarios ------------------------------------------------------------
     def test_create_thin_and_thick_then_delete(self):
         thin = self._type('thin', self.THIN_SPECS)
         thick = self._type('thick', self.THICK_SPECS)

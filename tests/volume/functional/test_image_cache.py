@@ -7,6 +7,7 @@ maps, vTree snapshots, bytes copied), not only on Cinder's database.
 import uuid
 
 from cinder import context as cinder_context
+from cinder import exception
 
 from cinder_dpm_ephemeral.testing import backends
 from cinder_dpm_ephemeral.testing import cinder_harness
@@ -26,7 +27,7 @@ class _CacheTests:
     STORM = 8
     EXTRA_BACKEND_OPTIONS: dict = {}
 
-    # -- array views (subclasses) ------------------------------------------------
+    # -- array views (subclasses) ---------------------------------------------
     def array_volume_count(self):
         raise NotImplementedError
 
@@ -40,7 +41,7 @@ class _CacheTests:
     def lun_of(self, volume_id):
         raise NotImplementedError
 
-    # -- helpers -------------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------
     def default_options(self):
         opts = dict(self.backend.default_options())
         opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
@@ -76,7 +77,7 @@ class _CacheTests:
                          self.backend.luns.sha256(self.lun_of(volume_id),
                                                   image.virtual_size))
 
-    # -- scenarios ---------------------------------------------------------------
+    # -- scenarios ------------------------------------------------------------
     def test_storm_downloads_once_and_clones_thin(self):
         image, meta = self._image(mib=24, seed=3)
         vols = self._create(meta['id'], n=self.STORM)
@@ -192,7 +193,7 @@ class _CacheTests:
         _image, meta = self._image(mib=8, seed=10)
         vol = self._create(meta['id'])[0]
         golden = self.goldens(meta['id'])[0]
-        self.assertRaises(Exception,  # VolumeIsBusy
+        self.assertRaises(exception.VolumeIsBusy,
                           self.driver.image_cache.check_deletable, golden)
         self.assertEqual(2, self.array_volume_count())
         self.delete_volume(vol['id'])
@@ -264,4 +265,3 @@ class PowerFlexImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
         vol = objects.Volume.get_by_id(cinder_context.get_admin_context(),
                                        volume_id)
         return vol.provider_id
-

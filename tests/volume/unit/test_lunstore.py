@@ -69,4 +69,3 @@ class LunStoreTest(testtools.TestCase):
     def test_missing_lun(self):
         self.assertRaises(lunstore.LunNotFound, self.store.open_path, 'nope')
         self.store.delete('nope')  # deleting a missing LUN succeeds
-

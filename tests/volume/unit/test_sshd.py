@@ -18,14 +18,15 @@ class SSHCommandServerTest(testtools.TestCase):
         def handler(argv):
             self.seen.append(argv)
             if argv[:1] == ['fail']:
-                return '', 'CMMVC5753E The specified object does not exist\n', 1
+                return '', 'CMMVC5753E no such object\n', 1
             return '!'.join(argv) + '\n', '', 0
 
         self.server = sshd.SSHCommandServer(handler, self.dir,
                                             ('superuser', 's3cret')).start()
         self.addCleanup(self.server.stop)
 
-    def _client(self, password='s3cret', known_hosts=True):
+    def _client(self, password='s3cret',  # noqa: S107 (test secret)
+                known_hosts=True):
         client = paramiko.SSHClient()
         if known_hosts:
             client.load_host_keys(self.server.known_hosts_path)

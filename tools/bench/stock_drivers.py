@@ -1,0 +1,35 @@
+"""Stock Cinder drivers for the benchmark, on the emulated data path.
+
+Cinder's in-tree Storwize FC and PowerFlex drivers, unchanged, except that
+their image copies reach the emulated LUN files the same way ours do (the
+emulation data path mixin). Everything measured (array calls, clones,
+Cinder's generic image-volume cache) is the stock code.
+"""
+
+from typing import Any
+
+from cinder.volume.drivers.dell_emc.powerflex import driver as powerflex
+from cinder.volume.drivers.ibm.storwize_svc import storwize_svc_fc
+
+from cinder_dpm_ephemeral import emulation
+from cinder_dpm_ephemeral import opts
+
+
+class StockStorwizeFCDriver(emulation.EmulatedDataPathMixin,
+                            storwize_svc_fc.StorwizeSVCFCDriver):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.configuration.append_config_values(opts.emulation_opts)
+
+    def _emulated_lun_id(self, volume: Any) -> str:
+        return self._helpers.get_vdisk_attributes(volume.name)['vdisk_UID']
+
+
+class StockPowerFlexDriver(emulation.EmulatedDataPathMixin,
+                           powerflex.PowerFlexDriver):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.configuration.append_config_values(opts.emulation_opts)
+
+    def _emulated_lun_id(self, volume: Any) -> str:
+        return volume.provider_id
