@@ -26,8 +26,8 @@ callers may pass argv as ``shlex.split`` gives it or the driver's list.
 
 from __future__ import annotations
 
-import os
 import collections
+import os
 import random
 import threading
 import time
