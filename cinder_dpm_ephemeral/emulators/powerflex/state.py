@@ -672,11 +672,12 @@ class PowerFlexArray:
 
     # -- for tests and operators ----------------------------------------------
     def inventory(self) -> dict[str, Any]:
-        """Everything the system holds, for leak checks in tests."""
+        """Everything the system holds (sorted by id), for leak checks."""
         with self.lock:
             luns = self.luns.list()
             pools = []
-            for p in self.s['pools'].values():
+            for p in sorted(self.s['pools'].values(),
+                            key=lambda x: x['id']):
                 u = self._pool_usage(p['id'])
                 pools.append({
                     'id': p['id'], 'name': p['name'],
@@ -687,7 +688,8 @@ class PowerFlexArray:
                     'thick_kb': u['thick'], 'thin_allocated_kb':
                         u['thin_alloc']})
             vols = []
-            for v in self.s['volumes'].values():
+            for v in sorted(self.s['volumes'].values(),
+                            key=lambda x: x['id']):
                 vols.append({
                     'id': v['id'], 'name': v['name'],
                     'type': v['volumeType'], 'size_kb': v['sizeInKb'],
@@ -699,13 +701,15 @@ class PowerFlexArray:
                     'lun_bytes': luns.get(v['id'], {}).get('size')})
             return {
                 'system': dict(self.s['system']),
-                'domains': [dict(d) for d in self.s['domains'].values()],
+                'domains': [dict(self.s['domains'][k])
+                            for k in sorted(self.s['domains'])],
                 'pools': pools,
                 'volumes': vols,
                 'vtrees': {t: sorted(m['id'] for m in
                                      self._vtree_members(t))
                            for t in self.s['vtrees']},
-                'sdcs': [dict(c) for c in self.s['sdcs'].values()],
+                'sdcs': [dict(self.s['sdcs'][k])
+                         for k in sorted(self.s['sdcs'])],
                 'luns': sorted(luns),
                 'lun_counters': self.luns.counters(),
             }

@@ -1,0 +1,311 @@
+"""The gateway on the wire: TLS, login, REST shapes, state, faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import stat
+from typing import Any
+
+import fixtures
+import requests
+from cryptography import x509
+
+from cinder import exception
+
+from cinder_dpm_ephemeral.emulators.powerflex import api
+from cinder_dpm_ephemeral.emulators.powerflex import errors
+from cinder_dpm_ephemeral.emulators.powerflex import gateway
+from cinder_dpm_ephemeral.emulators.powerflex import state
+from tests.volume.unit.emulators_powerflex import base
+
+KIB_GIB = base.KiB_PER_GiB
+
+
+class Rest:
+    """A bare gateway client (what the driver's rest_client does)."""
+
+    def __init__(self, gw: gateway.PowerFlexGateway) -> None:
+        self.gw = gw
+        r = self.get('/login', auth=gw.login)
+        self.token = r.json() if r.status_code == 200 else None
+
+    def get(self, path: str, auth: Any = None) -> requests.Response:
+        return requests.get(self.gw.url + path,
+                            auth=auth or ('admin', self.token),
+                            verify=self.gw.cert_path, timeout=10)
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return requests.post(self.gw.url + path, data=json.dumps(body or {}),
+                             headers={'content-type': 'application/json'},
+                             auth=('admin', self.token),
+                             verify=self.gw.cert_path, timeout=10)
+
+    def pool_id(self) -> str:
+        pd = self.get(f'/types/Domain/instances/getByName::{base.DOMAIN}')
+        return self.get('/types/Pool/instances/getByName::'
+                        f'{pd.json()},{base.POOL}').json()
+
+    def create(self, name: str, size_kb: int = KIB_GIB,
+               vtype: str = 'ThinProvisioned') -> str:
+        r = self.post('/types/Volume/instances', {
+            'name': name, 'volumeSizeInKb': str(size_kb),
+            'storagePoolId': self.pool_id(), 'volumeType': vtype})
+        assert r.status_code == 200, r.text
+        return r.json()['id']
+
+    def snap(self, *defs: tuple[str, str]) -> requests.Response:
+        return self.post('/instances/System/action/snapshotVolumes', {
+            'snapshotDefs': [{'volumeId': v, 'snapshotName': n}
+                             for v, n in defs]})
+
+
+class GatewayTestCase(base.PowerFlexEmulatorTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.rest = Rest(self.gw)
+
+
+class TlsAndLoginTest(GatewayTestCase):
+
+    def test_certificate_names_localhost_and_loopback(self):
+        with open(self.gw.cert_path, 'rb') as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        self.assertEqual(['localhost'], san.get_values_for_type(x509.DNSName))
+        self.assertEqual(['127.0.0.1'], [
+            str(ip) for ip in san.get_values_for_type(x509.IPAddress)])
+        mode = stat.S_IMODE(os.stat(self.gw.key_path).st_mode)
+        self.assertEqual(0o600, mode)
+        self.assertEqual(
+            os.path.join(self.state_dir, 'powerflex-gateway.crt'),
+            self.gw.cert_path)
+
+    def test_hostname_localhost_verifies_too(self):
+        r = requests.get(f'https://localhost:{self.gw.port}/api/login',
+                         auth=('admin', 'password'),
+                         verify=self.gw.cert_path, timeout=10)
+        self.assertEqual(200, r.status_code)
+
+    def test_certificate_is_reused_on_restart(self):
+        with open(self.gw.cert_path, 'rb') as f:
+            first = f.read()
+        self.gw.stop()
+        again = self.start_gateway()
+        with open(again.cert_path, 'rb') as f:
+            self.assertEqual(first, f.read())
+
+    def test_client_trusting_another_certificate_is_refused(self):
+        other = self.useFixture(fixtures.TempDir()).path
+        other_cert, _ = gateway.ensure_certificate(other)
+        self.assertRaises(requests.exceptions.SSLError, requests.get,
+                          self.gw.url + '/version', verify=other_cert,
+                          timeout=10)
+        self.assertRaises(requests.exceptions.SSLError,
+                          self.make_driver, driver_ssl_cert_path=other_cert)
+        ctx = ssl.create_default_context(cafile=self.gw.cert_path)
+        self.assertEqual(ssl.CERT_REQUIRED, ctx.verify_mode)
+
+    def test_login_then_token(self):
+        self.assertIsInstance(self.rest.token, str)
+        self.assertEqual('3.6', self.rest.get('/version').json())
+        # The password is for /login only; other calls need the token.
+        r = self.rest.get('/version', auth=('admin', 'password'))
+        self.assertEqual(401, r.status_code)
+        self.assertEqual({'message': 'Unauthorized', 'httpStatusCode': 401,
+                          'errorCode': 0}, r.json())
+
+    def test_bad_login_is_401(self):
+        r = self.rest.get('/login', auth=('admin', 'nope'))
+        self.assertEqual(401, r.status_code)
+        self.assertEqual(401, r.json()['httpStatusCode'])
+        r = requests.get(self.gw.url + '/version', verify=self.gw.cert_path,
+                         timeout=10)
+        self.assertEqual(401, r.status_code)
+
+    def test_secrets_are_never_logged(self):
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        rest = Rest(self.gw)
+        rest.get('/version')
+        rest.get('/login', auth=('admin', 'wrong-secret'))
+        rest.post('/instances/Volume::0000000000000000/action/removeVolume')
+        self.assertIn('removeVolume', logs.output)
+        self.assertNotIn('password', logs.output)
+        self.assertNotIn('wrong-secret', logs.output)
+        self.assertNotIn(rest.token, logs.output)
+
+
+class RestShapesTest(GatewayTestCase):
+
+    def test_unknown_path_is_404_json(self):
+        r = self.rest.get('/types/Nothing/instances')
+        self.assertEqual(404, r.status_code)
+        self.assertEqual(errors.ILLEGAL_SYNTAX, r.json()['errorCode'])
+
+    def test_volume_not_found_is_code_79(self):
+        r = self.rest.get('/instances/Volume::00000000deadbeef')
+        self.assertEqual(500, r.status_code)
+        self.assertEqual({'message': 'Could not find the volume',
+                          'httpStatusCode': 500, 'errorCode': 79}, r.json())
+
+    def test_volume_document(self):
+        vid = self.rest.create('doc-vol')
+        v = self.rest.get(f'/instances/Volume::{vid}').json()
+        self.assertEqual(vid, v['id'])
+        self.assertEqual('doc-vol', v['name'])
+        self.assertEqual(8 * KIB_GIB, v['sizeInKb'])
+        self.assertIsNone(v['mappedSdcInfo'])
+        self.assertIsNone(v['ancestorVolumeId'])
+        self.assertEqual(self.rest.pool_id(), v['storagePoolId'])
+        self.assertRegex(v['vtreeId'], r'^[0-9a-f]{16}$')
+        self.assertEqual(vid, self.rest.get(
+            '/types/Volume/instances/getByName::doc-vol').json())
+        listed = self.rest.get('/types/Volume/instances').json()
+        self.assertEqual([vid], [x['id'] for x in listed])
+        tree = self.rest.get(f'/instances/VTree::{v["vtreeId"]}').json()
+        self.assertEqual('NotInMigration',
+                         tree['vtreeMigrationInfo']['migrationStatus'])
+
+    def test_names_with_slashes_are_url_decoded(self):
+        vid = self.rest.create('a/b+c==')
+        r = self.rest.get('/types/Volume/instances/getByName::a%2Fb%2Bc%3D%3D')
+        self.assertEqual(vid, r.json())
+
+    def test_system_and_sdcs(self):
+        (system,) = self.rest.get('/types/System/instances').json()
+        self.assertRegex(system['id'], r'^[0-9a-f]{16}$')
+        sdcs = self.rest.get('/types/Sdc/instances').json()
+        self.assertEqual(sorted(base.SDC_GUIDS),
+                         sorted(s['sdcGuid'] for s in sdcs))
+        one = self.rest.get(f'/instances/Sdc::{sdcs[0]["id"]}').json()
+        self.assertEqual(sdcs[0]['sdcIp'], one['sdcIp'])
+
+    def test_selected_statistics_reject_unknown_properties(self):
+        r = self.rest.post(
+            '/types/StoragePool/instances/action/querySelectedStatistics',
+            {'ids': [self.rest.pool_id()], 'properties': ['noSuchStat']})
+        self.assertEqual(400, r.status_code)
+
+    def test_snapshot_group_is_all_or_nothing(self):
+        a = self.rest.create('vol-a')
+        b = self.rest.create('vol-b')
+        r = self.rest.snap((a, 'snap-a'), (b, 'vol-a'))
+        self.assertEqual(errors.NAME_IN_USE, r.json()['errorCode'])
+        self.assertEqual(2, len(self.inventory()['volumes']))
+        (system,) = self.rest.get('/types/System/instances').json()
+        r = self.rest.post(
+            f'/instances/System::{system["id"]}/action/snapshotVolumes',
+            {'snapshotDefs': [{'volumeId': a, 'snapshotName': 'snap-a'},
+                              {'volumeId': b, 'snapshotName': 'snap-b'}]})
+        body = r.json()
+        self.assertEqual(2, len(body['volumeIdList']))
+        groups = {v['snapshot_group_id'] for v in self.inventory()['volumes']
+                  if v['type'] == 'Snapshot'}
+        self.assertEqual({body['snapshotGroupId']}, groups)
+
+    def test_vtree_limit_error_shape(self):
+        vid = self.rest.create('base')
+        for i in range(state.MAX_SNAPS_IN_VTREE):
+            self.assertEqual(200, self.rest.snap((vid, f's{i}')).status_code)
+        r = self.rest.snap((vid, 'one-too-many'))
+        self.assertEqual(500, r.status_code)
+        self.assertEqual(errors.TOO_MANY_SNAPS, r.json()['details'][0]['rc'])
+
+    def test_remove_modes(self):
+        root = self.rest.create('root')
+        s1 = self.rest.snap((root, 's1')).json()['volumeIdList'][0]
+        s2 = self.rest.snap((s1, 's2')).json()['volumeIdList'][0]
+        other = self.rest.snap((root, 'other')).json()['volumeIdList'][0]
+        r = self.rest.post(f'/instances/Volume::{s1}/action/removeVolume',
+                           {'removeMode': 'INCLUDING_DESCENDANTS'})
+        self.assertEqual(200, r.status_code)
+        left = {v['id'] for v in self.inventory()['volumes']}
+        self.assertEqual({root, other}, left)
+        self.assertNotIn(s2, self.inventory()['luns'])
+        r = self.rest.post(f'/instances/Volume::{other}/action/removeVolume',
+                           {'removeMode': 'WHOLE_VTREE'})
+        self.assertEqual(200, r.status_code)
+        self.assertArrayEmpty()
+
+    def test_mapped_volume_cannot_be_removed(self):
+        vid = self.rest.create('mapped')
+        sdc = self.sdc_id(base.SDC_GUIDS[0])
+        self.rest.post(f'/instances/Volume::{vid}/action/addMappedSdc',
+                       {'sdcId': sdc})
+        r = self.rest.post(f'/instances/Volume::{vid}/action/addMappedSdc',
+                           {'sdcId': sdc})
+        self.assertEqual(errors.ALREADY_MAPPED, r.json()['errorCode'])
+        r = self.rest.post(f'/instances/Volume::{vid}/action/addMappedSdc',
+                           {'sdcId': self.sdc_id(base.SDC_GUIDS[1])})
+        self.assertEqual(errors.MULTI_MAP_NOT_ALLOWED, r.json()['errorCode'])
+        r = self.rest.post(f'/instances/Volume::{vid}/action/removeVolume',
+                           {'removeMode': 'ONLY_ME'})
+        self.assertEqual(errors.VOLUME_IS_MAPPED, r.json()['errorCode'])
+        mapped = self.rest.get(f'/instances/Sdc::{sdc}/relationships/Volume')
+        self.assertEqual([vid], [v['id'] for v in mapped.json()])
+
+
+class StateAndFaultsTest(GatewayTestCase):
+
+    def test_state_survives_restart(self):
+        vol = self.create_volume(size=8)
+        snap = self.create_snapshot(vol)
+        self.driver.initialize_connection(
+            vol, {'sdc_guid': base.SDC_GUIDS[0], 'host': 'compute-0'})
+        before = self.inventory()
+        with open(os.path.join(self.state_dir,
+                               state.STATE_FILE)) as f:
+            self.assertIn(vol.provider_id, json.load(f)['volumes'])
+        self.gw.stop()
+        self.gw = self.start_gateway()
+        self.assertEqual(before, self.inventory())
+        drv = self.make_driver()
+        self.assertEqual(vol.provider_id,
+                         drv.primary_client.query_volume(
+                             vol.provider_id)['id'])
+        drv.terminate_connection(
+            vol, {'sdc_guid': base.SDC_GUIDS[0], 'host': 'compute-0'})
+        drv.delete_snapshot(snap)
+        drv.delete_volume(vol)
+        self.assertArrayEmpty()
+
+    def test_fault_by_path_fails_next_calls_only(self):
+        vol = self.create_volume(size=8)
+        self.gw.inject_fault('/types/Sdc/instances', count=1,
+                             error_code=4242, message='SDC list broken')
+        conn = {'sdc_guid': base.SDC_GUIDS[0], 'host': 'compute-0'}
+        exc = self.assertRaises(exception.VolumeBackendAPIException,
+                                self.driver.initialize_connection, vol, conn)
+        self.assertIn('SDC list broken', str(exc))
+        self.assertEqual([], self.array_volume(vol.provider_id)['mappings'])
+        self.driver.initialize_connection(vol, conn)
+        self.assertEqual(1, len(
+            self.array_volume(vol.provider_id)['mappings']))
+
+    def test_fault_on_create_leaves_nothing(self):
+        self.gw.inject_fault('createVolume', count=1)
+        vol = self.new_volume(size=8)
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          self.driver.create_volume, vol)
+        self.assertArrayEmpty()
+
+    def test_fail_rate_one_fails_every_call_but_login(self):
+        self.gw.fail_rate = 1.0
+        r = self.rest.get('/login', auth=('admin', 'password'))
+        self.assertEqual(200, r.status_code)
+        r = self.rest.get('/version')
+        self.assertEqual(errors.INJECTED, r.json()['errorCode'])
+        self.gw.fail_rate = 0.0
+        self.assertEqual(200, self.rest.get('/version').status_code)
+
+    def test_latency_is_applied_per_call(self):
+        waits: list[float] = []
+        gw_api = api.GatewayAPI(self.gw.array, latency=0.25,
+                                sleep=waits.append)
+        status, _ = gw_api.handle('GET', '/api/login', ('admin', 'password'),
+                                  b'')
+        self.assertEqual(200, status)
+        self.assertEqual([0.25], waits)
