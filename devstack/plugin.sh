@@ -48,15 +48,18 @@ function configure_dpm_ephemeral_internal_tenant {
 
 function configure_dpm_ephemeral_nova {
     local paste=$NOVA_CONF_DIR/api-paste.ini
-    # The filter sits right after keystonecontext in both compute composites.
+    # The filter sits right after keystonecontext (and the legacy v2
+    # filter) in both compute composites, before osapi_compute_app_v21.
     if ! grep -q dpm_bfv $paste; then
-        sed -i -e 's/\(keystone = .*keystonecontext\) /\1 dpm_bfv /' \
-            -e 's/\(keystone_nolimit = .*keystonecontext\) /\1 dpm_bfv /' \
+        sed -i -e 's/ osapi_compute_app_v21$/ dpm_bfv osapi_compute_app_v21/' \
             $paste
-        cat $DPM_EPHEMERAL_DIR/etc/nova/api-paste.ini.snippet >> $paste
+        printf '\n[filter:dpm_bfv]\npaste.filter_factory = %s\n' \
+            'nova_shim.api.bfv_filter:BootFromVolumeFilter.factory' >> $paste
     fi
-    iniset $NOVA_CONF dpm_bfv volume_type $DPM_EPHEMERAL_VOLUME_TYPE
-    iniset $NOVA_CONF dpm_bfv all_flavors $DPM_EPHEMERAL_NOVA_ALL_FLAVORS
+    iniset $NOVA_CONF dpm_boot_from_volume volume_type \
+        $DPM_EPHEMERAL_VOLUME_TYPE
+    iniset $NOVA_CONF dpm_boot_from_volume translate_all \
+        $DPM_EPHEMERAL_NOVA_ALL_FLAVORS
 }
 
 if is_service_enabled dpm-ephemeral || [[ -n "$DPM_EPHEMERAL_ARRAY" ]]; then
