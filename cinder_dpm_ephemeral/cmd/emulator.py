@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f'USER:PASSWORD clients log in with (e.g. '
                             f'{user}:secret)')
         p.add_argument('--pool', action='append', default=[],
-                       metavar='NAME:GiB',
+                       metavar='NAME:GiB' if name == 'svc' else 'PD:NAME:GiB',
                        help='storage pool and its capacity (repeatable); '
-                            'default: one pool of 10240 GiB')
+                            'default: one pool of 10240 GiB' +
+                            ('' if name == 'svc' else
+                             ' in protection domain domain1'))
         p.add_argument('--latency', type=float, default=0.0,
                        help='seconds added to every request')
         p.add_argument('--fail-rate', type=_fraction, default=0.0,
@@ -101,10 +103,16 @@ def _make(args: argparse.Namespace) -> Any:
             pools=_pools(args.pool, 'pool0'), latency=args.latency,
             fail_rate=args.fail_rate)
     from cinder_dpm_ephemeral.emulators.powerflex import gateway
+    pools = []
+    for spec in args.pool or ['domain1:pool1:10240']:
+        parts = spec.split(':')
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise SystemExit(f'--pool {spec!r}: expected PD:NAME:GiB')
+        pools.append({'domain': parts[0], 'name': parts[1],
+                      'capacity_gb': int(parts[2])})
     return gateway.PowerFlexGateway(
-        args.state_dir, listen=args.listen, login=args.login,
-        pools=_pools(args.pool, 'pool0'), latency=args.latency,
-        fail_rate=args.fail_rate)
+        args.state_dir, listen=args.listen, login=args.login, pools=pools,
+        latency=args.latency, fail_rate=args.fail_rate)
 
 
 def main(argv: list[str] | None = None) -> int:
