@@ -42,6 +42,7 @@ SIZE_DECREASE = 120
 NOT_SAME_VTREE = 121
 NOT_SUPPORTED = 122
 INJECTED = 999
+MAX_NAME_LEN = 31
 
 
 class PowerFlexError(Exception):
@@ -87,6 +88,12 @@ def name_in_use() -> PowerFlexError:
     return PowerFlexError(
         'Volume name already in use. Please use a different name.',
         NAME_IN_USE)
+
+
+def name_too_long() -> PowerFlexError:
+    return PowerFlexError(
+        f'The name is too long; at most {MAX_NAME_LEN} characters are '
+        'allowed', ILLEGAL_SYNTAX, 400)
 
 
 def insufficient_capacity() -> PowerFlexError:

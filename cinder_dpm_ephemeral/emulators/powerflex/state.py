@@ -14,7 +14,8 @@ What is modelled as on a real (medium granularity, mirrored) system:
   (``vtreeId``), with ``ancestorVolumeId`` naming its source; it costs
   nothing at creation (a copy-on-write LUN clone, no bytes copied);
 * at most :data:`MAX_SNAPS_IN_VTREE` (126) snapshots per vTree;
-* volume names unique in the system; ``mappedSdcInfo`` is ``null`` for an
+* volume names unique in the system, at most 31 characters (why the
+  driver base64-encodes Cinder ids); ``mappedSdcInfo`` is ``null`` for an
   unmapped volume and a list of mappings otherwise.
 
 Capacity, kept simple: each pool has a net (usable, after mirroring)
@@ -47,6 +48,7 @@ GiB = 1024 * MiB
 GRANULARITY_KB = 8 * GiB // KiB
 MAX_SNAPS_IN_VTREE = 126
 STATE_FILE = 'powerflex-state.json'
+MAX_NAME_LEN = errors.MAX_NAME_LEN
 REMOVE_MODES = ('ONLY_ME', 'INCLUDING_DESCENDANTS', 'DESCENDANTS_ONLY',
                 'WHOLE_VTREE')
 
@@ -197,6 +199,8 @@ class PowerFlexArray:
             raise errors.sdc_not_found()
 
     def _check_name_free(self, name: str, skip: str | None = None) -> None:
+        if len(name) > MAX_NAME_LEN:
+            raise errors.name_too_long()
         for vol in self.s['volumes'].values():
             if vol['name'] == name and vol['id'] != skip:
                 raise errors.name_in_use()

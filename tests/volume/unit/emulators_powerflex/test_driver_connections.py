@@ -19,7 +19,7 @@ def connector(guid: str, host: str = 'compute-0') -> dict[str, str]:
 
 class ConnectionTest(base.PowerFlexEmulatorTestCase):
 
-    def test_initialize_maps_to_the_sdc_found_by_guid(self):
+    def test_initialize_maps_to_the_sdc_found_by_guid(self) -> None:
         vol = self.create_volume(size=8)
         info = self.driver.initialize_connection(vol, connector(GUID0))
         self.assertEqual('scaleio', info['driver_volume_type'])
@@ -32,13 +32,13 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         av = self.array_volume(vol.provider_id)
         self.assertEqual([self.sdc_id(GUID0)], av['mapped_sdcs'])
 
-    def test_guid_lookup_ignores_case(self):
+    def test_guid_lookup_ignores_case(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID1.lower()))
         self.assertEqual([self.sdc_id(GUID1)],
                          self.array_volume(vol.provider_id)['mapped_sdcs'])
 
-    def test_initialize_twice_maps_once(self):
+    def test_initialize_twice_maps_once(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID0))
         self.driver.initialize_connection(vol, connector(GUID0))
@@ -46,7 +46,7 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(1, len(
             self.array_volume(vol.provider_id)['mappings']))
 
-    def test_multiattach_maps_to_two_sdcs(self):
+    def test_multiattach_maps_to_two_sdcs(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID0))
         self.driver.initialize_connection(vol, connector(GUID1, 'c1'))
@@ -57,7 +57,7 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual([self.sdc_id(GUID1)],
                          self.array_volume(vol.provider_id)['mapped_sdcs'])
 
-    def test_terminate_unmaps(self):
+    def test_terminate_unmaps(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID0))
         self.driver.terminate_connection(vol, connector(GUID0))
@@ -67,27 +67,27 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         # Terminating again is harmless.
         self.driver.terminate_connection(vol, connector(GUID0))
 
-    def test_force_detach_without_connector_unmaps_all(self):
+    def test_force_detach_without_connector_unmaps_all(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID0))
         self.driver.initialize_connection(vol, connector(GUID1, 'c1'))
         self.driver.terminate_connection(vol, None)
         self.assertEqual([], self.array_volume(vol.provider_id)['mappings'])
 
-    def test_unknown_sdc_fails_and_maps_nothing(self):
+    def test_unknown_sdc_fails_and_maps_nothing(self) -> None:
         vol = self.create_volume(size=8)
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.driver.initialize_connection, vol,
                           connector('00000000-0000-0000-0000-000000000000'))
         self.assertEqual([], self.array_volume(vol.provider_id)['mappings'])
 
-    def test_connector_without_sdc_guid_is_refused(self):
+    def test_connector_without_sdc_guid_is_refused(self) -> None:
         vol = self.create_volume(size=8)
         self.assertRaises(exception.InvalidHost,
                           self.driver.initialize_connection, vol,
                           {'host': 'compute-0'})
 
-    def test_qos_limits_are_set_on_the_mapping(self):
+    def test_qos_limits_are_set_on_the_mapping(self) -> None:
         specs = qos_specs.create(self.ctxt, 'pf-qos', {
             'consumer': 'back-end', 'maxIOPS': '1000', 'maxBWS': '2048'})
         vtype = volume_types.create(self.ctxt, 'pf-qos-type', {})
@@ -102,7 +102,7 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(1000, mapping['limitIops'])
         self.assertEqual(2048 // 1024, mapping['limitBwInMbps'])
 
-    def test_snapshot_can_be_attached(self):
+    def test_snapshot_can_be_attached(self) -> None:
         vol = self.create_volume(size=8)
         snap = self.create_snapshot(vol)
         self.driver.initialize_connection_snapshot(snap, connector(GUID0))
@@ -111,7 +111,7 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         self.driver.terminate_connection_snapshot(snap, connector(GUID0))
         self.assertEqual([], self.array_volume(snap.provider_id)['mappings'])
 
-    def test_delete_of_mapped_volume_unmaps_first(self):
+    def test_delete_of_mapped_volume_unmaps_first(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.initialize_connection(vol, connector(GUID0))
         self.driver.delete_volume(vol)

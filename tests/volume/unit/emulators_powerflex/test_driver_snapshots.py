@@ -24,7 +24,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
             f.seek(offset)
             f.write(data)
 
-    def test_snapshot_joins_the_vtree_and_copies_nothing(self):
+    def test_snapshot_joins_the_vtree_and_copies_nothing(self) -> None:
         vol = self.create_volume(size=16, thick=True)
         used = self.pool_usage()['used_kb']
         snap = self.create_snapshot(vol)
@@ -43,7 +43,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(used, self.pool_usage()['used_kb'])
         self.assertIsNotNone(av['snapshot_group_id'])
 
-    def test_snapshot_keeps_its_point_in_time(self):
+    def test_snapshot_keeps_its_point_in_time(self) -> None:
         vol = self.create_volume(size=8)
         self._write(vol.provider_id, 4096, b'before' * 100)
         luns = self.gw.array.luns
@@ -53,7 +53,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(before, luns.sha256(snap.provider_id, MiB))
         self.assertNotEqual(before, luns.sha256(vol.provider_id, MiB))
 
-    def test_volume_from_snapshot_is_extended_when_larger(self):
+    def test_volume_from_snapshot_is_extended_when_larger(self) -> None:
         vol = self.create_volume(size=8)
         snap = self.create_snapshot(vol)
         new = self.new_volume(size=12)
@@ -68,7 +68,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(8 * KIB_GIB,
                          self.array_volume(snap.provider_id)['size_kb'])
 
-    def test_clone_is_a_snapshot_of_the_source(self):
+    def test_clone_is_a_snapshot_of_the_source(self) -> None:
         src = self.create_volume(size=8)
         self._write(src.provider_id, 0, b'gold' * 1024)
         clone = self.new_volume(size=8)
@@ -81,7 +81,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(luns.sha256(src.provider_id, MiB),
                          luns.sha256(clone.provider_id, MiB))
 
-    def test_deleting_the_source_keeps_its_clone(self):
+    def test_deleting_the_source_keeps_its_clone(self) -> None:
         src = self.create_volume(size=8)
         self._write(src.provider_id, 0, b'keep' * 1024)
         digest = self.gw.array.luns.sha256(src.provider_id, MiB)
@@ -97,7 +97,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.driver.delete_volume(clone)
         self.assertArrayEmpty()
 
-    def test_delete_snapshot_leaves_the_volume(self):
+    def test_delete_snapshot_leaves_the_volume(self) -> None:
         vol = self.create_volume(size=8)
         snap = self.create_snapshot(vol)
         self.driver.delete_snapshot(snap)
@@ -109,7 +109,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
         self.driver.delete_volume(vol)
         self.assertArrayEmpty()
 
-    def test_revert_to_snapshot_restores_content(self):
+    def test_revert_to_snapshot_restores_content(self) -> None:
         vol = self.create_volume(size=8)
         self._write(vol.provider_id, 0, b'v1' * 4096)
         snap = self.create_snapshot(vol)
@@ -124,7 +124,7 @@ class SnapshotTest(base.PowerFlexEmulatorTestCase):
 
 class VTreeLimitTest(base.PowerFlexEmulatorTestCase):
 
-    def test_126_snapshots_per_vtree(self):
+    def test_126_snapshots_per_vtree(self) -> None:
         vol = self.create_volume(size=8)
         snaps = [self.create_snapshot(vol)
                  for _ in range(state.MAX_SNAPS_IN_VTREE)]
@@ -149,7 +149,7 @@ class VTreeLimitTest(base.PowerFlexEmulatorTestCase):
         self.apply(extra, self.driver.create_snapshot(extra))
         self.assertIsNotNone(self.array_volume(extra.provider_id))
 
-    def test_image_cache_vtree_size_limit(self):
+    def test_image_cache_vtree_size_limit(self) -> None:
         drv = self.make_driver(powerflex_max_image_cache_vtree_size=3)
         src = self.create_volume(size=8)
         db.image_volume_cache_create(

@@ -15,7 +15,7 @@ KIB_GIB = base.KiB_PER_GiB
 
 class SetupTest(base.PowerFlexEmulatorTestCase):
 
-    def test_setup_logs_in_over_verified_tls_and_finds_the_pool(self):
+    def test_setup_logs_in_over_verified_tls_and_finds_the_pool(self) -> None:
         client = self.driver.primary_client
         self.assertEqual(self.gw.cert_path, client.certificate_path)
         self.assertTrue(client.verify_certificate)
@@ -26,18 +26,18 @@ class SetupTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual('Mirroring', client.powerflex_gen_type)
         self.assertGreaterEqual(self.gw.api.calls['login'], 1)
 
-    def test_wrong_password_fails_setup(self):
+    def test_wrong_password_fails_setup(self) -> None:
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.make_driver, san_password='wrong')
 
-    def test_unknown_pool_fails_setup(self):
+    def test_unknown_pool_fails_setup(self) -> None:
         self.assertRaises(exception.InvalidInput, self.make_driver,
                           powerflex_storage_pools=f'{base.DOMAIN}:nopool')
 
 
 class CreateVolumeTest(base.PowerFlexEmulatorTestCase):
 
-    def test_thin_1gib_becomes_8gib_with_its_lun(self):
+    def test_thin_1gib_becomes_8gib_with_its_lun(self) -> None:
         vol = self.create_volume(size=1)
         self.assertEqual(8, vol.size)
         av = self.array_volume(vol.provider_id)
@@ -53,7 +53,7 @@ class CreateVolumeTest(base.PowerFlexEmulatorTestCase):
         # Thin: nothing allocated until written.
         self.assertEqual(0, self.pool_usage()['used_kb'])
 
-    def test_thick_reserves_its_rounded_size(self):
+    def test_thick_reserves_its_rounded_size(self) -> None:
         vol = self.create_volume(size=9, thick=True)
         self.assertEqual(16, vol.size)
         av = self.array_volume(vol.provider_id)
@@ -64,12 +64,12 @@ class CreateVolumeTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual((self.POOL_CAPACITY_GB - 16) * KIB_GIB,
                          usage['free_kb'])
 
-    def test_exact_multiple_of_8_is_not_rounded(self):
+    def test_exact_multiple_of_8_is_not_rounded(self) -> None:
         vol = self.create_volume(size=24)
         self.assertEqual(24 * KIB_GIB,
                          self.array_volume(vol.provider_id)['size_kb'])
 
-    def test_thin_usage_follows_written_bytes(self):
+    def test_thin_usage_follows_written_bytes(self) -> None:
         vol = self.create_volume(size=8)
         path = self.gw.array.luns.open_path(vol.provider_id)
         with open(path, 'r+b') as f:
@@ -77,7 +77,7 @@ class CreateVolumeTest(base.PowerFlexEmulatorTestCase):
             f.write(b'\x5a' * (3 * 1024 * 1024))
         self.assertEqual(3 * 1024, self.pool_usage()['used_kb'])
 
-    def test_duplicate_name_is_refused_with_code_6(self):
+    def test_duplicate_name_is_refused_with_code_6(self) -> None:
         vol = self.create_volume(size=8)
         # Same Cinder id, so the same PowerFlex name.
         twin = fake_volume.fake_volume_obj(
@@ -100,7 +100,7 @@ class CreateVolumeTest(base.PowerFlexEmulatorTestCase):
 class CapacityTest(base.PowerFlexEmulatorTestCase):
     POOL_CAPACITY_GB = 64
 
-    def test_thick_beyond_free_capacity_fails_cleanly(self):
+    def test_thick_beyond_free_capacity_fails_cleanly(self) -> None:
         self.create_volume(size=48, thick=True)
         before = self.inventory()
         vol = self.new_volume(size=17, thick=True)   # rounds to 24 > 16
@@ -116,13 +116,13 @@ class CapacityTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(0, self.pool_usage()['free_kb'])
         self.assertIsNotNone(self.array_volume(last.provider_id))
 
-    def test_thin_volumes_overcommit(self):
+    def test_thin_volumes_overcommit(self) -> None:
         self.create_volume(size=48, thick=True)
         vol = self.create_volume(size=160)
         self.assertEqual(160 * KIB_GIB,
                          self.array_volume(vol.provider_id)['size_kb'])
 
-    def test_thick_extend_beyond_capacity_fails_after_retries(self):
+    def test_thick_extend_beyond_capacity_fails_after_retries(self) -> None:
         vol = self.create_volume(size=40, thick=True)
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.driver.extend_volume, vol, 72)
@@ -130,7 +130,7 @@ class CapacityTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(40 * KIB_GIB,
                          self.array_volume(vol.provider_id)['size_kb'])
 
-    def test_stats_report_pool_capacity(self):
+    def test_stats_report_pool_capacity(self) -> None:
         self.create_volume(size=16, thick=True)
         self.create_volume(size=32)
         stats = self.driver.get_volume_stats(refresh=True)
@@ -148,7 +148,7 @@ class CapacityTest(base.PowerFlexEmulatorTestCase):
 
 class ExtendVolumeTest(base.PowerFlexEmulatorTestCase):
 
-    def test_extend_rounds_up_and_resizes_the_lun(self):
+    def test_extend_rounds_up_and_resizes_the_lun(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.extend_volume(vol, 12)
         av = self.array_volume(vol.provider_id)
@@ -156,13 +156,13 @@ class ExtendVolumeTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(16 * GiB, av['lun_bytes'])
         self.assertEqual(1, self.gw.api.calls['setVolumeSize'])
 
-    def test_extend_within_the_same_8gib_unit_asks_nothing(self):
+    def test_extend_within_the_same_8gib_unit_asks_nothing(self) -> None:
         vol = self.create_volume(size=1)     # array: 8 GiB, Cinder: 8
         vol.size = 3
         self.driver.extend_volume(vol, 5)
         self.assertNotIn('setVolumeSize', self.gw.api.calls)
 
-    def test_shrink_is_refused_by_the_array(self):
+    def test_shrink_is_refused_by_the_array(self) -> None:
         vol = self.create_volume(size=16)
         client = self.driver.primary_client
         self.assertRaises(exception.VolumeBackendAPIException,
@@ -173,19 +173,19 @@ class ExtendVolumeTest(base.PowerFlexEmulatorTestCase):
 
 class DeleteVolumeTest(base.PowerFlexEmulatorTestCase):
 
-    def test_delete_removes_volume_vtree_and_lun(self):
+    def test_delete_removes_volume_vtree_and_lun(self) -> None:
         vol = self.create_volume(size=8)
         self.driver.delete_volume(vol)
         self.assertArrayEmpty()
 
-    def test_delete_of_volume_gone_from_array_succeeds(self):
+    def test_delete_of_volume_gone_from_array_succeeds(self) -> None:
         vol = self.create_volume(size=8)
         self.gw.array.remove_volume(vol.provider_id)
         self.driver.delete_volume(vol)
         self.assertEqual(1, self.gw.api.calls['removeVolume'])
         self.assertArrayEmpty()
 
-    def test_delete_of_never_created_volume_succeeds(self):
+    def test_delete_of_never_created_volume_succeeds(self) -> None:
         vol = self.new_volume(size=8)
         vol.provider_id = '0123456789abcdef'
         self.driver.delete_volume(vol)
@@ -193,7 +193,7 @@ class DeleteVolumeTest(base.PowerFlexEmulatorTestCase):
         self.driver.delete_volume(vol)
         self.assertArrayEmpty()
 
-    def test_transient_failure_is_retried(self):
+    def test_transient_failure_is_retried(self) -> None:
         vol = self.create_volume(size=8)
         self.gw.inject_fault('removeVolume', count=1, error_code=65,
                              message='MDM is busy')
@@ -201,7 +201,7 @@ class DeleteVolumeTest(base.PowerFlexEmulatorTestCase):
         self.assertEqual(2, self.gw.api.calls['removeVolume'])
         self.assertArrayEmpty()
 
-    def test_persistent_failure_keeps_the_volume(self):
+    def test_persistent_failure_keeps_the_volume(self) -> None:
         vol = self.create_volume(size=8)
         self.gw.inject_fault('removeVolume', count=3)
         exc = self.assertRaises(exception.VolumeBackendAPIException,

@@ -70,7 +70,7 @@ class GatewayTestCase(base.PowerFlexEmulatorTestCase):
 
 class TlsAndLoginTest(GatewayTestCase):
 
-    def test_certificate_names_localhost_and_loopback(self):
+    def test_certificate_names_localhost_and_loopback(self) -> None:
         with open(self.gw.cert_path, 'rb') as f:
             cert = x509.load_pem_x509_certificate(f.read())
         san = cert.extensions.get_extension_for_class(
@@ -84,13 +84,13 @@ class TlsAndLoginTest(GatewayTestCase):
             os.path.join(self.state_dir, 'powerflex-gateway.crt'),
             self.gw.cert_path)
 
-    def test_hostname_localhost_verifies_too(self):
+    def test_hostname_localhost_verifies_too(self) -> None:
         r = requests.get(f'https://localhost:{self.gw.port}/api/login',
                          auth=('admin', 'password'),
                          verify=self.gw.cert_path, timeout=10)
         self.assertEqual(200, r.status_code)
 
-    def test_certificate_is_reused_on_restart(self):
+    def test_certificate_is_reused_on_restart(self) -> None:
         with open(self.gw.cert_path, 'rb') as f:
             first = f.read()
         self.gw.stop()
@@ -98,7 +98,7 @@ class TlsAndLoginTest(GatewayTestCase):
         with open(again.cert_path, 'rb') as f:
             self.assertEqual(first, f.read())
 
-    def test_client_trusting_another_certificate_is_refused(self):
+    def test_client_trusting_another_certificate_is_refused(self) -> None:
         other = self.useFixture(fixtures.TempDir()).path
         other_cert, _ = gateway.ensure_certificate(other)
         self.assertRaises(requests.exceptions.SSLError, requests.get,
@@ -109,7 +109,7 @@ class TlsAndLoginTest(GatewayTestCase):
         ctx = ssl.create_default_context(cafile=self.gw.cert_path)
         self.assertEqual(ssl.CERT_REQUIRED, ctx.verify_mode)
 
-    def test_login_then_token(self):
+    def test_login_then_token(self) -> None:
         self.assertIsInstance(self.rest.token, str)
         self.assertEqual('3.6', self.rest.get('/version').json())
         # The password is for /login only; other calls need the token.
@@ -118,7 +118,7 @@ class TlsAndLoginTest(GatewayTestCase):
         self.assertEqual({'message': 'Unauthorized', 'httpStatusCode': 401,
                           'errorCode': 0}, r.json())
 
-    def test_bad_login_is_401(self):
+    def test_bad_login_is_401(self) -> None:
         r = self.rest.get('/login', auth=('admin', 'nope'))
         self.assertEqual(401, r.status_code)
         self.assertEqual(401, r.json()['httpStatusCode'])
@@ -126,7 +126,7 @@ class TlsAndLoginTest(GatewayTestCase):
                          timeout=10)
         self.assertEqual(401, r.status_code)
 
-    def test_secrets_are_never_logged(self):
+    def test_secrets_are_never_logged(self) -> None:
         logs = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
         rest = Rest(self.gw)
         rest.get('/version')
@@ -140,18 +140,18 @@ class TlsAndLoginTest(GatewayTestCase):
 
 class RestShapesTest(GatewayTestCase):
 
-    def test_unknown_path_is_404_json(self):
+    def test_unknown_path_is_404_json(self) -> None:
         r = self.rest.get('/types/Nothing/instances')
         self.assertEqual(404, r.status_code)
         self.assertEqual(errors.ILLEGAL_SYNTAX, r.json()['errorCode'])
 
-    def test_volume_not_found_is_code_79(self):
+    def test_volume_not_found_is_code_79(self) -> None:
         r = self.rest.get('/instances/Volume::00000000deadbeef')
         self.assertEqual(500, r.status_code)
         self.assertEqual({'message': 'Could not find the volume',
                           'httpStatusCode': 500, 'errorCode': 79}, r.json())
 
-    def test_volume_document(self):
+    def test_volume_document(self) -> None:
         vid = self.rest.create('doc-vol')
         v = self.rest.get(f'/instances/Volume::{vid}').json()
         self.assertEqual(vid, v['id'])
@@ -169,12 +169,21 @@ class RestShapesTest(GatewayTestCase):
         self.assertEqual('NotInMigration',
                          tree['vtreeMigrationInfo']['migrationStatus'])
 
-    def test_names_with_slashes_are_url_decoded(self):
+    def test_names_with_slashes_are_url_decoded(self) -> None:
         vid = self.rest.create('a/b+c==')
         r = self.rest.get('/types/Volume/instances/getByName::a%2Fb%2Bc%3D%3D')
         self.assertEqual(vid, r.json())
 
-    def test_system_and_sdcs(self):
+    def test_names_longer_than_31_characters_are_refused(self) -> None:
+        r = self.rest.post('/types/Volume/instances', {
+            'name': 'n' * 32, 'volumeSizeInKb': str(KIB_GIB),
+            'storagePoolId': self.rest.pool_id()})
+        self.assertEqual(400, r.status_code)
+        self.assertEqual(200, self.rest.post('/types/Volume/instances', {
+            'name': 'n' * 31, 'volumeSizeInKb': str(KIB_GIB),
+            'storagePoolId': self.rest.pool_id()}).status_code)
+
+    def test_system_and_sdcs(self) -> None:
         (system,) = self.rest.get('/types/System/instances').json()
         self.assertRegex(system['id'], r'^[0-9a-f]{16}$')
         sdcs = self.rest.get('/types/Sdc/instances').json()
@@ -183,13 +192,13 @@ class RestShapesTest(GatewayTestCase):
         one = self.rest.get(f'/instances/Sdc::{sdcs[0]["id"]}').json()
         self.assertEqual(sdcs[0]['sdcIp'], one['sdcIp'])
 
-    def test_selected_statistics_reject_unknown_properties(self):
+    def test_selected_statistics_reject_unknown_properties(self) -> None:
         r = self.rest.post(
             '/types/StoragePool/instances/action/querySelectedStatistics',
             {'ids': [self.rest.pool_id()], 'properties': ['noSuchStat']})
         self.assertEqual(400, r.status_code)
 
-    def test_snapshot_group_is_all_or_nothing(self):
+    def test_snapshot_group_is_all_or_nothing(self) -> None:
         a = self.rest.create('vol-a')
         b = self.rest.create('vol-b')
         r = self.rest.snap((a, 'snap-a'), (b, 'vol-a'))
@@ -206,7 +215,7 @@ class RestShapesTest(GatewayTestCase):
                   if v['type'] == 'Snapshot'}
         self.assertEqual({body['snapshotGroupId']}, groups)
 
-    def test_vtree_limit_error_shape(self):
+    def test_vtree_limit_error_shape(self) -> None:
         vid = self.rest.create('base')
         for i in range(state.MAX_SNAPS_IN_VTREE):
             self.assertEqual(200, self.rest.snap((vid, f's{i}')).status_code)
@@ -214,7 +223,7 @@ class RestShapesTest(GatewayTestCase):
         self.assertEqual(500, r.status_code)
         self.assertEqual(errors.TOO_MANY_SNAPS, r.json()['details'][0]['rc'])
 
-    def test_remove_modes(self):
+    def test_remove_modes(self) -> None:
         root = self.rest.create('root')
         s1 = self.rest.snap((root, 's1')).json()['volumeIdList'][0]
         s2 = self.rest.snap((s1, 's2')).json()['volumeIdList'][0]
@@ -230,7 +239,7 @@ class RestShapesTest(GatewayTestCase):
         self.assertEqual(200, r.status_code)
         self.assertArrayEmpty()
 
-    def test_mapped_volume_cannot_be_removed(self):
+    def test_mapped_volume_cannot_be_removed(self) -> None:
         vid = self.rest.create('mapped')
         sdc = self.sdc_id(base.SDC_GUIDS[0])
         self.rest.post(f'/instances/Volume::{vid}/action/addMappedSdc',
@@ -250,7 +259,7 @@ class RestShapesTest(GatewayTestCase):
 
 class StateAndFaultsTest(GatewayTestCase):
 
-    def test_state_survives_restart(self):
+    def test_state_survives_restart(self) -> None:
         vol = self.create_volume(size=8)
         snap = self.create_snapshot(vol)
         self.driver.initialize_connection(
@@ -272,7 +281,7 @@ class StateAndFaultsTest(GatewayTestCase):
         drv.delete_volume(vol)
         self.assertArrayEmpty()
 
-    def test_fault_by_path_fails_next_calls_only(self):
+    def test_fault_by_path_fails_next_calls_only(self) -> None:
         vol = self.create_volume(size=8)
         self.gw.inject_fault('/types/Sdc/instances', count=1,
                              error_code=4242, message='SDC list broken')
@@ -285,14 +294,14 @@ class StateAndFaultsTest(GatewayTestCase):
         self.assertEqual(1, len(
             self.array_volume(vol.provider_id)['mappings']))
 
-    def test_fault_on_create_leaves_nothing(self):
+    def test_fault_on_create_leaves_nothing(self) -> None:
         self.gw.inject_fault('createVolume', count=1)
         vol = self.new_volume(size=8)
         self.assertRaises(exception.VolumeBackendAPIException,
                           self.driver.create_volume, vol)
         self.assertArrayEmpty()
 
-    def test_fail_rate_one_fails_every_call_but_login(self):
+    def test_fail_rate_one_fails_every_call_but_login(self) -> None:
         self.gw.fail_rate = 1.0
         r = self.rest.get('/login', auth=('admin', 'password'))
         self.assertEqual(200, r.status_code)
@@ -301,7 +310,7 @@ class StateAndFaultsTest(GatewayTestCase):
         self.gw.fail_rate = 0.0
         self.assertEqual(200, self.rest.get('/version').status_code)
 
-    def test_latency_is_applied_per_call(self):
+    def test_latency_is_applied_per_call(self) -> None:
         waits: list[float] = []
         gw_api = api.GatewayAPI(self.gw.array, latency=0.25,
                                 sleep=waits.append)
