@@ -148,6 +148,12 @@ def size_decrease() -> PowerFlexError:
     return PowerFlexError('Volume size cannot be decreased', SIZE_DECREASE)
 
 
+def thick_in_fine_granularity() -> PowerFlexError:
+    return PowerFlexError(
+        'Thick volumes are not supported in Fine Granularity Storage Pools',
+        NOT_SUPPORTED)
+
+
 def not_same_vtree() -> PowerFlexError:
     return PowerFlexError(
         'The source and the destination volumes must be in the same '

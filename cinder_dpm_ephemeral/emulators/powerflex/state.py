@@ -469,6 +469,9 @@ class PowerFlexArray:
                 name = None
             else:
                 self._check_name_free(name)
+            if (volume_type == 'ThickProvisioned'
+                    and pool['dataLayout'] == 'FineGranularity'):
+                raise errors.thick_in_fine_granularity()
             size = round_kb(size_kb)
             if (volume_type == 'ThickProvisioned'
                     and size > self._free_kb(pool_id)):

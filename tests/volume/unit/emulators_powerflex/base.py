@@ -42,6 +42,7 @@ class PowerFlexEmulatorTestCase(test.TestCase):
     """Gateway + in-tree driver, with helpers working on real objects."""
 
     POOL_CAPACITY_GB = 1024
+    POOL_LAYOUT = 'MediumGranularity'
 
     def setUp(self) -> None:
         super().setUp()
@@ -59,7 +60,8 @@ class PowerFlexEmulatorTestCase(test.TestCase):
     def start_gateway(self, **kwargs: Any) -> gateway.PowerFlexGateway:
         kwargs.setdefault('announce', False)
         kwargs.setdefault('pools', [state.PoolSpec(
-            DOMAIN, POOL, capacity_gb=self.POOL_CAPACITY_GB)])
+            DOMAIN, POOL, capacity_gb=self.POOL_CAPACITY_GB,
+            data_layout=self.POOL_LAYOUT)])
         kwargs.setdefault('sdcs', [
             state.SdcSpec(guid, ip=f'10.0.0.{i + 1}', name=f'compute-{i}')
             for i, guid in enumerate(SDC_GUIDS)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ddt
+
 from cinder import exception
 from cinder.tests.unit import fake_volume
 from cinder.volume.drivers.dell_emc.powerflex import utils as flex_utils
@@ -144,6 +146,53 @@ class CapacityTest(base.PowerFlexEmulatorTestCase):
         self.assertTrue(pool['thin_provisioning_support'])
         self.assertEqual('scaleio', stats['storage_protocol'])
         self.assertEqual(self.POOL_CAPACITY_GB, stats['total_capacity_gb'])
+
+
+@ddt.ddt
+class ApiVersionTest(base.PowerFlexEmulatorTestCase):
+    """The driver computes capacity differently per gateway version."""
+
+    POOL_CAPACITY_GB = 512
+
+    @ddt.data('2.6', '3.0', '3.5', '4.5')
+    def test_stats_for_each_version_branch(self, version: str) -> None:
+        self.gw.stop()
+        self.gw = self.start_gateway(version=version)
+        drv = self.make_driver()
+        vol = self.new_volume(size=16, thick=True)
+        self.apply(vol, drv.create_volume(vol))
+        vol = self.new_volume(size=24)
+        self.apply(vol, drv.create_volume(vol))
+        snap = base.test_utils.create_snapshot(self.ctxt, vol.id,
+                                               testcase_instance=self)
+        self.apply(snap, drv.create_snapshot(snap))
+        (pool,) = drv.get_volume_stats(refresh=True)['pools']
+        self.assertEqual(self.POOL_CAPACITY_GB, pool['total_capacity_gb'])
+        self.assertEqual(self.POOL_CAPACITY_GB - 16,
+                         pool['free_capacity_gb'])
+        # Snapshots cost nothing until written.
+        self.assertEqual(16 + 24, pool['provisioned_capacity_gb'])
+
+
+class FineGranularityTest(base.PowerFlexEmulatorTestCase):
+    POOL_LAYOUT = 'FineGranularity'
+
+    def test_thick_request_becomes_thin_and_compression_is_offered(
+            self) -> None:
+        vol = self.create_volume(size=8, thick=True)
+        self.assertEqual('ThinProvisioned',
+                         self.array_volume(vol.provider_id)['type'])
+        (pool,) = self.driver.get_volume_stats(refresh=True)['pools']
+        self.assertFalse(pool['thick_provisioning_support'])
+        self.assertTrue(pool['compression_support'])
+
+    def test_array_refuses_thick_in_fine_granularity(self) -> None:
+        client = self.driver.primary_client
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          client.create_volume, base.DOMAIN, base.POOL,
+                          'f0000000-0000-4000-8000-000000000001', 8,
+                          'ThickProvisioned', 'None')
+        self.assertEqual([], self.inventory()['volumes'])
 
 
 class ExtendVolumeTest(base.PowerFlexEmulatorTestCase):
