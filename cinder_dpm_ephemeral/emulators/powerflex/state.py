@@ -137,8 +137,9 @@ class PowerFlexArray:
 
     def _save(self) -> None:
         tmp = self.state_path.with_name(self.state_path.name + '.tmp')
+        data = json.dumps(self.s, sort_keys=True, separators=(',', ':'))
         with open(tmp, 'w') as f:
-            json.dump(self.s, f, sort_keys=True, indent=1)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
