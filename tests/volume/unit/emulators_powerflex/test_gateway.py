@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent import futures
 import logging
 import os
 import ssl
@@ -280,6 +281,23 @@ class StateAndFaultsTest(GatewayTestCase):
         drv.delete_snapshot(snap)
         drv.delete_volume(vol)
         self.assertArrayEmpty()
+
+    def test_concurrent_creates_and_snapshots(self) -> None:
+        vols = [self.new_volume(size=8) for _ in range(12)]
+        with futures.ThreadPoolExecutor(max_workers=6) as pool:
+            updates = list(pool.map(self.driver.create_volume, vols))
+        for vol, update in zip(vols, updates, strict=True):
+            self.apply(vol, update)
+        with futures.ThreadPoolExecutor(max_workers=6) as pool:
+            snaps = list(pool.map(self.create_snapshot, vols))
+        ids = {v.provider_id for v in vols} | {s.provider_id for s in snaps}
+        self.assertEqual(24, len(ids))
+        inv = self.inventory()
+        self.assertEqual(sorted(ids), inv['luns'])
+        self.assertEqual(12, len(inv['vtrees']))
+        self.gw.stop()
+        self.gw = self.start_gateway()
+        self.assertEqual(inv, self.inventory())
 
     def test_fault_by_path_fails_next_calls_only(self) -> None:
         vol = self.create_volume(size=8)
