@@ -129,6 +129,26 @@ class _CacheTests:
         self.assertEqual({}, self.backend.luns.list())
         self.delete_volume(vol['id'])
 
+    def test_raw_image_streams_in_one_pass(self):
+        image, meta = self._image(mib=24, seed=14, fmt='raw', name='raw')
+        vols = self._create(meta['id'], n=3)
+        self.assertEqual(1, self.images.downloads[meta['id']])
+        self.assertEqual(image.file_size, self.images.bytes_served[meta['id']])
+        for v in vols:
+            self._assert_content(v['id'], image)
+
+    def test_raw_label_on_qcow2_content_refused_without_leftovers(self):
+        image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=15,
+                                  name='disguised')
+        meta = self.images.add(image.path, 'raw')  # a lie: it is qcow2
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual({}, self.backend.luns.list())
+        self.delete_volume(vol['id'])
+
     def test_changed_image_gets_new_golden_and_old_one_is_collected(self):
         image, meta = self._image(mib=8, seed=6)
         first = self._create(meta['id'])[0]
