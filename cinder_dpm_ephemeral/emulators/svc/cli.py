@@ -291,8 +291,11 @@ class SVCArray:
 
     # -- test hooks ----------------------------------------------------------
     def inject_fault(self, verb: str, count: int, error: str) -> None:
-        """Fail the next ``count`` calls of ``verb`` with ``error`` (a CMMVC
-        message, e.g. ``'CMMVC5786E The action failed ...'``)."""
+        """Fail the next ``count`` calls of ``verb`` with ``error``.
+
+        ``error`` is a CMMVC message, e.g.
+        ``'CMMVC5786E The action failed ...'``.
+        """
         with self._lock:
             self._faults[verb] = [count, error]
 

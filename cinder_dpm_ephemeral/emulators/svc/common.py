@@ -124,8 +124,11 @@ class Table:
 
 @dataclasses.dataclass
 class Detail:
-    """A detailed view: sections of attribute/value pairs (blank-line
-    separated, like the copies of ``lsvdisk <vdisk>``)."""
+    """A detailed view: sections of attribute/value pairs.
+
+    Sections are blank-line separated, like the copies of
+    ``lsvdisk <vdisk>``.
+    """
     sections: list[list[tuple[str, str]]]
 
 
@@ -160,8 +163,11 @@ def to_bytes(size: str, unit: str | None) -> int:
 
 
 def fmt_size(n: int | float, as_bytes: bool) -> str:
-    """Capacity as the CLI shows it: bytes with ``-bytes``, else 2 decimals
-    in the largest unit of MB..PB that keeps the value >= 1."""
+    """Capacity as the CLI shows it.
+
+    Bytes with ``-bytes``, else 2 decimals in the largest unit of MB..PB
+    that keeps the value >= 1.
+    """
     n = int(n)
     if as_bytes:
         return str(n)

@@ -34,8 +34,11 @@ Obj = dict[str, Any]
 
 
 def valid_name(name: str) -> bool:
-    """SVC naming rules: letters, digits, space . - _; start with a letter
-    or an underscore; at most 63 characters; no trailing space."""
+    """Whether ``name`` follows SVC naming rules.
+
+    Letters, digits, space . - _; start with a letter or an underscore; at
+    most 63 characters; no trailing space.
+    """
     return bool(_NAME_RE.match(name)) and not name.endswith(' ')
 
 
@@ -119,8 +122,11 @@ class SVCState:
         return json.dumps(self.data, sort_keys=True, indent=1)
 
     def save(self) -> None:
-        """Write the state if it changed (atomic: temp file + rename; no
-        fsync: it protects against process restarts, not power loss)."""
+        """Write the state if it changed.
+
+        Atomic (temp file + rename), no fsync: it protects against process
+        restarts, not power loss.
+        """
         text = self._dump()
         if text == self._saved:
             return
