@@ -46,6 +46,14 @@ image_cache_opts = [
         help='Most GiB of golden volumes kept per backend (0: no limit), '
              'evicted least recently used first, never while clones depend '
              'on them.'),
+    cfg.IntOpt(
+        'dpm_ephemeral_image_cache_cleanup_interval',
+        default=300, min=0,
+        help='Seconds between clean-ups of the golden image cache (run with '
+             'the volume stats update): golden volumes of images deleted or '
+             'changed in Glance, unfinished ones, and those over the limits '
+             'are removed once no clone depends on them. 0: at every stats '
+             'update.'),
 ]
 
 

@@ -55,6 +55,7 @@ MD_GENERATION = 'generation'
 MD_STATE = 'state'
 MD_LAST_USED = 'last_used'
 MD_FULL = 'full'
+MD_STALE = 'stale'
 ADMIN_MD_GOLDEN = 'dpm_golden_volume_id'
 
 STATE_BUILDING = 'building'
@@ -385,6 +386,12 @@ class GoldenImageCache:
             golden.status = 'available'
             golden.save()
             self._set_md(golden, {MD_STATE: STATE_READY})
+            # Older content versions of this image are never cloned again;
+            # collect_garbage removes them once no clone depends on them.
+            for old in self.goldens(ictx, None, image_id):
+                if (old.metadata.get(MD_VERSION) != version and
+                        old.metadata.get(MD_STALE) != 'true'):
+                    self._set_md(old, {MD_STALE: 'true', MD_FULL: 'true'})
             LOG.info('Golden volume %(g)s of image %(img)s (generation '
                      '%(gen)d, %(size)d GiB) ready in %(sec).1f s.',
                      {'g': golden.id, 'img': image_id, 'gen': generation,
@@ -412,6 +419,24 @@ class GoldenImageCache:
             golden.save()
             return
         golden.destroy()
+
+    def periodic(self, host: str, interval: float) -> None:
+        """Run :meth:`collect_garbage` at most every ``interval`` seconds.
+
+        Called from the driver's stats update (every
+        ``backend_stats_polling_interval``). Glance is asked whether images
+        still exist and are unchanged; if it cannot be asked, only stale,
+        unfinished and over-limit golden volumes are handled.
+        """
+        now = timeutils.utcnow_ts()
+        if now - getattr(self, '_last_gc', 0) < interval:
+            return
+        self._last_gc = now
+        try:
+            from cinder.image import glance
+            self.collect_garbage(glance.get_default_image_service(), host)
+        except Exception:
+            LOG.exception('Golden image cache clean-up failed; will retry.')
 
     # -- removal --------------------------------------------------------------
     def is_golden(self, volume: objects.Volume) -> bool:
@@ -457,6 +482,9 @@ class GoldenImageCache:
                 doomed.append(g)
                 continue
             img = md.get(MD_IMAGE, '')
+            if md.get(MD_STALE) == 'true':
+                doomed.append(g)
+                continue
             if image_service is not None and img not in current:
                 try:
                     current[img] = image_version(
@@ -468,6 +496,7 @@ class GoldenImageCache:
                                 'its golden volumes for now.', img)
                     current[img] = md.get(MD_VERSION)
             if img in current and current[img] != md.get(MD_VERSION):
+                self._set_md(g, {MD_STALE: 'true', MD_FULL: 'true'})
                 doomed.append(g)
             else:
                 live.append(g)

@@ -63,6 +63,20 @@ class PowerFlexEphemeralDriver(emulation.EmulatedDataPathMixin,
         return self.image_cache.clone_image(context, volume, image_meta,
                                             image_service)
 
+    def _update_volume_stats(self) -> None:
+        super()._update_volume_stats()
+        self.image_cache.periodic(
+            self.host, self.configuration.safe_get(
+                'dpm_ephemeral_image_cache_cleanup_interval') or 0)
+
     def delete_volume(self, volume: Any) -> None:
         self.image_cache.check_deletable(volume)
         super().delete_volume(volume)
+        if not self.image_cache.is_golden(volume):
+            # A clone is gone: a stale golden may now have no dependents.
+            try:
+                self.image_cache.collect_garbage(None, volume.host)
+            except Exception:
+                LOG.exception('Golden cache clean-up after deleting %s '
+                              'failed; the periodic clean-up will retry.',
+                              volume.id)

@@ -57,11 +57,25 @@ class StorwizeEphemeralDriver(emulation.EmulatedDataPathMixin,
         return self.image_cache.clone_image(context, volume, image_meta,
                                             image_service)
 
+    def _update_volume_stats(self) -> None:
+        super()._update_volume_stats()
+        self.image_cache.periodic(
+            self.host, self.configuration.safe_get(
+                'dpm_ephemeral_image_cache_cleanup_interval') or 0)
+
     def delete_volume(self, volume: Any) -> None:
         # A golden volume that clones still depend on is refused (the
         # in-tree driver would turn its no-copy maps into full copies).
         self.image_cache.check_deletable(volume)
         super().delete_volume(volume)
+        if not self.image_cache.is_golden(volume):
+            # A clone is gone: a stale golden may now have no dependents.
+            try:
+                self.image_cache.collect_garbage(None, volume.host)
+            except Exception:
+                LOG.exception('Golden cache clean-up after deleting %s '
+                              'failed; the periodic clean-up will retry.',
+                              volume.id)
 
     def _emulated_lun_id(self, volume: Any) -> str:
         attrs = self._helpers.get_vdisk_attributes(volume.name)

@@ -57,6 +57,9 @@ class _CacheTests:
         ictx = cinder_context.get_internal_tenant_context()
         return self.driver.image_cache.goldens(ictx, None, image_id)
 
+    def goldens_by_id(self):
+        return {g.id: g for g in self.goldens()}
+
     def _image(self, mib=16, seed=1, fmt='qcow2', name='img',
                data_mib=None):
         image = images.make_image(
@@ -167,22 +170,25 @@ class _CacheTests:
         # The old golden still has a clone: kept, never used again.
         gc = self.driver.image_cache.collect_garbage(self.images.service())
         self.assertEqual([], gc)
+        self.assertEqual('true', self.goldens_by_id()[old_golden.id]
+                         .metadata['stale'])
+        # Deleting its last clone removes it, with no operator action.
         self.delete_volume(first['id'])
-        gc = self.driver.image_cache.collect_garbage(self.images.service())
-        self.assertEqual([old_golden.id], gc)
+        self.assertNotIn(old_golden.id, self.goldens_by_id())
         self.assertEqual(2, self.array_volume_count())  # new golden + clone
         self.assertEqual(1, len(self.goldens(meta['id'])))
 
-    def test_deleted_image_golden_removed_when_unused(self):
+    def test_deleted_image_golden_removed_by_periodic_cleanup(self):
+        self.flags(dpm_ephemeral_image_cache_cleanup_interval=0,
+                   group=self.BACKEND)
         _image, meta = self._image(mib=8, seed=7)
         vol = self._create(meta['id'])[0]
         self.images.remove(meta['id'])
-        self.assertEqual(
-            [], self.driver.image_cache.collect_garbage(self.images.service()))
+        self.driver._update_volume_stats()   # the periodic stats task
+        self.assertEqual(1, len(self.goldens(meta['id'])))  # still cloned
         self.delete_volume(vol['id'])
-        self.assertEqual(
-            1, len(self.driver.image_cache.collect_garbage(
-                self.images.service())))
+        self.driver._update_volume_stats()
+        self.assertEqual([], self.goldens(meta['id']))
         self.assertEqual(0, self.array_volume_count())
 
     def test_lru_eviction_spares_goldens_with_clones(self):
@@ -200,10 +206,8 @@ class _CacheTests:
         self.assertEqual([], removed)
         self.assertEqual(2, len(self.goldens()))
         self._assert_content(vol_a['id'], img_a)
+        # Its last clone gone, A is evicted right away (no operator action).
         self.delete_volume(vol_a['id'])
-        removed = self.driver.image_cache.collect_garbage(
-            self.images.service())
-        self.assertEqual(1, len(removed))
         left = self.goldens()
         self.assertEqual(1, len(left))
         self.assertEqual(meta_b['id'], left[0].metadata['image_id'])
