@@ -50,6 +50,10 @@ def headline(storage: dict) -> dict:
         out[f'warm_lifecycle_speedup_vs_stock_{a}'] = ratio(
             get(f'stock-{a}', 'warm', 'lifecycle_seconds'),
             get(f'ours-{a}', 'warm', 'lifecycle_seconds'))
+    for a in ('svc', 'powerflex'):
+        out[f'cold_lifecycle_speedup_vs_stock_{a}'] = ratio(
+            get(f'stock-{a}', 'cold_lifecycle', 'lifecycle_seconds'),
+            get(f'ours-{a}', 'cold_lifecycle', 'lifecycle_seconds'))
     storm_t = [ratio(get(f'ours-{a}', 'storm', 'seconds_all_available'),
                      get(f'stock-{a}', 'storm', 'seconds_all_available'))
                for a in ('svc', 'powerflex')]
