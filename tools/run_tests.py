@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     line = f'{passed} passed, {failed} failed'
     if skipped:
         line += f', {skipped} skipped'
-    print(line)
+    print(f'\n{line}')  # alone on its line, whatever stestr left open
     if worst == 0 and passed == 0:
         return 1
     return 1 if failed else worst
