@@ -212,7 +212,7 @@ class PowerFlexGateway:
                  = (),
                  version: str = '3.6', latency: float = 0.0,
                  fail_rate: float = 0.0, seed: int | None = None,
-                 announce: bool = True) -> None:
+                 announce: bool = False) -> None:
         self.announce = announce
         self.state_dir = str(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
