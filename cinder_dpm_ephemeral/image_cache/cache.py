@@ -25,6 +25,7 @@ converts the image once; later creates only clone, with no lock held.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import tempfile
@@ -190,6 +191,10 @@ class GoldenImageCache:
         self.backend = backend
         self.configuration = configuration
         self.db = db
+        #: set when a golden volume was marked stale or full in this
+        #: process; the clone delete path only cleans up when it is set
+        #: (the periodic clean-up covers the rest)
+        self.cleanup_pending = True
 
     # -- configuration --------------------------------------------------------
     @property
@@ -249,7 +254,7 @@ class GoldenImageCache:
             self.db.volume_admin_metadata_update(
                 context.elevated(), volume.id, {ADMIN_MD_GOLDEN: golden.id},
                 False)
-            self._set_md(golden, {MD_LAST_USED: _now()})
+            self._touch(golden)
             LOG.info('Volume %(vol)s is a thin clone of golden volume '
                      '%(g)s (image %(img)s).',
                      {'vol': volume.id, 'g': golden.id, 'img': image_id})
@@ -403,7 +408,17 @@ class GoldenImageCache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
+    def _touch(self, golden: objects.Volume) -> None:
+        """Record a use for LRU eviction (at most once a minute)."""
+        last = golden.metadata.get(MD_LAST_USED, '')
+        if last < _now(-TOUCH_EVERY):
+            self._set_md(golden, {MD_LAST_USED: _now()})
+
     def _set_md(self, golden: objects.Volume, values: dict[str, str]) -> None:
+        if values.get(MD_FULL) == 'true' or values.get(MD_STALE) == 'true':
+            # A golden that may be removed once unused: let the clone
+            # delete path look (it skips the database query otherwise).
+            self.cleanup_pending = True
         self.db.volume_metadata_update(golden._context, golden.id, values,
                                        False)
         golden.refresh()
@@ -419,6 +434,16 @@ class GoldenImageCache:
             golden.save()
             return
         golden.destroy()
+
+    def after_clone_deleted(self, host: str) -> None:
+        """Clean up now if a golden volume may have lost its last clone.
+
+        A cheap no-op unless a golden volume is waiting for that.
+        """
+        if not self.cleanup_pending:
+            return
+        self.cleanup_pending = False
+        self.collect_garbage(None, host)
 
     def periodic(self, host: str, interval: float) -> None:
         """Run :meth:`collect_garbage` at most every ``interval`` seconds.
@@ -511,9 +536,11 @@ class GoldenImageCache:
         removed = []
         for g in doomed:
             if self.backend.dependents(g):
-                # Still cloned: keep it, but never clone it again.
+                # Still cloned: keep it, but never clone it again; look
+                # again when a clone is deleted.
                 if g.metadata.get(MD_FULL) != 'true':
                     self._set_md(g, {MD_FULL: 'true'})
+                self.cleanup_pending = True
                 continue
             LOG.info('Removing golden volume %(g)s of image %(img)s.',
                      {'g': g.id, 'img': g.metadata.get(MD_IMAGE)})
@@ -524,5 +551,9 @@ class GoldenImageCache:
         return removed
 
 
-def _now() -> str:
-    return timeutils.utcnow().strftime('%Y-%m-%dT%H:%M:%S.%f')
+TOUCH_EVERY = 60
+
+
+def _now(offset_seconds: float = 0) -> str:
+    t = timeutils.utcnow() + datetime.timedelta(seconds=offset_seconds)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.%f')

@@ -75,7 +75,7 @@ class PowerFlexEphemeralDriver(emulation.EmulatedDataPathMixin,
         if not self.image_cache.is_golden(volume):
             # A clone is gone: a stale golden may now have no dependents.
             try:
-                self.image_cache.collect_garbage(None, volume.host)
+                self.image_cache.after_clone_deleted(volume.host)
             except Exception:
                 LOG.exception('Golden cache clean-up after deleting %s '
                               'failed; the periodic clean-up will retry.',

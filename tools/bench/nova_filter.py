@@ -46,7 +46,7 @@ import sys
 import time
 from typing import Any
 
-QUICK_ROUNDS = 12
+QUICK_ROUNDS = 40
 FULL_ROUNDS = 100
 WARMUP = 3
 IMAGE = '155d900f-4e14-4e4c-a73d-069cbf4541e6'  # GlanceFixture image1
