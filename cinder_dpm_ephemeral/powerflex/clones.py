@@ -14,7 +14,7 @@ from typing import Any
 from cinder import exception
 from oslo_log import log as logging
 
-from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 
 LOG = logging.getLogger(__name__)
 
@@ -24,13 +24,10 @@ VTREE_SNAPSHOT_LIMIT = 126
 ERR_TOO_MANY_SNAPS = 182
 
 
-class PowerFlexClones:
+class PowerFlexClones(cache_driver.ArrayClones):
     """:class:`cinder_dpm_ephemeral.image_cache.cache.CloneBackend`."""
 
     max_clones_per_golden = VTREE_SNAPSHOT_LIMIT
-
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
 
     def _granular(self) -> bool:
         return not self.driver._get_client().check_powerflex_ec_version()
@@ -40,14 +37,6 @@ class PowerFlexClones:
         if self._granular():
             gb = math.ceil(gb / GRANULARITY_GB) * GRANULARITY_GB
         return gb
-
-    def create_golden_lun(self, golden: Any) -> dict | None:
-        return self.driver.create_volume(golden)
-
-    def write_image(self, context: Any, golden: Any, image_file: str,
-                    image_format: str) -> None:
-        cache.write_image_through_attach(self.driver, context, golden,
-                                         image_file, image_format)
 
     def thin_clone(self, golden: Any, volume: Any) -> dict | None:
         if (self._granular() and volume.size % GRANULARITY_GB and

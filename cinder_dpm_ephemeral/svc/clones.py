@@ -16,7 +16,7 @@ from typing import Any
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 
-from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 
 LOG = logging.getLogger(__name__)
 
@@ -28,24 +28,13 @@ SVC_FCMAP_SOURCE_LIMIT = 256
 ERR_FCMAP_LIMIT = ('CMMVC6432E', 'CMMVC5878E', 'CMMVC6425E')
 
 
-class SVCClones:
+class SVCClones(cache_driver.ArrayClones):
     """:class:`cinder_dpm_ephemeral.image_cache.cache.CloneBackend` on SVC."""
 
     max_clones_per_golden = SVC_FCMAP_SOURCE_LIMIT
 
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
-
     def golden_size_gb(self, virtual_size: int) -> int:
         return max(1, math.ceil(virtual_size / GiB))
-
-    def create_golden_lun(self, golden: Any) -> dict | None:
-        return self.driver.create_volume(golden)
-
-    def write_image(self, context: Any, golden: Any, image_file: str,
-                    image_format: str) -> None:
-        cache.write_image_through_attach(self.driver, context, golden,
-                                         image_file, image_format)
 
     def thin_clone(self, golden: Any, volume: Any) -> dict | None:
         d = self.driver
@@ -72,9 +61,6 @@ class SVCClones:
 
     def dependents(self, golden: Any) -> int:
         return len(self.driver._helpers._get_vdisk_fc_mappings(golden.name))
-
-    def delete_golden_lun(self, golden: Any) -> None:
-        self.driver.delete_volume(golden)
 
     def is_clone_limit(self, error: Exception) -> bool:
         text = str(error)

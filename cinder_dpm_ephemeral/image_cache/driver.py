@@ -1,0 +1,85 @@
+"""What both array drivers share to use the golden image cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral import opts
+
+LOG = logging.getLogger(__name__)
+
+
+class ArrayClones:
+    """The parts of a :class:`cache.CloneBackend` common to all arrays.
+
+    A golden LUN is an ordinary volume of the driver, and images are written
+    onto it through the driver's own attach. Subclasses add the array's
+    thin clone, its dependents count and its size rules.
+    """
+
+    max_clones_per_golden: int
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def create_golden_lun(self, golden: Any) -> dict | None:
+        return self.driver.create_volume(golden)
+
+    def write_image(self, context: Any, golden: Any, image_file: str,
+                    image_format: str) -> None:
+        cache.write_image_through_attach(self.driver, context, golden,
+                                         image_file, image_format)
+
+    def delete_golden_lun(self, golden: Any) -> None:
+        self.driver.delete_volume(golden)
+
+
+class GoldenCacheDriverMixin:
+    """Mix into a volume driver before the in-tree driver class.
+
+    Call :meth:`_init_golden_cache` from ``__init__`` after the in-tree
+    driver's own.
+    """
+
+    configuration: Any
+    db: Any
+    host: str
+    image_cache: cache.GoldenImageCache
+
+    def _init_golden_cache(self, clones: cache.CloneBackend) -> None:
+        self.configuration.append_config_values(opts.emulation_opts)
+        self.configuration.append_config_values(opts.image_cache_opts)
+        self.image_cache = cache.GoldenImageCache(clones, self.configuration,
+                                                  self.db)
+
+    @staticmethod
+    def cache_driver_options() -> list[Any]:
+        return list(opts.emulation_opts) + list(opts.image_cache_opts)
+
+    def clone_image(self, context: Any, volume: Any, image_location: Any,
+                    image_meta: dict, image_service: Any) -> tuple:
+        return self.image_cache.clone_image(context, volume, image_meta,
+                                            image_service)
+
+    def _update_volume_stats(self) -> None:
+        super()._update_volume_stats()  # type: ignore[misc]
+        self.image_cache.periodic(
+            self.host, self.configuration.safe_get(
+                'dpm_ephemeral_image_cache_cleanup_interval') or 0)
+
+    def delete_volume(self, volume: Any) -> None:
+        # A golden volume that clones still depend on is refused (on SVC
+        # the in-tree driver would turn its no-copy maps into full copies).
+        self.image_cache.check_deletable(volume)
+        super().delete_volume(volume)  # type: ignore[misc]
+        if not self.image_cache.is_golden(volume):
+            # A clone is gone: a stale golden may now have no dependents.
+            try:
+                self.image_cache.after_clone_deleted(volume.host)
+            except Exception:
+                LOG.exception('Golden cache clean-up after deleting %s '
+                              'failed; the periodic clean-up will retry.',
+                              volume.id)
