@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
+from typing import Any, Self
 
 from cinder_dpm_ephemeral.emulators import lunstore
 from cinder_dpm_ephemeral.emulators import process
@@ -14,7 +14,25 @@ SVC_INTREE_DRIVER = ('cinder.volume.drivers.ibm.storwize_svc.'
                      'storwize_svc_fc.StorwizeSVCFCDriver')
 
 
-class SVCBackend:
+class _EmulatedBackend:
+    """An array emulator process and the LUN store it keeps its bytes in."""
+
+    state_dir: str
+    emulator: process.EmulatorProcess
+
+    def start(self) -> Self:
+        self.emulator.start()
+        return self
+
+    def stop(self) -> None:
+        self.emulator.stop()
+
+    @property
+    def luns(self) -> lunstore.LunStore:
+        return lunstore.LunStore(self.state_dir)
+
+
+class SVCBackend(_EmulatedBackend):
     """An SVC emulator on 127.0.0.1 and the cinder.conf that reaches it."""
 
     def __init__(self, work_dir: str, driver: str = SVC_DRIVER,
@@ -30,17 +48,6 @@ class SVCBackend:
         self.emulator = process.EmulatorProcess(
             'svc', self.state_dir, self.login, pools={pool: pool_bytes},
             **array_kwargs)
-
-    def start(self) -> SVCBackend:
-        self.emulator.start()
-        return self
-
-    def stop(self) -> None:
-        self.emulator.stop()
-
-    @property
-    def luns(self) -> lunstore.LunStore:
-        return lunstore.LunStore(self.state_dir)
 
     def backend_options(self, name: str = 'svc') -> dict[str, Any]:
         opts: dict[str, Any] = {
@@ -68,7 +75,7 @@ POWERFLEX_INTREE_DRIVER = ('cinder.volume.drivers.dell_emc.powerflex.driver.'
                            'PowerFlexDriver')
 
 
-class PowerFlexBackend:
+class PowerFlexBackend(_EmulatedBackend):
     """A PowerFlex gateway emulator on 127.0.0.1 and its cinder.conf."""
 
     def __init__(self, work_dir: str, driver: str = POWERFLEX_DRIVER,
@@ -86,17 +93,6 @@ class PowerFlexBackend:
             pools=[{'domain': domain, 'name': pool,
                     'capacity_gb': capacity_gb}],
             sdcs=list(sdcs), **gw_kwargs)
-
-    def start(self) -> PowerFlexBackend:
-        self.emulator.start()
-        return self
-
-    def stop(self) -> None:
-        self.emulator.stop()
-
-    @property
-    def luns(self) -> lunstore.LunStore:
-        return lunstore.LunStore(self.state_dir)
 
     def backend_options(self, name: str = 'powerflex') -> dict[str, Any]:
         opts = dict(self.emulator.call('cinder_options',
