@@ -20,10 +20,8 @@ import tenacity
 from oslo_concurrency import processutils
 
 from cinder import context
-from cinder import objects
 from cinder import utils as cinder_utils
 from cinder.tests.unit import test
-from cinder.tests.unit import utils as test_utils
 from cinder.volume import configuration as conf
 from cinder.volume import driver as volume_driver
 from cinder.volume.drivers.ibm.storwize_svc import storwize_svc_common
@@ -32,6 +30,7 @@ from cinder.volume.drivers.san import san
 from cinder.volume import volume_types
 
 from cinder_dpm_ephemeral.emulators.svc.cli import SVCArray
+from tests.volume.unit import driver_objects
 
 GiB = 1024 ** 3
 BACKEND = 'svc_emu'
@@ -141,10 +140,12 @@ class ArrayTestCase(test.TestCase):
                                                with_header=with_header)
 
 
-class DriverTestCase(ArrayTestCase):
+class DriverTestCase(driver_objects.DriverObjects, ArrayTestCase):
     """The in-tree Storwize FC driver set up against the emulated array."""
 
     FLASHCOPY_RATE = 50
+    VOLUME_SIZE = 1
+    volume_host = f'cinder-volume@{BACKEND}#{POOL}'
 
     def setUp(self) -> None:
         super().setUp()
@@ -194,31 +195,6 @@ class DriverTestCase(ArrayTestCase):
         return db_api
 
     # -- Cinder objects ---
-    def new_volume(self, size: int = 1, thick: bool = False,
-                   **kwargs: Any) -> objects.Volume:
-        vtype = self.thick_type if thick else self.thin_type
-        return test_utils.create_volume(
-            self.ctxt, host='cinder-volume@%s#%s' % (BACKEND, POOL),
-            size=size, volume_type_id=vtype['id'], status='creating',
-            testcase_instance=self, **kwargs)
-
-    @staticmethod
-    def apply(obj: Any, update: dict[str, Any] | None) -> Any:
-        if update:
-            obj.update(update)
-            obj.save()
-        return obj
-
-    def create_volume(self, size: int = 1, thick: bool = False,
-                      **kwargs: Any) -> objects.Volume:
-        vol = self.new_volume(size, thick, **kwargs)
-        return self.apply(vol, self.driver.create_volume(vol))
-
-    def create_snapshot(self, vol: objects.Volume) -> objects.Snapshot:
-        snap = test_utils.create_snapshot(self.ctxt, vol.id,
-                                          testcase_instance=self)
-        return self.apply(snap, self.driver.create_snapshot(snap))
-
     def finish_copies(self) -> None:
         """Let every background copy run to completion."""
         self.clock.advance(10 ** 7)

@@ -17,9 +17,7 @@ import fixtures
 import tenacity
 
 from cinder import context
-from cinder import objects
 from cinder.tests.unit import test
-from cinder.tests.unit import utils as test_utils
 from cinder.volume import configuration as conf
 from cinder.volume import driver as volume_driver
 from cinder.volume.drivers.dell_emc.powerflex import driver as pf_driver
@@ -28,6 +26,7 @@ from cinder.volume import volume_types
 
 from cinder_dpm_ephemeral.emulators.powerflex import gateway
 from cinder_dpm_ephemeral.emulators.powerflex import state
+from tests.volume.unit import driver_objects
 
 GiB = 1024 ** 3
 KiB_PER_GiB = 1024 * 1024
@@ -38,10 +37,12 @@ SDC_GUIDS = ('8F3A5B1C-0D2E-4F60-9A7B-1C2D3E4F5A01',
              '8F3A5B1C-0D2E-4F60-9A7B-1C2D3E4F5A02')
 
 
-class PowerFlexEmulatorTestCase(test.TestCase):
+class PowerFlexEmulatorTestCase(driver_objects.DriverObjects,
+                                test.TestCase):
     """Gateway + in-tree driver, with helpers working on real objects."""
 
     POOL_CAPACITY_GB = 1024
+    VOLUME_SIZE = 8  # one allocation unit
     POOL_LAYOUT = 'MediumGranularity'
 
     def setUp(self) -> None:
@@ -103,31 +104,6 @@ class PowerFlexEmulatorTestCase(test.TestCase):
     @property
     def volume_host(self) -> str:
         return f'cinder-volume@{BACKEND}#{DOMAIN}:{POOL}'
-
-    def new_volume(self, size: int = 8, thick: bool = False,
-                   **kwargs: Any) -> objects.Volume:
-        vtype = self.thick_type if thick else self.thin_type
-        return test_utils.create_volume(
-            self.ctxt, host=self.volume_host, size=size,
-            volume_type_id=vtype['id'], status='creating',
-            testcase_instance=self, **kwargs)
-
-    @staticmethod
-    def apply(obj: Any, update: dict[str, Any] | None) -> Any:
-        if update:
-            obj.update(update)
-            obj.save()
-        return obj
-
-    def create_volume(self, size: int = 8, thick: bool = False,
-                      **kwargs: Any) -> objects.Volume:
-        vol = self.new_volume(size, thick, **kwargs)
-        return self.apply(vol, self.driver.create_volume(vol))
-
-    def create_snapshot(self, vol: objects.Volume) -> objects.Snapshot:
-        snap = test_utils.create_snapshot(self.ctxt, vol.id,
-                                          testcase_instance=self)
-        return self.apply(snap, self.driver.create_snapshot(snap))
 
     # -- the array's view ---
     def inventory(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cinder.tests.unit import utils as test_utils
 from cinder import exception
 from cinder.volume import qos_specs
 from cinder.volume import volume_types
@@ -93,7 +94,7 @@ class ConnectionTest(base.PowerFlexEmulatorTestCase):
         vtype = volume_types.create(self.ctxt, 'pf-qos-type', {})
         qos_specs.associate_qos_with_type(self.ctxt, specs['id'],
                                           vtype['id'])
-        vol = base.test_utils.create_volume(
+        vol = test_utils.create_volume(
             self.ctxt, host=self.volume_host, size=8,
             volume_type_id=vtype['id'], testcase_instance=self)
         self.apply(vol, self.driver.create_volume(vol))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from cinder.tests.unit import utils as test_utils
 from cinder.db import api as db
 from cinder import exception
 from cinder.volume.drivers.dell_emc.powerflex import rest_client
@@ -133,8 +134,8 @@ class VTreeLimitTest(base.PowerFlexEmulatorTestCase):
         (members,) = before['vtrees'].values()
         self.assertEqual(state.MAX_SNAPS_IN_VTREE + 1, len(members))
 
-        extra = base.test_utils.create_snapshot(self.ctxt, vol.id,
-                                                testcase_instance=self)
+        extra = test_utils.create_snapshot(self.ctxt, vol.id,
+                                           testcase_instance=self)
         self.assertRaises(exception.SnapshotLimitReached,
                           self.driver.create_snapshot, extra)
         clone = self.new_volume(size=8)

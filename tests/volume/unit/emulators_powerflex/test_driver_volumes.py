@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ddt
 
+from cinder.tests.unit import utils as test_utils
 from cinder import exception
 from cinder.tests.unit import fake_volume
 from cinder.volume.drivers.dell_emc.powerflex import utils as flex_utils
@@ -163,8 +164,8 @@ class ApiVersionTest(base.PowerFlexEmulatorTestCase):
         self.apply(vol, drv.create_volume(vol))
         vol = self.new_volume(size=24)
         self.apply(vol, drv.create_volume(vol))
-        snap = base.test_utils.create_snapshot(self.ctxt, vol.id,
-                                               testcase_instance=self)
+        snap = test_utils.create_snapshot(self.ctxt, vol.id,
+                                          testcase_instance=self)
         self.apply(snap, drv.create_snapshot(snap))
         (pool,) = drv.get_volume_stats(refresh=True)['pools']
         self.assertEqual(self.POOL_CAPACITY_GB, pool['total_capacity_gb'])
