@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cinder_dpm_ephemeral.emulators import files
+
 _LUN_ID = re.compile(r'^[A-Za-z0-9_.:-]{1,128}$')
 _CHUNK = 8 * 1024 * 1024
 
@@ -121,10 +123,8 @@ class LunStore:
         return index
 
     def _save(self, index: dict[str, Any]) -> None:
-        tmp = self._index_path.with_suffix('.tmp')
-        with open(tmp, 'w') as f:
-            json.dump(index, f, sort_keys=True)
-        os.replace(tmp, self._index_path)
+        files.write_text_atomic(self._index_path,
+                                json.dumps(index, sort_keys=True))
 
     def _file(self, lun_id: str) -> Path:
         if not _LUN_ID.match(lun_id):

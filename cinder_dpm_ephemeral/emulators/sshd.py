@@ -26,6 +26,8 @@ from pathlib import Path
 
 import paramiko
 
+from cinder_dpm_ephemeral.emulators import files
+
 LOG = logging.getLogger(__name__)
 
 # A command handler gets argv and answers (stdout, stderr, exit status).
@@ -117,9 +119,7 @@ class SSHCommandServer:
         entry = host if self.port == 22 else f'[{host}]:{self.port}'
         line = (f'{entry} {self.host_key.get_name()} '
                 f'{self.host_key.get_base64()}\n')
-        tmp = Path(self.known_hosts_path + '.tmp')
-        tmp.write_text(line)
-        os.replace(tmp, self.known_hosts_path)
+        files.write_text_atomic(self.known_hosts_path, line)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cinder_dpm_ephemeral.emulators import files
 from cinder_dpm_ephemeral.emulators import lunstore
 from cinder_dpm_ephemeral.emulators.powerflex import errors
 
@@ -136,13 +137,10 @@ class PowerFlexArray:
         return s
 
     def _save(self) -> None:
-        tmp = self.state_path.with_name(self.state_path.name + '.tmp')
-        data = json.dumps(self.s, sort_keys=True, separators=(',', ':'))
-        with open(tmp, 'w') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        files.write_text_atomic(
+            self.state_path,
+            json.dumps(self.s, sort_keys=True, separators=(',', ':')),
+            fsync=True)
 
     def _new_id(self) -> str:
         """A 16 hex digit id, like the system's own (random + sequence)."""

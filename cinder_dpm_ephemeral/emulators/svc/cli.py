@@ -45,7 +45,6 @@ from cinder_dpm_ephemeral.emulators.svc.state import (
 
 Handler = Callable[[Ctx, Args], Result]
 
-_LS = 'bytes delim filtervalue nohdr'
 # verb: (handler, options taking a value, flag options)
 _VERBS: dict[str, tuple[Handler, str, str]] = {
     # system

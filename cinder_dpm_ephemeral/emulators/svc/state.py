@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cinder_dpm_ephemeral.emulators import files
+
 STATE_FILE = 'svc-state.json'
 SCHEMA = 1
 
@@ -131,10 +133,7 @@ class SVCState:
         if text == self._saved:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + '.tmp')
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, self.path)
+        files.write_text_atomic(self.path, text)
         self._saved = text
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,0 +1,23 @@
+"""File helpers shared by the emulators."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str,
+                      fsync: bool = False) -> None:
+    """Replace ``path`` with ``text`` in one step (temp file + rename).
+
+    Readers see the old or the new content, never a mix. ``fsync`` also
+    survives power loss, not only process restarts.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'w') as f:
+        f.write(text)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
