@@ -95,25 +95,31 @@ class CloneBackend(Protocol):
         """Whether ``error`` says ``golden`` cannot take another clone."""
 
 
-def write_image_through_attach(driver: Any, context: Any, golden: Any,
-                               image_file: str, image_format: str) -> None:
-    """Convert an image file onto a volume, attached the driver's own way.
+@contextlib.contextmanager
+def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
+    """Attach ``volume`` the driver's own way; yield its device path.
 
     The driver's ``_attach_volume`` decides how (os-brick over the array's
-    protocol, or the emulator's LUN file); ``qemu-img convert`` streams.
+    protocol, or the emulator's LUN file); it is detached on the way out.
     """
     properties = volume_utils.brick_get_connector_properties(
         driver.configuration.use_multipath_for_image_xfer,
         driver.configuration.enforce_multipath_for_image_xfer)
-    attach_info, golden = driver._attach_volume(context, golden, properties)
+    attach_info, volume = driver._attach_volume(context, volume, properties)
     try:
-        image_utils.convert_image(
-            image_file, attach_info['device']['path'], 'raw',
-            src_format=image_format, run_as_root=False,
-            image_id=golden.metadata.get(MD_IMAGE))
+        yield attach_info['device']['path']
     finally:
-        driver._detach_volume(context, attach_info, golden, properties,
+        driver._detach_volume(context, attach_info, volume, properties,
                               force=True)
+
+
+def write_image_through_attach(driver: Any, context: Any, golden: Any,
+                               image_file: str, image_format: str) -> None:
+    """Convert an image file onto a volume (``qemu-img convert`` streams)."""
+    with attached(driver, context, golden) as path:
+        image_utils.convert_image(
+            image_file, path, 'raw', src_format=image_format,
+            run_as_root=False, image_id=golden.metadata.get(MD_IMAGE))
 
 
 def write_raw_stream_through_attach(driver: Any, context: Any, golden: Any,
@@ -127,14 +133,10 @@ def write_raw_stream_through_attach(driver: Any, context: Any, golden: Any,
     """
     from oslo_utils.imageutils import format_inspector
 
-    properties = volume_utils.brick_get_connector_properties(
-        driver.configuration.use_multipath_for_image_xfer,
-        driver.configuration.enforce_multipath_for_image_xfer)
-    attach_info, golden = driver._attach_volume(context, golden, properties)
     total = 0
-    try:
+    with attached(driver, context, golden) as path:
         wrapper = format_inspector.InspectWrapper(iter(chunks))
-        with open(attach_info['device']['path'], 'r+b') as dev:
+        with open(path, 'r+b') as dev:
             buf = bytearray()
             for chunk in wrapper:
                 buf += chunk
@@ -159,9 +161,6 @@ def write_raw_stream_through_attach(driver: Any, context: Any, golden: Any,
                 image_id=image_id,
                 reason=(f'labelled raw but its content is '
                         f'{getattr(fmt, "NAME", "unknown")}'))
-    finally:
-        driver._detach_volume(context, attach_info, golden, properties,
-                              force=True)
     return total
 
 
