@@ -34,6 +34,18 @@ image_cache_opts = [
              'cinder_internal_tenant_project_id and '
              'cinder_internal_tenant_user_id must be set; without them the '
              'cache is skipped with a warning and Cinder copies every image.'),
+    cfg.BoolOpt(
+        'dpm_ephemeral_overlap_qcow2_conversion',
+        default=True,
+        help='Convert a qcow2 image onto its golden volume while it is '
+             'still downloading: qemu-img reads the partly downloaded file '
+             'through a local read-only NBD export (a unix socket in '
+             'image_conversion_dir, or the temporary directory when that '
+             'path is too long) whose reads wait for the download. The '
+             'header is checked (no backing or data file) before qemu-img '
+             'opens anything, the whole stream after the download. False: '
+             'download the whole file, then convert it, as stock Cinder '
+             'does.'),
     cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,

@@ -42,6 +42,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from cinder_dpm_ephemeral import exception as dpm_exception
+from cinder_dpm_ephemeral.image_cache import stream
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ MD_STATE = 'state'
 MD_LAST_USED = 'last_used'
 MD_FULL = 'full'
 MD_STALE = 'stale'
+#: seconds from the start of the download to the image on the golden LUN
+MD_BUILD_SECONDS = 'build_seconds'
 ADMIN_MD_GOLDEN = 'dpm_golden_volume_id'
 
 STATE_BUILDING = 'building'
@@ -115,8 +118,16 @@ def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
 
 def write_image_through_attach(driver: Any, context: Any, golden: Any,
                                image_file: str, image_format: str) -> None:
-    """Convert an image file onto a volume (``qemu-img convert`` streams)."""
+    """Convert an image onto a volume (``qemu-img convert`` streams).
+
+    ``image_file`` is a downloaded file, checked by Cinder's own
+    ``convert_image``, or the NBD URI of a qcow2 still downloading (see
+    :mod:`.stream`, which has checked its header already).
+    """
     with attached(driver, context, golden) as path:
+        if image_file.startswith('nbd+unix://'):
+            stream.convert_qcow2_to_device(image_file, path)
+            return
         image_utils.convert_image(
             image_file, path, 'raw', src_format=image_format,
             run_as_root=False, image_id=golden.metadata.get(MD_IMAGE))
@@ -139,13 +150,16 @@ def write_raw_stream_through_attach(driver: Any, context: Any, golden: Any,
         with open(path, 'r+b') as dev:
             buf = bytearray()
             for chunk in wrapper:
-                buf += chunk
                 total += len(chunk)
+                if not buf and len(chunk) >= _WRITE_UNIT:
+                    _write_sparse(dev, chunk)     # no copy of big chunks
+                    continue
+                buf += chunk
                 if len(buf) >= _WRITE_UNIT:
-                    _write_sparse(dev, bytes(buf))
+                    _write_sparse(dev, buf)
                     buf.clear()
             if buf:
-                _write_sparse(dev, bytes(buf))
+                _write_sparse(dev, buf)
             dev.flush()
             os.fsync(dev.fileno())
         wrapper.close()
@@ -168,11 +182,16 @@ _WRITE_UNIT = 4 * 1024 * 1024
 _ZERO = bytes(_WRITE_UNIT)
 
 
-def _write_sparse(dev: Any, data: bytes) -> None:
-    if data == _ZERO[:len(data)]:
-        dev.seek(len(data), os.SEEK_CUR)
-    else:
-        dev.write(data)
+def _write_sparse(dev: Any, data: bytes | bytearray) -> None:
+    """Write ``data``, seeking over whole zero units (the LUN stays thin)."""
+    if len(data) <= _WRITE_UNIT:
+        if data == _ZERO[:len(data)]:
+            dev.seek(len(data), os.SEEK_CUR)
+        else:
+            dev.write(data)
+        return
+    for off in range(0, len(data), _WRITE_UNIT):
+        _write_sparse(dev, data[off:off + _WRITE_UNIT])
 
 
 def image_version(image_meta: dict[str, Any]) -> str:
@@ -319,6 +338,7 @@ class GoldenImageCache:
         fd, tmp = tempfile.mkstemp(prefix=f'dpm-golden-{image_id}-',
                                    dir=conv_dir)
         os.close(fd)
+        streamed: stream.StreamedQcow2 | None = None
         try:
             start = timeutils.utcnow()
             stream_raw = (image_meta.get('disk_format') == 'raw' and
@@ -328,6 +348,19 @@ class GoldenImageCache:
                 # go straight onto the LUN in one pass.
                 virtual = int(image_meta['size'])
                 fmt = 'raw'
+            elif (image_meta.get('disk_format') == 'qcow2' and
+                  image_meta.get('size') and
+                  self.configuration.safe_get(
+                      'dpm_ephemeral_overlap_qcow2_conversion')):
+                # qcow2: converted while it downloads (header checked
+                # first, the whole stream once it has ended).
+                streamed = stream.StreamedQcow2(
+                    image_service.download(context, image_id), image_id,
+                    int(image_meta['size']), tmp,
+                    stream.socket_dir(conv_dir))
+                streamed.open()
+                virtual = streamed.virtual_size
+                fmt = 'qcow2'
             else:
                 # One download, streamed to a file, with Cinder's own
                 # format checks (no backing files, no data files, ...),
@@ -379,6 +412,14 @@ class GoldenImageCache:
                     write_raw_stream_through_attach(
                         self.backend.driver, context, golden,
                         image_service.download(context, image_id), image_id)
+                elif streamed is not None:
+                    try:
+                        self.backend.write_image(context, golden,
+                                                 streamed.uri, fmt)
+                    except Exception:
+                        streamed.raise_download_error()
+                        raise
+                    streamed.finish()
                 else:
                     self.backend.write_image(context, golden, tmp, fmt)
             except Exception:
@@ -389,7 +430,9 @@ class GoldenImageCache:
                 raise
             golden.status = 'available'
             golden.save()
-            self._set_md(golden, {MD_STATE: STATE_READY})
+            seconds = timeutils.delta_seconds(start, timeutils.utcnow())
+            self._set_md(golden, {MD_STATE: STATE_READY,
+                                  MD_BUILD_SECONDS: '%.3f' % seconds})
             # Older content versions of this image are never cloned again;
             # collect_garbage removes them once no clone depends on them.
             for old in self.goldens(ictx, None, image_id):
@@ -399,11 +442,11 @@ class GoldenImageCache:
             LOG.info('Golden volume %(g)s of image %(img)s (generation '
                      '%(gen)d, %(size)d GiB) ready in %(sec).1f s.',
                      {'g': golden.id, 'img': image_id, 'gen': generation,
-                      'size': golden.size,
-                      'sec': timeutils.delta_seconds(start,
-                                                     timeutils.utcnow())})
+                      'size': golden.size, 'sec': seconds})
             return golden
         finally:
+            if streamed is not None:
+                streamed.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 

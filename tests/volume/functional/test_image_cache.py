@@ -4,6 +4,9 @@ Every test asserts on the array emulator's own state (vdisks, FlashCopy
 maps, vTree snapshots, bytes copied), not only on Cinder's database.
 """
 
+import os
+import subprocess
+import tempfile
 import uuid
 
 from cinder import context as cinder_context
@@ -151,6 +154,54 @@ class _CacheTests:
         self.assertEqual(0, self.array_volume_count())
         self.assertEqual({}, self.backend.luns.list())
         self.delete_volume(vol['id'])
+
+    def test_qcow2_is_converted_while_it_downloads(self):
+        image, meta = self._image(mib=24, seed=16, name='overlap')
+        vol = self._create(meta['id'])[0]
+        self._assert_content(vol['id'], image)
+        self.assertEqual(1, self.images.downloads[meta['id']])
+        self.assertEqual(image.file_size, self.images.bytes_served[meta['id']])
+        golden = self.goldens(meta['id'])[0]
+        self.assertGreater(float(golden.metadata['build_seconds']), 0)
+        # the temporary file and the NBD socket are gone
+        self.assertEqual([], self._conversion_leftovers())
+
+    def test_qcow2_with_backing_file_refused_before_any_lun(self):
+        base = os.path.join(self.work_dir, 'base.raw')
+        with open(base, 'wb') as f:
+            f.truncate(8 * MiB)
+        top = os.path.join(self.work_dir, 'top.qcow2')
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
+                        base, '-F', 'raw', top], check=True)
+        meta = self.images.add(top, 'qcow2')
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual({}, self.backend.luns.list())
+        self.assertEqual([], self._conversion_leftovers())
+        self.delete_volume(vol['id'])
+
+    def test_short_qcow2_download_fails_without_leftovers(self):
+        image, meta = self._image(mib=24, seed=17, name='short')
+        # Glance announced the full size; the store now sends only half.
+        with open(image.path, 'r+b') as f:
+            f.truncate(image.file_size // 2)
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual({}, self.backend.luns.list())
+        self.assertEqual([], self._conversion_leftovers())
+        self.delete_volume(vol['id'])
+
+    def _conversion_leftovers(self):
+        conv = (self.driver.configuration.safe_get('image_conversion_dir')
+                or tempfile.gettempdir())
+        return [n for n in os.listdir(conv)
+                if n.startswith('dpm-golden-') or n.startswith('nbd-')]
 
     def test_changed_image_gets_new_golden_and_old_one_is_collected(self):
         image, meta = self._image(mib=8, seed=6)
