@@ -285,6 +285,10 @@ class PowerFlexGateway:
     def clear_faults(self) -> None:
         self.api.clear_faults()
 
+    def calls_made(self) -> int:
+        """REST calls served so far (logins included)."""
+        return sum(self.api.calls.values())
+
     @property
     def latency(self) -> float:
         return self.api.latency

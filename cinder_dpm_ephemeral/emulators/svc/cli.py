@@ -256,6 +256,7 @@ class SVCArray:
         # the last commands run, newest last (for tests and debugging)
         self.commands: collections.deque[list[str]] = collections.deque(
             maxlen=10000)
+        self.commands_run = 0
 
     # -- the CLI -------------------------------------------------------------
     def run(self, argv: list[str]) -> tuple[str, str, int]:
@@ -277,6 +278,7 @@ class SVCArray:
 
     def _run(self, argv: list[str]) -> tuple[str, str, int]:
         self.commands.append(argv)
+        self.commands_run += 1
         handler, args = parse(argv)
         fault = self._faults.get(args.verb)
         if fault and fault[0] > 0:

@@ -49,3 +49,7 @@ class SVCEmulator:
 
     def inventory(self) -> dict[str, Any]:
         return self.array.inventory()
+
+    def calls_made(self) -> int:
+        """CLI commands run so far (each one SSH exec round trip)."""
+        return self.array.commands_run

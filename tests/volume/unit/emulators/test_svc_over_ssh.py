@@ -71,6 +71,10 @@ class OverSSHTestCase(svc_base.DriverTestCase):
         self.driver.delete_volume(clone)
         self.assertArrayEmpty()
         verbs = {argv[1] for argv in self.array.commands}
+        # every command that reached the CLI over SSH is counted once
+        assert self.emulator is not None
+        self.assertEqual(len(self.array.commands),
+                         self.emulator.calls_made())
         self.assertLessEqual({'lssystem', 'lstargetportfc', 'mkvdisk',
                               'mkhost', 'mkvdiskhostmap', 'mkfcmap',
                               'startfcmap', 'rmvdisk'}, verbs)

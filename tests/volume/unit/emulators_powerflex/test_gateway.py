@@ -119,6 +119,13 @@ class TlsAndLoginTest(GatewayTestCase):
         self.assertEqual({'message': 'Unauthorized', 'httpStatusCode': 401,
                           'errorCode': 0}, r.json())
 
+    def test_calls_are_counted(self) -> None:
+        before = self.gw.calls_made()
+        self.rest.get('/version')
+        self.rest.get('/version')
+        self.rest.get('/login', auth=self.gw.login)
+        self.assertEqual(before + 3, self.gw.calls_made())
+
     def test_bad_login_is_401(self) -> None:
         r = self.rest.get('/login', auth=('admin', 'nope'))
         self.assertEqual(401, r.status_code)
