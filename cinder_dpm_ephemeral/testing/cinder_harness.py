@@ -44,6 +44,9 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
     MOCK_TOOZ = False
     BACKEND = 'backend1'
     _osapi_version = '3.44'   # os-set_bootable, attachments
+    #: seconds between API polls while waiting (each poll is a real API
+    #: request served in this process, so it costs the volume service CPU)
+    poll_interval = 0.05
 
     # -- hooks for subclasses -------------------------------------------------
     def start_backends(self) -> None:
@@ -183,7 +186,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
             if time.monotonic() > deadline:
                 self.fail(f'volume {volume_id} still {vol["status"]} after '
                           f'{timeout}s (waiting for {statuses})')
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
 
     def wait_for_deleted(self, volume_id: str, timeout: float = 120.0) -> None:
         vol = self.wait_for_volume(volume_id, ('error_deleting',), timeout)
