@@ -42,6 +42,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from cinder_dpm_ephemeral import exception as dpm_exception
+from cinder_dpm_ephemeral.image_cache import signature
 from cinder_dpm_ephemeral.image_cache import stream
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ MD_FULL = 'full'
 MD_STALE = 'stale'
 #: seconds from the start of the download to the image on the golden LUN
 MD_BUILD_SECONDS = 'build_seconds'
+#: 'true' when the image's Glance signature was verified as it streamed
+MD_SIGNATURE_VERIFIED = 'signature_verified'
 ADMIN_MD_GOLDEN = 'dpm_golden_volume_id'
 
 STATE_BUILDING = 'building'
@@ -272,6 +275,12 @@ class GoldenImageCache:
             self.db.volume_admin_metadata_update(
                 context.elevated(), volume.id, {ADMIN_MD_GOLDEN: golden.id},
                 False)
+            if signature.enabled():
+                # as Cinder records it for a volume it downloaded itself
+                checked = golden.metadata.get(MD_SIGNATURE_VERIFIED)
+                self.db.volume_glance_metadata_bulk_create(
+                    context, volume.id,
+                    {'signature_verified': checked == 'true'})
             self._touch(golden)
             LOG.info('Volume %(vol)s is a thin clone of golden volume '
                      '%(g)s (image %(img)s).',
@@ -339,6 +348,17 @@ class GoldenImageCache:
                                    dir=conv_dir)
         os.close(fd)
         streamed: stream.StreamedQcow2 | None = None
+        # A signed image is verified as it streams (Cinder's rules; refused
+        # here, before any download, if its signature properties are
+        # incomplete or its certificate cannot be had).
+        verifier = signature.verifier_for(context, image_meta)
+
+        def download() -> Any:
+            chunks = image_service.download(context, image_id)
+            if verifier is None:
+                return chunks
+            return signature.verified(chunks, verifier, image_id)
+
         try:
             start = timeutils.utcnow()
             stream_raw = (image_meta.get('disk_format') == 'raw' and
@@ -355,7 +375,7 @@ class GoldenImageCache:
                 # qcow2: converted while it downloads (header checked
                 # first, the whole stream once it has ended).
                 streamed = stream.StreamedQcow2(
-                    image_service.download(context, image_id), image_id,
+                    download(), image_id,
                     int(image_meta['size']), tmp,
                     stream.socket_dir(conv_dir))
                 streamed.open()
@@ -367,6 +387,9 @@ class GoldenImageCache:
                 # then one conversion onto the LUN.
                 image_utils.fetch_verify_image(context, image_service,
                                                image_id, tmp)
+                if verifier is not None:
+                    image_utils.verify_glance_image_signature(
+                        context, image_service, image_id, tmp)
                 info = image_utils.qemu_img_info(tmp, run_as_root=False)
                 fmt = info.file_format
                 image_utils.check_image_format(
@@ -410,8 +433,8 @@ class GoldenImageCache:
                     golden.save()
                 if stream_raw:
                     write_raw_stream_through_attach(
-                        self.backend.driver, context, golden,
-                        image_service.download(context, image_id), image_id)
+                        self.backend.driver, context, golden, download(),
+                        image_id)
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,
@@ -432,7 +455,9 @@ class GoldenImageCache:
             golden.save()
             seconds = timeutils.delta_seconds(start, timeutils.utcnow())
             self._set_md(golden, {MD_STATE: STATE_READY,
-                                  MD_BUILD_SECONDS: '%.3f' % seconds})
+                                  MD_BUILD_SECONDS: '%.3f' % seconds,
+                                  MD_SIGNATURE_VERIFIED: str(
+                                      verifier is not None).lower()})
             # Older content versions of this image are never cloned again;
             # collect_garbage removes them once no clone depends on them.
             for old in self.goldens(ictx, None, image_id):

@@ -15,6 +15,7 @@ from cinder import exception
 from cinder_dpm_ephemeral.testing import backends
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
+from cinder_dpm_ephemeral.testing import keymgr
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -195,6 +196,52 @@ class _CacheTests:
         self.assertEqual(0, self.array_volume_count())
         self.assertEqual({}, self.backend.luns.list())
         self.assertEqual([], self._conversion_leftovers())
+        self.delete_volume(vol['id'])
+
+    def test_signed_images_are_verified_as_they_stream(self):
+        self.flags(backend=keymgr.BACKEND, group='key_manager')
+        signer = keymgr.ImageSigner()
+        for seed, fmt in ((18, 'qcow2'), (19, 'raw')):
+            image = images.make_image(self.work_dir, 16 * MiB, fmt,
+                                      seed=seed, name=f'signed-{fmt}')
+            meta = self.images.add(image.path, fmt,
+                                   properties=signer.properties(image.path))
+            vol = self._create(meta['id'])[0]
+            self._assert_content(vol['id'], image)
+            golden = self.goldens(meta['id'])[0]
+            self.assertEqual('true', golden.metadata['signature_verified'])
+            self.assertEqual(
+                'True', vol['volume_image_metadata']['signature_verified'])
+
+    def test_wrong_signature_refused_without_leftovers(self):
+        self.flags(backend=keymgr.BACKEND, group='key_manager')
+        signer = keymgr.ImageSigner()
+        signed = images.make_image(self.work_dir, 16 * MiB, 'qcow2',
+                                   seed=20, name='signed')
+        other = images.make_image(self.work_dir, 16 * MiB, 'qcow2',
+                                  seed=21, name='other')
+        # the signature of other bytes
+        meta = self.images.add(other.path, 'qcow2',
+                               properties=signer.properties(signed.path))
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual({}, self.backend.luns.list())
+        self.assertEqual([], self._conversion_leftovers())
+        self.delete_volume(vol['id'])
+
+    def test_incomplete_signature_refused_before_download(self):
+        image, _meta = self._image(mib=8, seed=22, name='half-signed')
+        meta = self.images.add(image.path, 'qcow2',
+                               properties={'img_signature': 'c2lnbmF0dXJl'})
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        vol = self.wait_for_volume(vol['id'])
+        self.assertEqual('error', vol['status'])
+        self.assertEqual(0, self.images.downloads[meta['id']])
+        self.assertEqual(0, self.array_volume_count())
+        self.assertEqual({}, self.backend.luns.list())
         self.delete_volume(vol['id'])
 
     def _conversion_leftovers(self):
