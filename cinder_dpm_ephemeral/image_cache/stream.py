@@ -6,10 +6,17 @@ the whole file and converts it afterwards: two passes, one after the other.
 Here the download is written to the same temporary file, and ``qemu-img
 convert`` reads that file through a read-only NBD export
 (:mod:`cinder_dpm_ephemeral.image_cache.nbd`) whose reads wait for bytes not
-downloaded yet. Images written by ``qemu-img`` keep their tables ahead of the
-clusters they describe, so the conversion trails the download by a few
-clusters and both finish at about the same time. An image laid out
-otherwise is still converted correctly, only with less overlap.
+downloaded yet, so conversion starts before the download ends.
+
+How much they overlap depends on the image. ``qemu-img convert`` (7.2) first
+asks the allocation status of the whole image, which reads every L2 table,
+and only then copies data, in guest order. ``qemu-img`` writes each L2 table
+just before the clusters it maps (one L2 table per 512 MiB of virtual size
+with 64 KiB clusters), so the copy starts once the download has reached the
+last L2 table: at once for images up to 512 MiB virtual, about halfway
+through for a 1 GiB image (measured: first data read when 407 of 806 MB had
+arrived), and near the end for large images, where this does little more
+than the two passes it replaces. Any layout converts correctly.
 
 Checks, in this order, before ``qemu-img`` ever opens the data:
 
