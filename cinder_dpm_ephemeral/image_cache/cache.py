@@ -100,6 +100,9 @@ class CloneBackend(Protocol):
     def is_clone_limit(self, error: Exception) -> bool:
         """Whether ``error`` says ``golden`` cannot take another clone."""
 
+    def delete_clone(self, volume: objects.Volume) -> bool:
+        """Delete a thin clone the array's quick way; False: not handled."""
+
 
 @contextlib.contextmanager
 def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:

@@ -359,7 +359,7 @@ def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
         'cold_trials': 3,
         'storm_image_bytes': (32 if quick else 256) * MiB,
         'storm': 50,
-        'warm_repeats': 3,
+        'warm_repeats': 9,
         'many': 300,
         'timeout': 3600,
     }

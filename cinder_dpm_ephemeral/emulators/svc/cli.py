@@ -306,6 +306,11 @@ class SVCArray:
             fcmap.tick(self.ctx)
             self.state.save()
 
+    def recent_commands(self, n: int = 100) -> list[list[str]]:
+        """The last ``n`` commands run (argv lists), oldest first."""
+        with self._lock:
+            return [list(c) for c in list(self.commands)[-n:]]
+
     def inventory(self) -> dict[str, Any]:
         """Everything the array holds, for leak checks in tests.
 

@@ -356,6 +356,30 @@ class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
         self.fail(f'no vdisk for volume {volume_id}')
 
 
+    def test_thin_clone_create_and_delete_commands(self):
+        _image, meta = self._image(mib=8, seed=23, name='commands')
+        self._create(meta['id'])            # builds the golden volume
+        vol = self._create(meta['id'])[0]
+        name = f'volume-{vol["id"]}'
+        maps = [m for m in self._inv()['fcmaps']
+                if m['target'] == name]
+        self.assertEqual([f'dpmc-{vol["id"]}'], [m['name'] for m in maps])
+        self.assertEqual('0', str(maps[0]['copy_rate']))
+        self.delete_volume(vol['id'])
+        self.assertNotIn(name, [v['name'] for v in self._inv()['vdisks']])
+        self.assertEqual(1, len(self._inv()['fcmaps']))   # the first clone
+        log = self.backend.emulator.call('array.recent_commands', 400)
+        first = next(i for i, argv in enumerate(log)
+                     if argv[1] == 'mkvdisk' and any(name in a for a in argv))
+        # what touched the clone (startfcmap names the map by its id)
+        ran = [argv[1] for argv in log[first:]
+               if argv[1] == 'startfcmap' or
+               any(name in a or vol['id'] in a for a in argv)]
+        # mkvdisk, mkfcmap, startfcmap -prep; lsvdiskfcmappings, rmvdisk
+        self.assertEqual(['mkvdisk', 'mkfcmap', 'startfcmap',
+                          'lsvdiskfcmappings', 'rmvdisk'], ran)
+
+
 class PowerFlexImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
     BACKEND = 'powerflex'
     VOLUME_GB = 8
