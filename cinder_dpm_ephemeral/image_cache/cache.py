@@ -278,12 +278,12 @@ class GoldenImageCache:
             self.db.volume_admin_metadata_update(
                 context.elevated(), volume.id, {ADMIN_MD_GOLDEN: golden.id},
                 False)
-            if signature.enabled():
+            if (signature.enabled() and
+                    golden.metadata.get(MD_SIGNATURE_VERIFIED) == 'true'):
                 # as Cinder records it for a volume it downloaded itself
-                checked = golden.metadata.get(MD_SIGNATURE_VERIFIED)
+                # (its own image-cache clones record nothing)
                 self.db.volume_glance_metadata_bulk_create(
-                    context, volume.id,
-                    {'signature_verified': checked == 'true'})
+                    context, volume.id, {'signature_verified': True})
             self._touch(golden)
             LOG.info('Volume %(vol)s is a thin clone of golden volume '
                      '%(g)s (image %(img)s).',
