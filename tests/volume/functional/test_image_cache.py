@@ -355,7 +355,6 @@ class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
                 return v['vdisk_UID']
         self.fail(f'no vdisk for volume {volume_id}')
 
-
     def test_thin_clone_create_and_delete_commands(self):
         _image, meta = self._image(mib=8, seed=23, name='commands')
         self._create(meta['id'])            # builds the golden volume
