@@ -344,6 +344,10 @@ class GoldenImageCache:
                       image_meta: dict[str, Any], image_service: Any,
                       version: str) -> objects.Volume:
         image_id = image_meta['id']
+        # A signed image is verified as it streams (Cinder's rules; refused
+        # here, before anything is downloaded or created, if its signature
+        # properties are incomplete or its certificate cannot be had).
+        verifier = signature.verifier_for(context, image_meta)
         conv_dir = (self.configuration.safe_get('image_conversion_dir') or
                     tempfile.gettempdir())
         os.makedirs(conv_dir, exist_ok=True)
@@ -351,10 +355,6 @@ class GoldenImageCache:
                                    dir=conv_dir)
         os.close(fd)
         streamed: stream.StreamedQcow2 | None = None
-        # A signed image is verified as it streams (Cinder's rules; refused
-        # here, before any download, if its signature properties are
-        # incomplete or its certificate cannot be had).
-        verifier = signature.verifier_for(context, image_meta)
 
         def download() -> Any:
             chunks = image_service.download(context, image_id)
