@@ -128,13 +128,7 @@ class _CacheTests:
         # 2 GiB virtual, a few MiB of file: passes Cinder's API size check.
         image, meta = self._image(mib=2048, seed=5, name='big', data_mib=4)
         self.assertLess(image.file_size, GiB)
-        vol = self.create_volume(1, image_id=meta['id'])
-        vol = self.wait_for_volume(vol['id'])
-        self.assertEqual('error', vol['status'])
-        self.assertEqual(0, self.array_volume_count())
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assertEqual({}, self.backend.luns.list())
-        self.delete_volume(vol['id'])
+        self._assert_refused_leaving_nothing(meta['id'], size=1)
 
     def test_raw_image_streams_in_one_pass(self):
         image, meta = self._image(mib=24, seed=14, fmt='raw', name='raw')
@@ -148,13 +142,7 @@ class _CacheTests:
         image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=15,
                                   name='disguised')
         meta = self.images.add(image.path, 'raw')  # a lie: it is qcow2
-        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
-        vol = self.wait_for_volume(vol['id'])
-        self.assertEqual('error', vol['status'])
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assertEqual(0, self.array_volume_count())
-        self.assertEqual({}, self.backend.luns.list())
-        self.delete_volume(vol['id'])
+        self._assert_refused_leaving_nothing(meta['id'])
 
     def test_qcow2_is_converted_while_it_downloads(self):
         image, meta = self._image(mib=24, seed=16, name='overlap')
@@ -175,28 +163,14 @@ class _CacheTests:
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
                         base, '-F', 'raw', top], check=True)
         meta = self.images.add(top, 'qcow2')
-        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
-        vol = self.wait_for_volume(vol['id'])
-        self.assertEqual('error', vol['status'])
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assertEqual(0, self.array_volume_count())
-        self.assertEqual({}, self.backend.luns.list())
-        self.assertEqual([], self._conversion_leftovers())
-        self.delete_volume(vol['id'])
+        self._assert_refused_leaving_nothing(meta['id'])
 
     def test_short_qcow2_download_fails_without_leftovers(self):
         image, meta = self._image(mib=24, seed=17, name='short')
         # Glance announced the full size; the store now sends only half.
         with open(image.path, 'r+b') as f:
             f.truncate(image.file_size // 2)
-        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
-        vol = self.wait_for_volume(vol['id'])
-        self.assertEqual('error', vol['status'])
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assertEqual(0, self.array_volume_count())
-        self.assertEqual({}, self.backend.luns.list())
-        self.assertEqual([], self._conversion_leftovers())
-        self.delete_volume(vol['id'])
+        self._assert_refused_leaving_nothing(meta['id'])
 
     def test_signed_images_are_verified_as_they_stream(self):
         self.flags(backend=keymgr.BACKEND, group='key_manager')
@@ -223,25 +197,28 @@ class _CacheTests:
         # the signature of other bytes
         meta = self.images.add(other.path, 'qcow2',
                                properties=signer.properties(signed.path))
-        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
-        vol = self.wait_for_volume(vol['id'])
-        self.assertEqual('error', vol['status'])
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assertEqual(0, self.array_volume_count())
-        self.assertEqual({}, self.backend.luns.list())
-        self.assertEqual([], self._conversion_leftovers())
-        self.delete_volume(vol['id'])
+        self._assert_refused_leaving_nothing(meta['id'])
 
     def test_incomplete_signature_refused_before_download(self):
         image, _meta = self._image(mib=8, seed=22, name='half-signed')
         meta = self.images.add(image.path, 'qcow2',
                                properties={'img_signature': 'c2lnbmF0dXJl'})
-        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        self._assert_refused_leaving_nothing(meta['id'])
+        self.assertEqual(0, self.images.downloads[meta['id']])
+
+    def _assert_refused_leaving_nothing(self, image_id, size=None):
+        """A create from ``image_id`` ends in error and leaves nothing.
+
+        No golden volume, no array volume, no LUN, no temporary file or
+        NBD socket.
+        """
+        vol = self.create_volume(size or self.VOLUME_GB, image_id=image_id)
         vol = self.wait_for_volume(vol['id'])
         self.assertEqual('error', vol['status'])
-        self.assertEqual(0, self.images.downloads[meta['id']])
+        self.assertEqual([], self.goldens(image_id))
         self.assertEqual(0, self.array_volume_count())
         self.assertEqual({}, self.backend.luns.list())
+        self.assertEqual([], self._conversion_leftovers())
         self.delete_volume(vol['id'])
 
     def _conversion_leftovers(self):
