@@ -59,10 +59,10 @@ _HEADER = 512
 class StreamedQcow2:
     """One qcow2 image being downloaded into ``path`` and exported by NBD.
 
-    Use as a context manager; :meth:`open` reads and checks the header and
-    starts the background download, :attr:`uri` is what ``qemu-img`` reads,
-    :meth:`finish` waits for the download and runs the whole-stream checks.
-    Leaving the context stops the download and the export whatever happened.
+    :meth:`open` reads and checks the header and starts the background
+    download, :attr:`uri` is what ``qemu-img`` reads, :meth:`finish` waits
+    for the download and runs the whole-stream checks; :meth:`close` stops
+    the download and the export whatever happened.
     """
 
     def __init__(self, chunks: Any, image_id: str, size: int, path: str,
@@ -81,12 +81,6 @@ class StreamedQcow2:
         self.bytes_read = 0
 
     # -- life cycle ---------------------------------------------------------
-    def __enter__(self) -> StreamedQcow2:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def open(self) -> None:
         """Read and check the header, then download the rest behind it."""
         self._file = open(self.path, 'wb', buffering=0)
