@@ -17,6 +17,8 @@ it through the ``oslo.config.opts`` entry point ``nova_shim``).
 
 from oslo_config import cfg
 
+from nova_shim.virt.dpm import conf as dpm_conf
+
 BFV_GROUP = 'dpm_boot_from_volume'
 
 bfv_group = cfg.OptGroup(
@@ -105,4 +107,4 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
-    return [(bfv_group, bfv_opts)]
+    return [(bfv_group, bfv_opts)] + dpm_conf.list_opts()

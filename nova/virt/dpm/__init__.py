@@ -1,0 +1,21 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Where Nova finds the DPM driver: ``compute_driver = dpm.DPMDriver``.
+
+Nova imports only ``nova.virt.<compute_driver>``; this package, shipped in
+the cinder-dpm-ephemeral wheel without ``nova/__init__.py`` or
+``nova/virt/__init__.py`` (those belong to Nova), re-exports the driver.
+"""
+
+from nova_shim.virt.dpm.driver import DPMDriver
+
+__all__ = ['DPMDriver']
