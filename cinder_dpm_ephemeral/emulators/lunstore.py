@@ -19,7 +19,22 @@ must, and each such copy is counted:
 
 ``materialized_bytes`` is an emulation artefact (a real array shares blocks
 without copying); what the emulated array itself copies, such as FlashCopy
-background copy, is counted by the array layers through :meth:`count`.
+background copy, is counted by the array layers through :meth:`count`. A
+LUN created with a ``cow_counter`` (its clones inherit it) also adds to
+that counter the bytes it gives its own copy when it is opened for I/O
+while sharing them: the copy-on-write the real array does for the blocks a
+writer changes. The emulator cannot see which blocks a writer touches
+through the file, so it counts every shared byte (an upper bound).
+
+Old data on new LUNs: a LUN created in a ``pool`` with ``reads_zeros``
+False (a fully allocated SVC vdisk made with ``-nofmtdisk``, a PowerFlex
+volume in a pool without zero padding) starts with the bytes that LUNs
+deleted from that pool left on its physical extents, and reads them back
+wherever it was never written. The store keeps, per pool, a sparse
+*residue* file: a deleted LUN's data is laid over it at the same offsets.
+Which physical extent a real array reuses is its own business; the store
+gives every such new LUN the residue at its own offsets, the worst case
+(the deleted data always shows through where nothing was written).
 """
 
 from __future__ import annotations
@@ -40,6 +55,8 @@ from cinder_dpm_ephemeral.emulators import files
 
 _LUN_ID = re.compile(r'^[A-Za-z0-9_.:-]{1,128}$')
 _CHUNK = 8 * 1024 * 1024
+#: counter of the bytes copied into pool residues (emulation artefact)
+RESIDUE_COUNTER = 'residue_bytes'
 
 
 class LunStoreError(Exception):
@@ -52,6 +69,54 @@ class LunNotFound(LunStoreError):
         self.lun_id = lun_id
 
 
+def _data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``(offset, end)`` of the data extents of ``fd`` in ``[start, end)``."""
+    offset = start
+    while offset < end:
+        try:
+            data = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return
+            raise
+        if data >= end:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        yield data, hole
+        offset = hole
+
+
+def overlay(src: Path, dst: Path, start: int, end: int) -> int:
+    """Copy the data extents of ``src`` in ``[start, end)`` onto ``dst``.
+
+    Same offsets in both files; ``dst`` is created if missing and never
+    shortened. Returns the number of bytes copied.
+    """
+    copied = 0
+    try:
+        fin = os.open(src, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0
+    try:
+        fout = os.open(dst, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            end = min(end, os.fstat(fin).st_size)
+            for data, hole in _data_extents(fin, start, end):
+                pos = data
+                while pos < hole:
+                    n = os.copy_file_range(fin, fout,
+                                           min(_CHUNK, hole - pos), pos, pos)
+                    if n <= 0:
+                        raise LunStoreError(f'short copy from {src} at {pos}')
+                    pos += n
+                copied += hole - data
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    return copied
+
+
 def sparse_copy(src: Path, dst: Path, size: int) -> int:
     """Copy ``src`` into a new sparse file ``dst`` of ``size`` bytes.
 
@@ -61,19 +126,8 @@ def sparse_copy(src: Path, dst: Path, size: int) -> int:
     copied = 0
     tmp = dst.with_name(dst.name + '.tmp')
     with open(src, 'rb') as fin, open(tmp, 'wb') as fout:
-        src_size = os.fstat(fin.fileno()).st_size
-        limit = min(src_size, size)
-        offset = 0
-        while offset < limit:
-            try:
-                data = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:
-                    break
-                raise
-            if data >= limit:
-                break
-            hole = min(os.lseek(fin.fileno(), data, os.SEEK_HOLE), limit)
+        limit = min(os.fstat(fin.fileno()).st_size, size)
+        for data, hole in _data_extents(fin.fileno(), 0, limit):
             pos = data
             while pos < hole:
                 n = os.copy_file_range(fin.fileno(), fout.fileno(),
@@ -82,7 +136,6 @@ def sparse_copy(src: Path, dst: Path, size: int) -> int:
                     raise LunStoreError(f'short copy from {src} at {pos}')
                 pos += n
             copied += hole - data
-            offset = hole
         fout.truncate(size)
     os.replace(tmp, dst)
     return copied
@@ -151,31 +204,83 @@ class LunStore:
             seen.add(cur)
             cur = meta['base']
 
-    def _materialize(self, index: dict[str, Any], lun_id: str) -> None:
+    def _materialize(self, index: dict[str, Any], lun_id: str) -> int:
+        """Give ``lun_id`` its own file; returns the bytes copied."""
         meta = self._get(index, lun_id)
         if meta.get('base') is None:
-            return
+            return 0
         src = self._data_file(index, lun_id)
         n = sparse_copy(src, self._file(lun_id), meta['size'])
         meta['base'] = None
-        index['counters']['materialized_bytes'] = (
-            index['counters'].get('materialized_bytes', 0) + n)
+        self._add(index, 'materialized_bytes', n)
+        return n
 
-    def _detach_dependents(self, index: dict[str, Any], lun_id: str) -> None:
+    def _detach_dependents(self, index: dict[str, Any], lun_id: str) -> int:
+        moved = 0
         for dep_id, dep in list(index['luns'].items()):
             if dep.get('base') == lun_id:
-                self._materialize(index, dep_id)
+                moved += self._materialize(index, dep_id)
+        return moved
+
+    @staticmethod
+    def _add(index: dict[str, Any], name: str, amount: int) -> None:
+        if amount:
+            index['counters'][name] = (index['counters'].get(name, 0)
+                                       + amount)
+
+    # -- pool residue (old data on physical extents) --------------------------
+    def _residue(self, pool: str) -> Path:
+        if not _LUN_ID.match(pool):
+            raise LunStoreError(f'invalid pool key {pool!r}')
+        return self.root / f'.residue-{pool}'
+
+    def _release(self, index: dict[str, Any], lun_id: str) -> None:
+        """The extents of a LUN being deleted keep its data (residue)."""
+        meta = index['luns'][lun_id]
+        pool = meta.get('pool')
+        if pool is None or meta.get('base') is not None:
+            return      # no pool known, or nothing of its own written
+        n = overlay(self._file(lun_id), self._residue(pool), 0,
+                    int(meta['size']))
+        self._add(index, RESIDUE_COUNTER, n)
+
+    def _fill_stale(self, index: dict[str, Any], lun_id: str, start: int,
+                    end: int) -> None:
+        """``[start, end)`` of ``lun_id`` reads what the pool's extents hold."""
+        pool = index['luns'][lun_id].get('pool')
+        if pool is None or start >= end:
+            return
+        n = overlay(self._residue(pool), self._file(lun_id), start, end)
+        self._add(index, RESIDUE_COUNTER, n)
 
     # -- public API -----------------------------------------------------------
-    def create(self, lun_id: str, size: int) -> None:
-        """Create an all-zero LUN of ``size`` bytes (a sparse file)."""
+    def create(self, lun_id: str, size: int, pool: str | None = None,
+               reads_zeros: bool = True,
+               cow_counter: str | None = None) -> None:
+        """Create a LUN of ``size`` bytes (a sparse file).
+
+        It reads zeros, unless ``reads_zeros`` is False: then it reads the
+        residue of ``pool`` (old data of deleted LUNs) wherever it is not
+        written. ``pool`` also names where its extents go when it is
+        deleted. ``cow_counter``: the array counter its copy-on-write
+        copies add to (see the module docstring).
+        """
         with self._locked() as index:
             if lun_id in index['luns']:
                 raise LunStoreError(f'LUN {lun_id} already exists')
             path = self._file(lun_id)
             with open(path, 'wb') as f:
                 f.truncate(size)
-            index['luns'][lun_id] = {'size': size, 'base': None}
+            meta: dict[str, Any] = {'size': size, 'base': None}
+            if pool is not None:
+                meta['pool'] = pool
+            if cow_counter is not None:
+                meta['cow_counter'] = cow_counter
+            index['luns'][lun_id] = meta
+            if not reads_zeros:
+                self._fill_stale(index, lun_id, 0, size)
+                with open(path, 'r+b') as f:
+                    f.truncate(size)
 
     def clone(self, src_id: str, dst_id: str, size: int | None = None) -> None:
         """Make ``dst_id`` a copy-on-write clone of ``src_id`` (no copy)."""
@@ -183,10 +288,12 @@ class LunStore:
             src = self._get(index, src_id)
             if dst_id in index['luns']:
                 raise LunStoreError(f'LUN {dst_id} already exists')
-            index['luns'][dst_id] = {
-                'size': src['size'] if size is None else size,
-                'base': src_id,
-            }
+            meta = {'size': src['size'] if size is None else size,
+                    'base': src_id}
+            for key in ('pool', 'cow_counter'):
+                if key in src:
+                    meta[key] = src[key]
+            index['luns'][dst_id] = meta
 
     def copy_data(self, src_id: str, dst_id: str) -> int:
         """Give ``dst_id`` the current content of ``src_id`` (CoW, no copy).
@@ -204,36 +311,65 @@ class LunStore:
             return dst['size']
 
     def delete(self, lun_id: str) -> None:
-        """Delete a LUN; clones that share its bytes keep their content."""
+        """Delete a LUN; clones that share its bytes keep their content.
+
+        Its data stays on the pool's extents (see :meth:`create`).
+        """
         with self._locked() as index:
             if lun_id not in index['luns']:
                 return
             self._detach_dependents(index, lun_id)
+            self._release(index, lun_id)
             del index['luns'][lun_id]
             with contextlib.suppress(FileNotFoundError):
                 self._file(lun_id).unlink()
 
-    def resize(self, lun_id: str, size: int) -> None:
+    def resize(self, lun_id: str, size: int,
+               reads_zeros: bool = True) -> None:
+        """Change a LUN's size; new space reads zeros unless ``reads_zeros``
+        is False (then it reads the pool's residue, see :meth:`create`)."""
         with self._locked() as index:
             meta = self._get(index, lun_id)
-            if size < meta['size']:
+            old = int(meta['size'])
+            if size < old or (size > old and not reads_zeros
+                              and meta.get('pool') is not None):
                 self._detach_dependents(index, lun_id)
                 self._materialize(index, lun_id)
             meta['size'] = size
             if meta.get('base') is None:
                 with open(self._file(lun_id), 'r+b') as f:
                     f.truncate(size)
+                if size > old and not reads_zeros:
+                    self._fill_stale(index, lun_id, old, size)
+                    with open(self._file(lun_id), 'r+b') as f:
+                        f.truncate(size)
 
     def open_path(self, lun_id: str) -> str:
         """Path of a file holding only this LUN's bytes, ready for I/O.
 
         Clones sharing the LUN's bytes get their own copies first, so writes
-        through the returned path never change another LUN.
+        through the returned path never change another LUN. Those copies
+        count as the array's copy-on-write when the LUN has a
+        ``cow_counter``.
         """
         with self._locked() as index:
-            self._detach_dependents(index, lun_id)
-            self._materialize(index, lun_id)
+            moved = self._detach_dependents(index, lun_id)
+            moved += self._materialize(index, lun_id)
+            counter = index['luns'][lun_id].get('cow_counter')
+            if counter:
+                self._add(index, counter, moved)
             return str(self._file(lun_id))
+
+    def read(self, lun_id: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the LUN from ``offset`` (zeros past its
+        data file's end), without copying anything."""
+        with self._locked() as index:
+            meta = self._get(index, lun_id)
+            length = max(0, min(length, int(meta['size']) - offset))
+            with open(self._data_file(index, lun_id), 'rb') as f:
+                f.seek(offset)
+                data = f.read(length)
+            return data + bytes(length - len(data))
 
     def fix_size(self, lun_id: str) -> None:
         """Restore a LUN file's length after a tool recreated it.
@@ -284,7 +420,7 @@ class LunStore:
 
     def count(self, name: str, amount: int) -> None:
         with self._locked() as index:
-            index['counters'][name] = index['counters'].get(name, 0) + amount
+            self._add(index, name, amount)
 
     def counters(self) -> dict[str, int]:
         with self._locked() as index:

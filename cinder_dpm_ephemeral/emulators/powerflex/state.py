@@ -16,7 +16,18 @@ What is modelled as on a real (medium granularity, mirrored) system:
 * at most :data:`MAX_SNAPS_IN_VTREE` (126) snapshots per vTree;
 * volume names unique in the system, at most 31 characters (why the
   driver base64-encodes Cinder ids); ``mappedSdcInfo`` is ``null`` for an
-  unmapped volume and a list of mappings otherwise.
+  unmapped volume and a list of mappings otherwise;
+* zero padding per storage pool (``zeroPaddingEnabled``, ``PoolSpec.
+  zero_padding``): "zero padding ensures that every read from an area not
+  previously written returns zeros" (Dell PowerFlex Technical Overview,
+  storage pools; the in-tree driver refuses such pools unless
+  ``powerflex_allow_non_padded_volumes``, because "existing data [can be]
+  read off of a newly created volume"). In a pool without it, every
+  volume, thin or thick, and every extension reads the old data of
+  deleted volumes where it was never written (the LUN store's pool
+  residue). A real thin volume leaks only inside partly written 1 MiB
+  allocation units; the emulator shows the worse case everywhere;
+* bytes the system copies are counted (:data:`COPY_COUNTER`).
 
 Capacity, kept simple: each pool has a net (usable, after mirroring)
 capacity. A thick volume reserves its whole size; a thin volume or a
@@ -50,6 +61,11 @@ GRANULARITY_KB = 8 * GiB // KiB
 MAX_SNAPS_IN_VTREE = 126
 STATE_FILE = 'powerflex-state.json'
 MAX_NAME_LEN = errors.MAX_NAME_LEN
+#: bytes the system copies: the copy-on-write of blocks shared in a vTree
+#: when a volume or snapshot sharing them is written (the LUN store counts
+#: it when such a LUN is opened for I/O). Creating or removing a snapshot
+#: moves none; this driver has no full-copy clone.
+COPY_COUNTER = 'array_copied_bytes'
 REMOVE_MODES = ('ONLY_ME', 'INCLUDING_DESCENDANTS', 'DESCENDANTS_ONLY',
                 'WHOLE_VTREE')
 
@@ -72,6 +88,11 @@ class SdcSpec:
     guid: str
     ip: str = '127.0.0.1'
     name: str | None = None
+
+
+def _pool_key(pool_id: str) -> str:
+    """The LUN store's name for the devices of a storage pool."""
+    return f'sp-{pool_id}'
 
 
 def round_kb(size_kb: int) -> int:
@@ -477,7 +498,9 @@ class PowerFlexArray:
                 raise errors.insufficient_capacity()
             vol_id = self._new_id()
             vtree_id = self._new_id()
-            self.luns.create(vol_id, size * KiB)
+            self.luns.create(vol_id, size * KiB, pool=_pool_key(pool_id),
+                             reads_zeros=pool['zeroPaddingEnabled'],
+                             cow_counter=COPY_COUNTER)
             self.s['vtrees'][vtree_id] = {
                 'id': vtree_id, 'rootVolumeId': vol_id, 'name': name,
                 'storagePoolId': pool_id}
@@ -554,7 +577,9 @@ class PowerFlexArray:
                     and new - v['sizeInKb']
                     > self._free_kb(v['storagePoolId'])):
                 raise errors.insufficient_capacity()
-            self.luns.resize(vol_id, new * KiB)
+            pool = self._pool(v['storagePoolId'])
+            self.luns.resize(vol_id, new * KiB,
+                             reads_zeros=pool['zeroPaddingEnabled'])
             v['sizeInKb'] = new
             self._save()
 

@@ -22,6 +22,16 @@ def _percent_or_size(value: str, capacity: int, unit: str | None) -> int:
     return to_bytes(value, unit)
 
 
+def pool_key(pool: Obj) -> str:
+    """The LUN store's name for the extents of an mdisk group."""
+    return f'mdiskgrp{pool["id"]}'
+
+
+def reads_zeros(vdisk: Obj) -> bool:
+    """Whether never-written parts of ``vdisk`` read zeros."""
+    return bool(vdisk['thin'] or vdisk['formatted'])
+
+
 def _check_space(ctx: Ctx, pool: Obj, extra: int) -> None:
     if extra > ctx.state.pool_usage(pool)['free']:
         raise CLIError(E_NO_EXTENTS)
@@ -79,7 +89,15 @@ def mkvdisk(ctx: Ctx, args: Args) -> Result:
         'formatted': not args.flag('nofmtdisk'),
         'udid': args.get('udid') or '',
     }
-    ctx.luns.create(vdisk['uid'], capacity)
+    # What a new vdisk reads where it was never written (IBM Documentation,
+    # mkvdisk): a thin-provisioned (or compressed) copy has no extents
+    # behind unwritten grains and reads zeros; a fully allocated volume is
+    # formatted by default (quick initialization: available at once, reads
+    # zeros). With -nofmtdisk it is not formatted: its extents keep what
+    # deleted volumes left on them. Cinder's driver passes -nofmtdisk when
+    # storwize_svc_vol_nofmtdisk (or the type's drivers:nofmtdisk) is True.
+    ctx.luns.create(vdisk['uid'], capacity, pool=pool_key(pool),
+                    reads_zeros=reads_zeros(vdisk))
     ctx.data['vdisks'][str(vid)] = vdisk
     return 'Virtual Disk, id [%d], successfully created' % vid
 
@@ -128,7 +146,13 @@ def expandvdisksize(ctx: Ctx, args: Args) -> Result:
             extra = after - before
         _check_space(ctx, pool, extra)
         vdisk['capacity'] = new_cap
-        ctx.luns.resize(vdisk['uid'], new_cap)
+        # New extents of a fully allocated vdisk: -fmtdisk formats them
+        # (IBM Documentation, expandvdisksize). Without it we keep the
+        # vdisk's own policy: formatted at creation, the new capacity is
+        # initialized too; made with -nofmtdisk, it shows old data.
+        ctx.luns.resize(vdisk['uid'], new_cap,
+                        reads_zeros=reads_zeros(vdisk)
+                        or args.flag('fmtdisk'))
     if rsize_arg is not None:
         if not vdisk['thin']:
             raise CLIError(E_UNSUPPORTED)

@@ -44,6 +44,7 @@ class PowerFlexEmulatorTestCase(driver_objects.DriverObjects,
     POOL_CAPACITY_GB = 1024
     VOLUME_SIZE = 8  # one allocation unit
     POOL_LAYOUT = 'MediumGranularity'
+    POOL_ZERO_PADDING = True
 
     def setUp(self) -> None:
         super().setUp()
@@ -62,7 +63,8 @@ class PowerFlexEmulatorTestCase(driver_objects.DriverObjects,
         kwargs.setdefault('announce', False)
         kwargs.setdefault('pools', [state.PoolSpec(
             DOMAIN, POOL, capacity_gb=self.POOL_CAPACITY_GB,
-            data_layout=self.POOL_LAYOUT)])
+            data_layout=self.POOL_LAYOUT,
+            zero_padding=self.POOL_ZERO_PADDING)])
         kwargs.setdefault('sdcs', [
             state.SdcSpec(guid, ip=f'10.0.0.{i + 1}', name=f'compute-{i}')
             for i, guid in enumerate(SDC_GUIDS)])
