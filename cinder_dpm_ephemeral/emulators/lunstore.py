@@ -246,7 +246,7 @@ class LunStore:
 
     def _fill_stale(self, index: dict[str, Any], lun_id: str, start: int,
                     end: int) -> None:
-        """``[start, end)`` of ``lun_id`` reads what the pool's extents hold."""
+        """``[start, end)`` of ``lun_id`` gets its pool's residue."""
         pool = index['luns'][lun_id].get('pool')
         if pool is None or start >= end:
             return
@@ -326,8 +326,11 @@ class LunStore:
 
     def resize(self, lun_id: str, size: int,
                reads_zeros: bool = True) -> None:
-        """Change a LUN's size; new space reads zeros unless ``reads_zeros``
-        is False (then it reads the pool's residue, see :meth:`create`)."""
+        """Change a LUN's size.
+
+        New space reads zeros unless ``reads_zeros`` is False: then it
+        reads the pool's residue (see :meth:`create`).
+        """
         with self._locked() as index:
             meta = self._get(index, lun_id)
             old = int(meta['size'])
@@ -361,8 +364,7 @@ class LunStore:
             return str(self._file(lun_id))
 
     def read(self, lun_id: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of the LUN from ``offset`` (zeros past its
-        data file's end), without copying anything."""
+        """``length`` bytes of the LUN from ``offset``; copies nothing."""
         with self._locked() as index:
             meta = self._get(index, lun_id)
             length = max(0, min(length, int(meta['size']) - offset))
