@@ -1,9 +1,11 @@
-"""dpm-ephemeral-emulator: run an emulated SVC or PowerFlex array.
+"""dpm-ephemeral-emulator: run an emulated SVC or PowerFlex array, or HMC.
 
   dpm-ephemeral-emulator svc --listen 127.0.0.1:2222 --state-dir /var/lib/x \
       --login superuser:PASSWORD
   dpm-ephemeral-emulator powerflex --listen 127.0.0.1:8443 --state-dir DIR \
       --login admin:PASSWORD
+  dpm-ephemeral-emulator hmc --listen 127.0.0.1:6794 --state-dir DIR \
+      --login hmcuser:PASSWORD --svc-state-dir SVC_DIR
 
 State (objects and LUN data) persists in the state directory across
 restarts. The password may also come from the environment variable
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='dpm-ephemeral-emulator',
         description='Run an emulated IBM SVC (SSH CLI) or Dell PowerFlex '
-                    '(HTTPS REST gateway) for Cinder, on this machine.')
+                    '(HTTPS REST gateway) for Cinder, or an IBM Z HMC '
+                    '(HTTPS Web Services API) for Nova, on this machine.')
     sub = parser.add_subparsers(dest='array', required=True)
     for name, port, user in (('svc', 2222, 'superuser'),
                              ('powerflex', 8443, 'admin')):
@@ -82,7 +85,56 @@ def build_parser() -> argparse.ArgumentParser:
                        help='print everything the array holds as JSON and '
                             'exit')
         p.add_argument('-v', '--verbose', action='store_true')
+    _hmc_parser(sub)
     return parser
+
+
+def _hmc_parser(sub: Any) -> None:
+    p = sub.add_parser('hmc', help='emulate an IBM Z HMC (Web Services API '
+                                   'over HTTPS) with DPM CPCs')
+    p.add_argument('--listen', type=_listen, default=('127.0.0.1', 6794),
+                   help='HOST:PORT to listen on (default 127.0.0.1:6794, '
+                        "the HMC's port; port 0 picks a free one)")
+    p.add_argument('--state-dir', required=True,
+                   help='directory for the certificate and the HMC state '
+                        '(created)')
+    p.add_argument('--login', type=_login, required=True,
+                   help='USER:PASSWORD clients log on with (e.g. '
+                        'hmcuser:secret)')
+    p.add_argument('--svc-state-dir',
+                   help="the SVC emulator's --state-dir: partition starts "
+                        'then emulate the IPL from its LUNs (without it '
+                        'a start only checks the boot settings)')
+    p.add_argument('--cpc', action='append', default=[],
+                   metavar='NAME[:z14|z13]',
+                   help='CPC made at first start (repeatable); z14 (the '
+                        'default) has storage groups, z13 has HBAs; '
+                        'default: one z14-like CPC named CPC1')
+    p.add_argument('--adapters', type=int, default=2,
+                   help='FCP adapters per CPC (2 ports each; default 2)')
+    p.add_argument('--job-seconds', type=float, default=0.0,
+                   help='how long Start/Stop Partition jobs run')
+    p.add_argument('--inventory', action='store_true',
+                   help='print everything the HMC holds as JSON and exit')
+    p.add_argument('-v', '--verbose', action='store_true')
+
+
+def _make_hmc(args: argparse.Namespace) -> Any:
+    from cinder_dpm_ephemeral.emulators import hmc
+    cpcs = []
+    for spec in args.cpc or ['CPC1']:
+        name, _, kind = spec.partition(':')
+        if not name or kind not in ('', 'z14', 'z13'):
+            raise SystemExit(f'--cpc {spec!r}: expected NAME[:z14|z13]')
+        if args.adapters < 1:
+            raise SystemExit('--adapters must be at least 1')
+        cpcs.append(hmc.cpc_definition(
+            name, storage_groups=kind != 'z13',
+            adapters=[f'fcp{i + 1}' for i in range(args.adapters)]))
+    return hmc.HMCEmulator(
+        args.state_dir, listen=args.listen, login=args.login,
+        definition=cpcs, svc_state_dir=args.svc_state_dir,
+        job_seconds=args.job_seconds)
 
 
 def _pools(specs: list[str], default: str) -> dict[str, int]:
@@ -96,6 +148,8 @@ def _pools(specs: list[str], default: str) -> dict[str, int]:
 
 
 def _make(args: argparse.Namespace) -> Any:
+    if args.array == 'hmc':
+        return _make_hmc(args)
     if args.array == 'svc':
         from cinder_dpm_ephemeral.emulators.svc import server
         return server.SVCEmulator(
@@ -131,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
               f'{emulator.port}; host key in {emulator.known_hosts_path} '
               f'(use as cinder ssh_hosts_key_file with '
               f'strict_ssh_host_key_policy = True)', flush=True)
+    elif args.array == 'hmc':
+        print(f'HMC emulator: https://{args.listen[0]}:{emulator.port}/api; '
+              f'TLS certificate {emulator.cert_path} (use as zhmcclient '
+              f'Session verify_cert)', flush=True)
     else:
         print(f'PowerFlex gateway: https://{args.listen[0]}:{emulator.port}'
               f'/api; TLS certificate {emulator.cert_path} (use as '
