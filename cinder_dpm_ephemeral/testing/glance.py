@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import json
 import os
 import shutil
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,7 +31,13 @@ _CHUNK = 4 * 1024 * 1024
 class ImageStore:
     """Images with real bytes on disk, and a count of bytes served."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str],
+                 record_virtual_size: bool = False) -> None:
+        #: record ``virtual_size`` as Glance's upload inspection does (off:
+        #: None, as images uploaded before Glance computed it have, and as
+        #: Cinder's own fake has; then Cinder's API cannot refuse a too
+        #: big image early and the volume service has to)
+        self.record_virtual_size = record_virtual_size
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -41,18 +49,39 @@ class ImageStore:
     def add(self, path: str | os.PathLike[str], disk_format: str,
             image_id: str | None = None, name: str | None = None,
             min_disk: int = 0, properties: dict[str, Any] | None = None,
-            copy_file: bool = False) -> dict[str, Any]:
-        """Register an image whose bytes are the file at ``path``."""
+            copy_file: bool = False, container_format: str = 'bare',
+            size: int | None = None,
+            virtual_size: int | None | str = 'default') -> dict[str, Any]:
+        """Register an image whose bytes are the file at ``path``.
+
+        The metadata is what Glance records on upload: ``size``,
+        ``checksum`` (md5), ``os_hash_algo``/``os_hash_value`` (sha512) of
+        the bytes, and, with :attr:`record_virtual_size` or
+        ``virtual_size='compute'``, ``virtual_size`` as Glance's format
+        inspection gives it for the *declared* ``disk_format`` (the file
+        size for ``raw`` and ``iso``; None for a ``compressed`` container
+        or a file qemu-img cannot read as that format). ``size`` and
+        ``virtual_size`` may be given to make a store that disagrees with
+        its bytes.
+        """
         image_id = image_id or str(uuid.uuid4())
         src = Path(path)
         if copy_file:
             dst = self.root / image_id
             shutil.copyfile(src, dst)
             src = dst
-        h = hashlib.md5(usedforsecurity=False)
+        md5 = hashlib.md5(usedforsecurity=False)
+        sha512 = hashlib.sha512()
         with open(src, 'rb') as f:
             for chunk in iter(lambda: f.read(_CHUNK), b''):
-                h.update(chunk)
+                md5.update(chunk)
+                sha512.update(chunk)
+        file_size = src.stat().st_size
+        if virtual_size == 'default':
+            virtual_size = 'compute' if self.record_virtual_size else None
+        if virtual_size == 'compute':
+            virtual_size = _virtual_size(src, disk_format, container_format,
+                                         file_size)
         now = datetime.datetime.now(datetime.UTC).replace(
             microsecond=0)
         meta = {
@@ -62,11 +91,13 @@ class ImageStore:
             'visibility': 'public',
             'protected': False,
             'owner': None,
-            'container_format': 'bare',
+            'container_format': container_format,
             'disk_format': disk_format,
-            'size': src.stat().st_size,
-            'virtual_size': None,
-            'checksum': h.hexdigest(),
+            'size': file_size if size is None else size,
+            'virtual_size': virtual_size,
+            'checksum': md5.hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': sha512.hexdigest(),
             'min_disk': min_disk,
             'min_ram': 0,
             'created_at': now,
@@ -88,7 +119,8 @@ class ImageStore:
             meta = self._images[image_id]
         new = self.add(path, meta['disk_format'], image_id=image_id,
                        name=meta['name'], min_disk=meta['min_disk'],
-                       properties=meta['properties'])
+                       properties=meta['properties'],
+                       container_format=meta['container_format'])
         del new
 
     def remove(self, image_id: str) -> None:
@@ -173,6 +205,27 @@ class ImageService:
     def delete(self, context: Any, image_id: str) -> bool:
         self._store.remove(str(image_id))
         return True
+
+
+#: Glance disk_format -> qemu-img format (Cinder's QEMU_IMG_FORMAT_MAP)
+_QEMU_FORMATS = {'vhd': 'vpc', 'ploop': 'parallels'}
+
+
+def _virtual_size(path: Path, disk_format: str, container_format: str,
+                  file_size: int) -> int | None:
+    """The virtual size Glance's upload inspection would record."""
+    if container_format == 'compressed':
+        return None
+    if disk_format in ('raw', 'iso'):
+        return file_size
+    try:
+        out = subprocess.run(
+            ['qemu-img', 'info', '--output=json', '-f',
+             _QEMU_FORMATS.get(disk_format, disk_format), str(path)],
+            check=True, capture_output=True, text=True)
+        return int(json.loads(out.stdout)['virtual-size'])
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        return None
 
 
 def install(testcase: Any, store: ImageStore) -> None:

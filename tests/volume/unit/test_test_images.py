@@ -337,7 +337,8 @@ class LuksTest(_Base):
 
 class GlanceMetadataTest(_Base):
     def test_metadata_as_glance_records_it(self):
-        store = glance.ImageStore(os.path.join(self.dir, 'glance'))
+        store = glance.ImageStore(os.path.join(self.dir, 'glance'),
+                                  record_virtual_size=True)
         raw = _built()['gpt']
         qcow2 = images.make_disk_image(self.dir, 'qcow2', 'gpt', 32 * MiB)
         gz = images.make_disk_image(self.dir, 'raw-gzip', 'gpt', 32 * MiB)
@@ -366,3 +367,8 @@ class GlanceMetadataTest(_Base):
         self.assertEqual(raw.virtual_size - 512, m['size'])
         self.assertEqual(raw.virtual_size, sum(
             len(c) for c in store.chunks(m['id'])))
+        # off by default: as Cinder's fake and images from older Glance
+        store.record_virtual_size = False
+        self.assertIsNone(store.add(qcow2.path, 'qcow2')['virtual_size'])
+        self.assertEqual(32 * MiB, store.add(
+            qcow2.path, 'qcow2', virtual_size='compute')['virtual_size'])
