@@ -257,19 +257,21 @@ class DPMDriver(driver.ComputeDriver):
     def _check_volume_backed(self, instance: Any,
                              block_device_info: Any) -> Any:
         info = block_device_info or {}
-        local = []
-        if info.get('image'):
-            local.append('an image disk')
-        if info.get('ephemerals'):
-            local.append('local ephemeral disks')
-        swap = driver.block_device_info_get_swap(info)
-        if swap.get('swap_size'):
-            local.append('a local swap disk')
-        if local:
+        if info.get('image') or instance.image_ref:
             raise exception.UnsupportedVolume(
                 instance=instance.uuid,
-                reason='it asks for %s, but DPM partitions have no local '
-                       'disk; %s.' % (' and '.join(local), FILTER_HINT))
+                reason='it boots from a local image disk, but DPM '
+                       'partitions have no local disk; %s.' % FILTER_HINT)
+        # Nova 34's API adds the flavor's own local blank ephemeral and
+        # swap mappings even when the filter made them volumes
+        # (doc/nova-filter.md): they are ignored, the volumes stand in.
+        local = len(info.get('ephemerals') or []) + (
+            1 if driver.block_device_info_get_swap(info).get('swap_size')
+            else 0)
+        if local:
+            LOG.debug('Instance %s: %d local blank mapping(s) ignored (no '
+                      'local disk; the filter\'s volumes stand in)',
+                      instance.uuid, local)
         root = volume.root_bdm(info)
         if root is None:
             raise exception.UnsupportedVolume(

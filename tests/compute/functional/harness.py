@@ -168,3 +168,140 @@ class RecordingCinder(fixtures.Fixture):
 
 def temp_dir(test: Any) -> str:
     return test.useFixture(fixtures.TempDir()).path
+
+
+# -- Cinder stand-in backed by the SVC emulator (DPM compute tests) ----------
+
+BOOT_RECORD = b'\0' * 510 + b'\x55\xaa'  # DOS MBR signature (first block)
+
+
+class SVCCinder(RecordingCinder):
+    """``RecordingCinder`` whose volumes live on an in-process SVC emulator.
+
+    Every volume is a vdisk (a root volume made from an image gets a boot
+    record in its first block, as an image copy would leave one); Nova's
+    ``attachment_update`` with a connector creates the SVC host for the
+    connector's WWPNs (``mkhost -fcwwpn``) and maps the vdisk to it with
+    the next free SCSI id from 1 (``mkvdiskhostmap -scsi``), and answers
+    the ``fibre_channel`` connection info Cinder's Storwize driver gives:
+    ``target_wwn`` (the SVC's host-I/O ports), ``target_lun`` and
+    ``initiator_target_map`` keyed by the connector's WWPNs as sent.
+    ``attachment_delete`` unmaps (and removes a host left without
+    mappings), volume delete removes the vdisk. Later issues replace this
+    with real Cinder and the in-tree Storwize driver.
+    """
+
+    def __init__(self, cinder: Any, svc: Any,
+                 boot_record: bytes = BOOT_RECORD) -> None:
+        super().__init__(cinder)
+        self.svc = svc
+        self.boot_record = boot_record
+        self.maps: dict[str, tuple[str, str]] = {}  # attachment: host, vdisk
+
+    def _setUp(self) -> None:
+        super()._setUp()
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.attachment_update',
+            side_effect=self._attachment_update, autospec=False))
+
+    def cli(self, *argv: str) -> str:
+        out, err, status = self.svc.run(list(argv))
+        if status:
+            raise RuntimeError('SVC emulator: %s: %s' % (' '.join(argv), err))
+        return out
+
+    @staticmethod
+    def vdisk_name(volume_id: str) -> str:
+        return 'volume-%s' % volume_id
+
+    def _create(self, context: Any, size: int, name: str, description: str,
+                snapshot: Any = None, image_id: str | None = None,
+                volume_type: str | None = None, metadata: Any = None,
+                availability_zone: str | None = None) -> dict[str, Any]:
+        volume = super()._create(
+            context, size, name, description, snapshot=snapshot,
+            image_id=image_id, volume_type=volume_type, metadata=metadata,
+            availability_zone=availability_zone)
+        vname = self.vdisk_name(volume['id'])
+        with self.lock:
+            self.cli('mkvdisk', '-name', vname, '-mdiskgrp', 'pool0',
+                     '-iogrp', '0', '-size', str(size), '-unit', 'gb',
+                     '-rsize', '2%', '-autoexpand')
+            if image_id:
+                uid = self.svc.state.by_name('vdisks', vname)['uid']
+                with open(self.svc.luns.open_path(uid), 'r+b') as f:
+                    f.write(self.boot_record)
+        return volume
+
+    def _delete(self, context: Any, volume_id: str) -> None:
+        super()._delete(context, volume_id)
+        with self.lock:
+            if self.svc.state.by_name('vdisks',
+                                      self.vdisk_name(volume_id)):
+                self.cli('rmvdisk', '-removehostmappings',
+                         self.vdisk_name(volume_id))
+
+    def target_wwpns(self) -> list[str]:
+        return [p['npiv_WWPN'] for n in self.svc.state.data['nodes']
+                for p in n['ports']]
+
+    def _attachment_update(self, context: Any, attachment_id: str,
+                           connector: dict[str, Any],
+                           mountpoint: str | None = None) -> dict[str, Any]:
+        ref = self.cinder.fake_attachment_update(
+            context, attachment_id, connector, mountpoint)
+        volume_id, _, _ = self.cinder._find_attachment(attachment_id)
+        wwpns = [w.upper() for w in connector['wwpns']]
+        vname = self.vdisk_name(volume_id)
+        with self.lock:
+            host = self.svc.state.host_of_wwpn(wwpns[0])
+            if host is None:
+                hname = 'h-' + connector['host'][-40:]
+                self.cli('mkhost', '-name', hname, '-fcwwpn',
+                         ':'.join(wwpns), '-force')
+                host = self.svc.state.by_name('hosts', hname)
+            used = {m['scsi'] for m in
+                    self.svc.state.hostmaps_of_host(host['id'])}
+            scsi = min(set(range(1, len(used) + 2)) - used)
+            self.cli('mkvdiskhostmap', '-host', host['name'], '-scsi',
+                     str(scsi), vname)
+            self.maps[attachment_id] = (host['name'], vname)
+        targets = self.target_wwpns()
+        ref['connection_info'] = {
+            'driver_volume_type': 'fibre_channel',
+            'serial': volume_id,
+            'data': {
+                'target_discovered': False,
+                'target_lun': scsi,
+                'target_wwn': targets,
+                'initiator_target_map': {w: targets
+                                         for w in connector['wwpns']},
+                'volume_id': volume_id,
+                'discard': False,
+            },
+        }
+        return ref
+
+    def _attachment_delete(self, context: Any, attachment_id: str) -> None:
+        super()._attachment_delete(context, attachment_id)
+        with self.lock:
+            mapped = self.maps.pop(attachment_id, None)
+            if mapped is None:
+                return
+            hname, vname = mapped
+            if self.svc.state.by_name('vdisks', vname):
+                self.cli('rmvdiskhostmap', '-host', hname, vname)
+            host = self.svc.state.by_name('hosts', hname)
+            if host and not self.svc.state.hostmaps_of_host(host['id']):
+                self.cli('rmhost', hname)
+
+    def host_maps(self) -> dict[str, list[tuple[int, str]]]:
+        """SVC host name: [(SCSI id, vdisk name)] (what IPL resolves)."""
+        data = self.svc.state.data
+        out: dict[str, list[tuple[int, str]]] = {}
+        for m in data['hostmaps']:
+            host = data['hosts'][str(m['host'])]
+            vdisk = data['vdisks'][str(m['vdisk'])]
+            out.setdefault(host['name'], []).append((m['scsi'],
+                                                     vdisk['name']))
+        return out

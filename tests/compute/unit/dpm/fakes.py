@@ -87,8 +87,11 @@ class Reachability:
                 try:
                     reach.fabric.resolve(initiator, target, lun)
                 except Exception as e:  # IplFailed: which step failed
-                    reason = 485 if 'LUN' in str(e) else 484
-                    raise uh.ConflictError(method, uri, reason, str(e))
+                    text = getattr(e, 'message', None) or str(e)
+                    if 'no boot record' in text:
+                        return  # reachable; what it holds is not checked
+                    reason = 485 if 'LUN' in text else 484
+                    raise uh.ConflictError(method, uri, reason, text)
         return ValidateLunPath
 
 

@@ -109,6 +109,12 @@ class _Lifecycle:
             {}, [], None, {}, [], bdi)
         self.assertIn('dpm_bfv', str(exc))
         self.assertIn('image disk', str(exc))
+        # local blank ephemeral/swap mappings Nova adds are ignored
+        del bdi['image']
+        bdi['ephemerals'] = [{'device_name': '/dev/vdb', 'size': 1}]
+        bdi['swap'] = {'device_name': '/dev/vdc', 'swap_size': 512}
+        self.driver.spawn(self.ctxt, inst, {}, [], None, {}, [], bdi)
+        self.driver.destroy(self.ctxt, inst, [])
         bdi = {'block_device_mapping': []}
         exc = self.assertRaises(
             exception.UnsupportedVolume, self.driver.spawn, self.ctxt, inst,
