@@ -169,12 +169,15 @@ class _ServerLifecycle:
         self.assertEqual(set(self.rcinder.created),
                          set(self.rcinder.deleted))
 
-    def _failed_boot(self) -> dict[str, Any]:
+    def _failed_boot(self, reason: str) -> dict[str, Any]:
         server = self.api.post_server(self._body(self.dpm_flavor,
                                                  image=S390X_IMAGE))
         server = self._wait_for_state_change(server, 'ERROR')
+        self.assertIn(reason, server['fault']['message'])
         self.assert_nothing_left()
         self._delete_server(server)
+        self.assertEqual(set(self.rcinder.created),
+                         set(self.rcinder.deleted))
         return server
 
     def test_spawn_failure_initiators(self) -> None:
@@ -185,7 +188,8 @@ class _ServerLifecycle:
                 'http-status': 409, 'reason': 2,
                 'message': 'adapter port busy', 'request-method': 'POST',
                 'request-uri': '/api/partitions/x'}))))
-        self._failed_boot()
+        # Nova reports any prepare_for_spawn failure with this text
+        self._failed_boot('Failure prepping block device')
 
     def test_spawn_failure_boot_path(self) -> None:
         # No target reachable (storage groups) / all targets ignored (HBA)
@@ -194,13 +198,13 @@ class _ServerLifecycle:
         self.flags(target_wwpn_ignore_list=self.rcinder.target_wwpns(),
                    group='dpm')
         self.computes['compute'].driver.init_host(HOST)
-        self._failed_boot()
+        self._failed_boot('no usable boot path')
 
     def test_spawn_failure_ipl(self) -> None:
         # The root volume has no boot record: the emulated IPL fails at
         # Start Partition.
         self.rcinder.boot_record = b'\0' * 512
-        self._failed_boot()
+        self._failed_boot('IPL failed: no boot record')
 
 
 class TestStorageGroupRoute(_ServerLifecycle, DPMComputeTestBase):
