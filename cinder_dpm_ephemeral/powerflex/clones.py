@@ -55,6 +55,46 @@ class PowerFlexClones(cache_driver.ArrayClones):
         # records the size the array really gave.
         return self.driver._create_volume_from_source(volume, golden)
 
+    def supports(self, volume: Any) -> str | None:
+        """Why a snapshot of a golden volume cannot be ``volume``, or None.
+
+        A clone is what the in-tree driver makes for a volume from a
+        source (``_create_volume_from_source``: a snapshot in the source's
+        vTree, extended; compression is the vTree's), and it gets its QoS
+        limits (``powerflex:iops_limit``...) the in-tree way, from the
+        type, when it is mapped (``setMappedSdcLimits``). Replication
+        needs a replicated source vTree (a golden is not replicated).
+        """
+        why = super().supports(volume)
+        if why:
+            return why
+        if self.driver._is_failed_over:
+            return 'the backend is failed over to its replication target'
+        if volume.is_replicated():
+            return ('replicated volume types are not cloned from golden '
+                    'volumes')
+        return None
+
+    def reads_zeros(self, golden: Any) -> bool:
+        """Whether the golden volume reads zeros where never written.
+
+        Asks the array for the volume's storage pool: with zero padding
+        ("every read from an area not previously written returns zeros")
+        or fine granularity (zero-padded by nature) it does; a medium
+        granularity pool without zero padding may return old data.
+        """
+        client = self.driver._get_client()
+        info = client.query_volume(golden.provider_id)
+        pool_id = info['storagePoolId']
+        r, pool = client.execute_powerflex_get_request(
+            '/instances/StoragePool::%(pool_id)s', pool_id=pool_id)
+        if r.status_code != 200 or not isinstance(pool, dict):
+            raise exception.VolumeBackendAPIException(data=(
+                f'Golden volume {golden.id}: cannot read storage pool '
+                f'{pool_id} to tell whether it reads zeros: {pool}'))
+        return bool(pool.get('zeroPaddingEnabled') or
+                    pool.get('dataLayout') == 'FineGranularity')
+
     def dependents(self, golden: Any) -> int:
         client = self.driver._get_client()
         try:

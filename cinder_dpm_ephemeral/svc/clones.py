@@ -1,9 +1,12 @@
 """SVC FlashCopy as the golden image cache's clone interface.
 
-A clone is a FlashCopy mapping from the golden vdisk to a new thin vdisk
-with copy rate 0, named ``dpmc-<volume id>``: no background copy, so the
-clone costs no array bandwidth. Creating one takes three CLI commands
-(mkvdisk, mkfcmap, startfcmap -prep) and deleting it two (lsvdiskfcmappings,
+A clone is a FlashCopy mapping from the golden vdisk to a new vdisk made
+as the volume's type asks (thin by default), with copy rate 0, named
+``dpmc-<volume id>``: no background copy, so the clone costs no array
+bandwidth; see :meth:`SVCClones.thin_clone` for thick types and QoS, and
+:meth:`SVCClones.supports` for the types left to the in-tree path.
+Creating one takes three CLI commands (mkvdisk, mkfcmap, startfcmap -prep;
+a fourth, chvdisk, for a QoS type) and deleting it two (lsvdiskfcmappings,
 rmvdisk -force); the in-tree driver takes about twice as many for each.
 The golden vdisk itself is never deleted while maps remain: the in-tree
 driver would turn them into full copies (copy rate 50) and wait for them.
@@ -14,7 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cinder import context
 from cinder import exception
+from cinder.objects import fields
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import excutils
@@ -45,19 +50,83 @@ class SVCClones(cache_driver.ArrayClones):
     def golden_size_gb(self, virtual_size: int) -> int:
         return max(1, math.ceil(virtual_size / GiB))
 
+    def supports(self, volume: Any) -> str | None:
+        """Why a no-copy FlashCopy target cannot be ``volume``, or None.
+
+        Asked before anything is created. A target vdisk can take any
+        pool, I/O group, thin or thick allocation, compression, Easy Tier
+        and QoS a type asks for (:meth:`thin_clone` gives them as the
+        in-tree create does). Not what makes a second copy or a remote
+        relationship of the volume: replication, HyperSwap, mirrored pools
+        (the in-tree driver builds those around a vdisk that holds its own
+        data); nor anything while the backend is failed over.
+        """
+        why = super().supports(volume)
+        if why:
+            return why
+        d = self.driver
+        if d._active_backend_id:
+            return 'the backend is failed over to its replication target'
+        opts = d._get_vdisk_params(volume.volume_type_id)
+        if opts['volume_topology'] == 'hyperswap':
+            return 'HyperSwap volume types are not cloned from golden volumes'
+        if d._get_volume_replicated_type(context.get_admin_context(),
+                                         volume):
+            return ('replicated volume types are not cloned from golden '
+                    'volumes')
+        if opts['mirror_pool'] or opts['aux_mirror_pool']:
+            return ('mirrored volume types (mirror_pool) are not cloned '
+                    'from golden volumes')
+        return None
+
+    def reads_zeros(self, golden: Any) -> bool:
+        """Whether the golden vdisk reads zeros where never written.
+
+        Asks the array (``lsvdisk``): a thin-provisioned, compressed or
+        deduplicated copy has no extents behind unwritten grains; a fully
+        allocated vdisk reads zeros only if it was formatted (``mkvdisk``
+        formats by default; not with ``-nofmtdisk``, which Cinder passes
+        when ``storwize_svc_vol_nofmtdisk`` or the type's
+        ``drivers:nofmtdisk`` is set).
+        """
+        attrs = self.driver._helpers.get_vdisk_attributes(golden.name)
+        if not attrs:
+            raise exception.VolumeBackendAPIException(data=(
+                f'Golden volume {golden.id}: vdisk {golden.name} not found '
+                f'on the array; cannot tell whether it reads zeros'))
+        for key in ('se_copy_count', 'compressed_copy_count',
+                    'deduplicated_copy_count'):
+            if attrs.get(key) not in (None, '', '0'):
+                return True
+        return attrs.get('formatted') == 'yes'
+
     def thin_clone(self, golden: Any, volume: Any) -> dict | None:
+        """A no-copy FlashCopy target of ``golden`` with ``volume``'s type.
+
+        The target vdisk is made the way the in-tree ``create_volume``
+        makes one (``_get_vdisk_params``: I/O group, thin ``rsize`` or
+        fully allocated, compression, grain size, Easy Tier), then gets
+        the type's QoS (``chvdisk -rate``) as an in-tree clone does.
+
+        A thick (``rsize`` -1) type gets a fully allocated target: the
+        capacity the operator asked to reserve is reserved, so such a
+        clone saves no capacity, but it still saves the copy: no data
+        moves (copy rate 0) and it reads the golden until written. The
+        extension of a larger volume is formatted (``-fmtdisk``) when the
+        target is not, so it never shows another volume's old data.
+        """
         d = self.driver
         h = d._helpers
-        opts = d._get_vdisk_params(volume.volume_type_id)
-        if opts.get('rsize', -1) == -1:
-            # A no-copy target only ever holds what the guest writes.
-            opts['rsize'] = d.configuration.storwize_svc_vol_rsize
-            opts['autoexpand'] = True
+        opts = d._get_vdisk_params(
+            volume.volume_type_id,
+            volume_metadata=volume.get('volume_metadata'))
         pool = volume_utils.extract_host(volume.host, 'pool')
+        opts['iogrp'] = self._io_group(opts, pool)
         # Three commands: the target vdisk (the golden's size, as FlashCopy
         # wants), a named no-copy map, and its start with the prepare
         # folded in (no prestartfcmap, no polling for "prepared").
         h.create_vdisk(volume.name, str(golden.size), 'gb', pool, opts)
+        model_update: dict[str, Any] = {}
         try:
             map_id = h.ssh.run_ssh_check_created(
                 ['svctask', 'mkfcmap', '-name', clone_map_name(volume),
@@ -66,7 +135,12 @@ class SVCClones(cache_driver.ArrayClones):
             h.ssh.run_ssh_assert_no_output(
                 ['svctask', 'startfcmap', '-prep', map_id])
             if volume.size > golden.size:
-                h.extend_vdisk(volume.name, volume.size - golden.size)
+                self._extend(volume, volume.size - golden.size,
+                             formatted=opts['rsize'] != -1
+                             or not opts['nofmtdisk'])
+            if opts['qos']:
+                h.add_vdisk_qos(volume.name, opts['qos'], volume.size)
+                model_update = d._qos_model_update(model_update, volume)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.info('Thin clone %s of golden volume %s failed; removing '
@@ -79,7 +153,32 @@ class SVCClones(cache_driver.ArrayClones):
                 except Exception:
                     LOG.exception('Removing vdisk %s after a failed clone '
                                   'failed: remove it by hand.', volume.name)
-        return None
+        model_update['replication_status'] = (
+            fields.ReplicationStatus.NOT_CAPABLE)
+        return model_update
+
+    def _io_group(self, opts: dict[str, Any], pool: str) -> int:
+        """The type's I/O group, as the in-tree create picks it.
+
+        With one eligible group (the usual case) no ``lsiogrp`` is needed
+        to balance between groups.
+        """
+        d = self.driver
+        groups = d._helpers._get_valid_requested_io_groups(d._state, opts)
+        if len(groups) == 1:
+            return int(groups[0])
+        return d._helpers.select_io_group(d._state, opts, pool)
+
+    def _extend(self, volume: Any, gb: int, formatted: bool) -> None:
+        if formatted:
+            self.driver._helpers.extend_vdisk(volume.name, gb)
+            return
+        # New extents of an unformatted fully allocated vdisk hold old
+        # data: have the array format them (IBM Documentation,
+        # expandvdisksize -fmtdisk).
+        self.driver._helpers.ssh.run_ssh_assert_no_output(
+            ['svctask', 'expandvdisksize', '-size', str(gb), '-unit', 'gb',
+             '-fmtdisk', '"%s"' % volume.name])
 
     def delete_clone(self, volume: Any) -> bool:
         """Delete a thin clone in two commands, if ``volume`` is one.

@@ -315,7 +315,8 @@ class SVCArray:
         """Everything the array holds, for leak checks in tests.
 
         Lists of plain dicts: ``vdisks`` (name, id, vdisk_UID, capacity,
-        pool, thin, real_capacity), ``hosts`` (name, id, wwpns),
+        pool, thin, compressed, formatted, iogrp, easytier, throttle:
+        IOPs_limit / bandwidth_limit_MB, real_capacity), ``hosts`` (name, id, wwpns),
         ``host_mappings`` (host_name, vdisk_name, scsi_id),
         ``fcmaps`` (id, name, source/target names, status, progress,
         copy_rate, autodelete, group), ``fcconsistgrps`` (names),
@@ -337,6 +338,11 @@ class SVCArray:
                             'capacity': v['capacity'],
                             'pool': pools[v['pool']]['name'],
                             'thin': v['thin'],
+                            'compressed': v['compressed'],
+                            'formatted': v['formatted'],
+                            'iogrp': v['iogrp'],
+                            'easytier': v['easytier'],
+                            'throttle': dict(v.get('throttle') or {}),
                             'real_capacity': self.state.vdisk_real(v)}
                            for v in sorted(vd.values(),
                                            key=lambda v: v['id'])],
