@@ -498,9 +498,12 @@ class PowerFlexArray:
                 raise errors.insufficient_capacity()
             vol_id = self._new_id()
             vtree_id = self._new_id()
-            self.luns.create(vol_id, size * KiB, pool=_pool_key(pool_id),
-                             reads_zeros=pool['zeroPaddingEnabled'],
-                             cow_counter=COPY_COUNTER)
+            # Only an unpadded pool ever shows old data: only there does
+            # the store keep what deleted volumes leave behind.
+            padded = pool['zeroPaddingEnabled']
+            self.luns.create(vol_id, size * KiB,
+                             pool=None if padded else _pool_key(pool_id),
+                             reads_zeros=padded, cow_counter=COPY_COUNTER)
             self.s['vtrees'][vtree_id] = {
                 'id': vtree_id, 'rootVolumeId': vol_id, 'name': name,
                 'storagePoolId': pool_id}
