@@ -42,8 +42,12 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from cinder_dpm_ephemeral import exception as dpm_exception
+from cinder_dpm_ephemeral.image_cache import accounting
+from cinder_dpm_ephemeral.image_cache import formats
+from cinder_dpm_ephemeral.image_cache import glance_access
 from cinder_dpm_ephemeral.image_cache import signature
 from cinder_dpm_ephemeral.image_cache import stream
+from cinder_dpm_ephemeral.image_cache import writer
 
 LOG = logging.getLogger(__name__)
 
@@ -103,101 +107,14 @@ class CloneBackend(Protocol):
     def delete_clone(self, volume: objects.Volume) -> bool:
         """Delete a thin clone the array's quick way; False: not handled."""
 
+    def supports(self, volume: objects.Volume) -> str | None:
+        """Why a thin clone cannot serve ``volume``'s type, or None.
 
-@contextlib.contextmanager
-def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
-    """Attach ``volume`` the driver's own way; yield its device path.
+        Cinder's own path serves the volumes a thin clone cannot.
+        """
 
-    The driver's ``_attach_volume`` decides how (os-brick over the array's
-    protocol, or the emulator's LUN file); it is detached on the way out.
-    """
-    properties = volume_utils.brick_get_connector_properties(
-        driver.configuration.use_multipath_for_image_xfer,
-        driver.configuration.enforce_multipath_for_image_xfer)
-    attach_info, volume = driver._attach_volume(context, volume, properties)
-    try:
-        yield attach_info['device']['path']
-    finally:
-        driver._detach_volume(context, attach_info, volume, properties,
-                              force=True)
-
-
-def write_image_through_attach(driver: Any, context: Any, golden: Any,
-                               image_file: str, image_format: str) -> None:
-    """Convert an image onto a volume (``qemu-img convert`` streams).
-
-    ``image_file`` is a downloaded file, checked by Cinder's own
-    ``convert_image``, or the NBD URI of a qcow2 still downloading (see
-    :mod:`.stream`, which has checked its header already).
-    """
-    with attached(driver, context, golden) as path:
-        if image_file.startswith('nbd+unix://'):
-            stream.convert_qcow2_to_device(image_file, path)
-            return
-        image_utils.convert_image(
-            image_file, path, 'raw', src_format=image_format,
-            run_as_root=False, image_id=golden.metadata.get(MD_IMAGE))
-
-
-def write_raw_stream_through_attach(driver: Any, context: Any, golden: Any,
-                                    chunks: Any, image_id: str) -> int:
-    """Stream a raw image from Glance straight onto a volume (one pass).
-
-    The stream is inspected as it passes (oslo.utils' format inspector):
-    anything that is not plain raw data (a qcow2 or VMDK header behind a
-    ``raw`` label, say) is refused. Zero blocks are skipped, so the LUN
-    stays thin. Returns the bytes read.
-    """
-    from oslo_utils.imageutils import format_inspector
-
-    total = 0
-    with attached(driver, context, golden) as path:
-        wrapper = format_inspector.InspectWrapper(iter(chunks))
-        with open(path, 'r+b') as dev:
-            buf = bytearray()
-            for chunk in wrapper:
-                total += len(chunk)
-                if not buf and len(chunk) >= _WRITE_UNIT:
-                    _write_sparse(dev, chunk)     # no copy of big chunks
-                    continue
-                buf += chunk
-                if len(buf) >= _WRITE_UNIT:
-                    _write_sparse(dev, buf)
-                    buf.clear()
-            if buf:
-                _write_sparse(dev, buf)
-            dev.flush()
-            os.fsync(dev.fileno())
-        wrapper.close()
-        try:
-            fmt = wrapper.format
-            fmt.safety_check()
-        except Exception as exc:
-            raise exception.ImageUnacceptable(
-                image_id=image_id,
-                reason=f'labelled raw but its content is not: {exc}')
-        if fmt is None or fmt.NAME != 'raw':
-            raise exception.ImageUnacceptable(
-                image_id=image_id,
-                reason=(f'labelled raw but its content is '
-                        f'{getattr(fmt, "NAME", "unknown")}'))
-    return total
-
-
-_WRITE_UNIT = 4 * 1024 * 1024
-_ZERO = bytes(_WRITE_UNIT)
-
-
-def _write_sparse(dev: Any, data: bytes | bytearray) -> None:
-    """Write ``data``, seeking over whole zero units (the LUN stays thin)."""
-    if len(data) <= _WRITE_UNIT:
-        if data == _ZERO[:len(data)]:
-            dev.seek(len(data), os.SEEK_CUR)
-        else:
-            dev.write(data)
-        return
-    for off in range(0, len(data), _WRITE_UNIT):
-        _write_sparse(dev, data[off:off + _WRITE_UNIT])
+    def reads_zeros(self, golden: objects.Volume) -> bool:
+        """Whether ``golden``'s LUN reads zeros where never written."""
 
 
 def image_version(image_meta: dict[str, Any]) -> str:
@@ -219,6 +136,7 @@ class GoldenImageCache:
         #: process; the clone delete path only cleans up when it is set
         #: (the periodic clean-up covers the rest)
         self.cleanup_pending = True
+        self.capacity = accounting.CapacityBook(backend.driver)
 
     # -- configuration --------------------------------------------------------
     @property
@@ -241,14 +159,26 @@ class GoldenImageCache:
         """
         if not self.enabled or volume.encryption_key_id:
             return None, False
+        why_not = self.backend.supports(volume)
+        if why_not:
+            self._log_once(('type', volume.volume_type_id, why_not),
+                           'Volume type %(type)s: %(why)s; volumes of this '
+                           'type are created by Cinder\'s own path, not '
+                           'cloned from golden volumes.',
+                           {'type': volume.volume_type_id, 'why': why_not})
+            return None, False
         ictx = self.internal_context()
         if ictx is None:
-            LOG.warning('Golden image cache disabled for volume %s: set '
-                        'cinder_internal_tenant_project_id and '
-                        'cinder_internal_tenant_user_id in cinder.conf.',
-                        volume.id)
+            self._log_once(('no-internal-tenant',),
+                           'Golden image cache disabled: set '
+                           'cinder_internal_tenant_project_id and '
+                           'cinder_internal_tenant_user_id in cinder.conf.',
+                           {})
             return None, False
         image_id = image_meta['id']
+        # What Cinder's own path would refuse, refused before anything is
+        # downloaded or created.
+        formats.check_request(image_meta)
         self._refuse_if_too_big(image_id, image_meta.get('virtual_size'),
                                 volume)
         version = image_version(image_meta)
@@ -260,21 +190,41 @@ class GoldenImageCache:
                     golden = self._find_usable(ictx, volume.host, image_id,
                                                version)
                     if golden is None:
-                        golden = self._build_golden(
-                            context, ictx, volume, image_meta, image_service,
-                            version)
+                        try:
+                            golden = self._build_golden(
+                                context, ictx, volume, image_meta,
+                                image_service, version)
+                        except exception.OverQuota as exc:
+                            LOG.warning(
+                                'Golden volume for image %(img)s not made: '
+                                'the internal tenant %(proj)s is over its '
+                                'quota (%(exc)s); volume %(vol)s takes '
+                                'Cinder\'s own path. Raise the internal '
+                                'tenant\'s volume and gigabyte quotas.',
+                                {'img': image_id, 'proj': ictx.project_id,
+                                 'exc': exc, 'vol': volume.id})
+                            return None, False
             self._refuse_if_too_big(
                 image_id, int(golden.metadata[MD_VIRTUAL]), volume)
             try:
                 update = self.backend.thin_clone(golden, volume)
             except Exception as exc:
-                if not self.backend.is_clone_limit(exc):
-                    raise
-                LOG.info('Golden volume %(g)s of image %(img)s is at the '
-                         'array clone limit; using another one.',
-                         {'g': golden.id, 'img': image_id})
-                self._set_md(golden, {MD_FULL: 'true'})
-                continue
+                if self.backend.is_clone_limit(exc):
+                    LOG.info('Golden volume %(g)s of image %(img)s is at '
+                             'the array clone limit; using another one.',
+                             {'g': golden.id, 'img': image_id})
+                    self._set_md(golden, {MD_FULL: 'true'})
+                    continue
+                if not self._still_usable(golden):
+                    # Found without the lock, evicted before the clone:
+                    # nothing was made of it; take another golden.
+                    LOG.info('Golden volume %(g)s of image %(img)s was '
+                             'removed while volume %(vol)s was cloned from '
+                             'it; trying again.',
+                             {'g': golden.id, 'img': image_id,
+                              'vol': volume.id})
+                    continue
+                raise
             self.db.volume_admin_metadata_update(
                 context.elevated(), volume.id, {ADMIN_MD_GOLDEN: golden.id},
                 False)
@@ -291,6 +241,23 @@ class GoldenImageCache:
             return update, True
         raise dpm_exception.GoldenCacheExhausted(image_id=image_id,
                                                  volume_id=volume.id)
+
+    def _log_once(self, key: tuple, msg: str, args: dict) -> None:
+        logged = self.__dict__.setdefault('_logged', set())
+        if key not in logged:
+            logged.add(key)
+            if args:
+                LOG.warning(msg, args)
+            else:
+                LOG.warning(msg)
+
+    @staticmethod
+    def _still_usable(golden: objects.Volume) -> bool:
+        try:
+            golden.refresh()
+        except exception.VolumeNotFound:
+            return False
+        return golden.status == 'available'
 
     @staticmethod
     def _refuse_if_too_big(image_id: str, virtual_size: Any,
@@ -348,8 +315,7 @@ class GoldenImageCache:
         # here, before anything is downloaded or created, if its signature
         # properties are incomplete or its certificate cannot be had).
         verifier = signature.verifier_for(context, image_meta)
-        conv_dir = (self.configuration.safe_get('image_conversion_dir') or
-                    tempfile.gettempdir())
+        conv_dir = conversion_dir()
         os.makedirs(conv_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'dpm-golden-{image_id}-',
                                    dir=conv_dir)
@@ -364,15 +330,19 @@ class GoldenImageCache:
 
         try:
             start = timeutils.utcnow()
-            stream_raw = (image_meta.get('disk_format') == 'raw' and
-                          image_meta.get('size'))
-            if stream_raw:
-                # Raw: the virtual size is the file size, and the bytes can
-                # go straight onto the LUN in one pass.
+            raw_stream: formats.StreamInspector | None = None
+            if formats.streams_as_raw(image_meta):
+                # Raw (or iso): the virtual size is the file size, and the
+                # bytes go straight onto the LUN in one pass. The first
+                # bytes are inspected now, before any LUN exists.
                 virtual = int(image_meta['size'])
                 fmt = 'raw'
+                raw_stream = formats.StreamInspector(
+                    download(), image_id, image_meta['disk_format'])
+                raw_stream.head()
             elif (image_meta.get('disk_format') == 'qcow2' and
                   image_meta.get('size') and
+                  image_meta.get('container_format') != 'compressed' and
                   self.configuration.safe_get(
                       'dpm_ephemeral_overlap_qcow2_conversion')):
                 # qcow2: converted while it downloads (header checked
@@ -385,21 +355,16 @@ class GoldenImageCache:
                 virtual = streamed.virtual_size
                 fmt = 'qcow2'
             else:
-                # One download, streamed to a file, with Cinder's own
-                # format checks (no backing files, no data files, ...),
-                # then one conversion onto the LUN.
-                image_utils.fetch_verify_image(context, image_service,
-                                               image_id, tmp)
+                # One download to a file, Cinder's own checks (gzip
+                # container, no backing files, no data files, the label
+                # against the content), then one conversion onto the LUN.
+                image_utils.fetch(context, image_service, image_id, tmp,
+                                  None, None)
                 if verifier is not None:
                     image_utils.verify_glance_image_signature(
                         context, image_service, image_id, tmp)
-                info = image_utils.qemu_img_info(tmp, run_as_root=False)
+                info = formats.check_downloaded(tmp, image_meta)
                 fmt = info.file_format
-                image_utils.check_image_format(
-                    tmp, src_format=image_utils.fixup_disk_format(
-                        image_meta.get('disk_format')) if image_meta.get(
-                        'disk_format') not in (None, 'iso') else None,
-                    image_id=image_id, data=info, run_as_root=False)
                 virtual = int(info.virtual_size)
             # Refuse before any LUN exists.
             self._refuse_if_too_big(image_id, virtual, volume)
@@ -428,26 +393,39 @@ class GoldenImageCache:
                           MD_GENERATION: str(generation),
                           MD_STATE: STATE_BUILDING,
                           MD_LAST_USED: _now()})
-            golden.create()
+            # Counted like Cinder's own image-cache volumes (quota of the
+            # internal tenant, the pool's allocated capacity) from the
+            # moment the row exists.
+            reservations = accounting.reserve(ictx, golden)
+            try:
+                golden.create()
+            except Exception:
+                accounting.rollback(ictx, reservations)
+                raise
+            accounting.commit(ictx, reservations)
+            self.capacity.add(golden)
             try:
                 update = self.backend.create_golden_lun(golden)
                 if update:
                     golden.update(update)
                     golden.save()
-                if stream_raw:
-                    write_raw_stream_through_attach(
-                        self.backend.driver, context, golden, download(),
-                        image_id)
+                zeros = self.backend.reads_zeros(golden)
+                if raw_stream is not None:
+                    writer.write_raw_stream(
+                        self.backend.driver, context, golden, raw_stream,
+                        image_id, image_meta['disk_format'], virtual,
+                        zeros)
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,
-                                                 streamed.uri, fmt)
+                                                 streamed.uri, fmt, zeros)
                     except Exception:
                         streamed.raise_download_error()
                         raise
                     streamed.finish()
                 else:
-                    self.backend.write_image(context, golden, tmp, fmt)
+                    self.backend.write_image(context, golden, tmp, fmt,
+                                             zeros)
             except Exception:
                 LOG.exception('Building golden volume %(g)s for image '
                               '%(img)s failed; removing it.',
@@ -493,17 +471,35 @@ class GoldenImageCache:
                                        False)
         golden.refresh()
 
-    def _destroy(self, golden: objects.Volume) -> None:
+    def _destroy(self, golden: objects.Volume) -> bool:
+        """Remove a golden volume's LUN and row; False if it was kept.
+
+        The array refuses to delete a LUN that a clone still shares (the
+        backends delete without force): a clone that appeared since the
+        caller looked keeps its golden, which is then never cloned again
+        and removed after its last clone.
+        """
         try:
             self.backend.delete_golden_lun(golden)
+        except exception.VolumeIsBusy:
+            LOG.info('Golden volume %s gained a clone while it was being '
+                     'removed; kept until its last clone is deleted.',
+                     golden.id)
+            golden.status = 'available'
+            golden.save()
+            self._set_md(golden, {MD_FULL: 'true'})
+            return False
         except Exception:
             LOG.exception('Could not delete the array object of golden '
                           'volume %s; it stays in Cinder in state error '
                           'for an operator to delete.', golden.id)
             golden.status = 'error'
             golden.save()
-            return
+            return False
         golden.destroy()
+        accounting.release(golden)
+        self.capacity.remove(golden)
+        return True
 
     def after_clone_deleted(self, host: str) -> None:
         """Clean up now if a golden volume may have lost its last clone.
@@ -529,7 +525,11 @@ class GoldenImageCache:
         self._last_gc = now
         try:
             from cinder.image import glance
-            self.collect_garbage(glance.get_default_image_service(), host)
+            ictx = self.internal_context()
+            gctx = (glance_access.service_context(ictx)
+                    if ictx is not None else None)
+            self.collect_garbage(glance.get_default_image_service(), host,
+                                 glance_context=gctx)
         except Exception:
             LOG.exception('Golden image cache clean-up failed; will retry.')
 
@@ -549,7 +549,8 @@ class GoldenImageCache:
                             f'cloned by {n} volume(s))')
 
     def collect_garbage(self, image_service: Any = None,
-                        host: str | None = None) -> list[str]:
+                        host: str | None = None,
+                        glance_context: Any = None) -> list[str]:
         """Remove golden volumes that are stale or evicted and unused.
 
         Stale: the image is gone from Glance or has other bytes now, or the
@@ -557,10 +558,14 @@ class GoldenImageCache:
         size, least recently used first. A golden is only removed once no
         clone depends on it; until then it is kept (and not used for new
         clones if stale). Returns the ids of removed golden volumes.
+
+        ``glance_context`` is what Glance is asked with (see
+        :mod:`.glance_access`); the internal tenant's context by default.
         """
         ictx = self.internal_context()
         if ictx is None:
             return []
+        gctx = glance_context or ictx
         goldens = self.goldens(ictx, None)
         if host is not None:
             goldens = [g for g in goldens
@@ -583,7 +588,7 @@ class GoldenImageCache:
             if image_service is not None and img not in current:
                 try:
                     current[img] = image_version(
-                        image_service.show(ictx, img))
+                        image_service.show(gctx, img))
                 except exception.ImageNotFound:
                     current[img] = None
                 except Exception:  # Glance down: decide nothing now
@@ -605,23 +610,90 @@ class GoldenImageCache:
             doomed.append(live.pop(0))
         removed = []
         for g in doomed:
-            if self.backend.dependents(g):
+            if self._remove_unused(g):
+                removed.append(g.id)
+        return removed
+
+    def _remove_unused(self, golden: objects.Volume) -> bool:
+        """Remove ``golden`` unless a clone shares it; True if removed.
+
+        Under the image's lock, so that no golden volume is built or
+        removed twice at once; a clone made without the lock in the
+        meantime is caught by the array itself (see :meth:`_destroy`).
+        """
+        md = golden.metadata
+        with self._lock(md.get(MD_IMAGE, ''), md.get(MD_POOL) or None):
+            if not self._still_usable(golden) and golden.status != 'error':
+                return False            # gone, or another service has it
+            if self.backend.dependents(golden):
                 # Still cloned: keep it, but never clone it again; look
                 # again when a clone is deleted.
-                if g.metadata.get(MD_FULL) != 'true':
-                    self._set_md(g, {MD_FULL: 'true'})
+                if golden.metadata.get(MD_FULL) != 'true':
+                    self._set_md(golden, {MD_FULL: 'true'})
                 self.cleanup_pending = True
-                continue
+                return False
             LOG.info('Removing golden volume %(g)s of image %(img)s.',
-                     {'g': g.id, 'img': g.metadata.get(MD_IMAGE)})
-            g.status = 'deleting'
-            g.save()
-            self._destroy(g)
-            removed.append(g.id)
-        return removed
+                     {'g': golden.id, 'img': md.get(MD_IMAGE)})
+            golden.status = 'deleting'
+            golden.save()
+            return self._destroy(golden)
 
 
 TOUCH_EVERY = 60
+
+
+def conversion_dir() -> str:
+    """Where images are downloaded to (Cinder's ``image_conversion_dir``)."""
+    from oslo_config import cfg
+    return cfg.CONF.image_conversion_dir or tempfile.gettempdir()
+
+
+def setup_problems(configuration: Any) -> list[str]:
+    """What keeps the cache from working on this backend, with the fix.
+
+    Checked once when the volume service starts (the driver's
+    ``check_for_setup_error``), not once per volume.
+    """
+    from oslo_config import cfg
+    conf = cfg.CONF
+    problems = []
+    if not configuration.safe_get('dpm_ephemeral_image_cache_enabled'):
+        return problems
+    if cinder_context.get_internal_tenant_context() is None:
+        problems.append(
+            'the golden image cache is enabled but Cinder\'s internal '
+            'tenant is not configured, so it is off: set '
+            'cinder_internal_tenant_project_id and '
+            'cinder_internal_tenant_user_id in [DEFAULT] of cinder.conf')
+    conv = conversion_dir()
+    try:
+        os.makedirs(conv, exist_ok=True)
+    except OSError as exc:
+        problems.append(f'image_conversion_dir {conv} does not exist and '
+                        f'cannot be created ({exc.strerror}): create it, '
+                        f'writable by the cinder-volume user')
+    else:
+        if not os.access(conv, os.W_OK | os.X_OK):
+            problems.append(f'image_conversion_dir {conv} is not writable '
+                            f'by this service (uid {os.getuid()}): make it '
+                            f'writable by the cinder-volume user')
+    try:
+        backend_url = conf.coordination.backend_url or ''
+        cluster = conf.cluster
+    except cfg.NoSuchOptError:          # options of cinder-volume's command
+        backend_url, cluster = '', None
+    if cluster and backend_url.startswith('file://'):
+        problems.append(
+            f'[DEFAULT] cluster = {cluster} (several volume services '
+            f'share these arrays) but [coordination] backend_url is '
+            f'{backend_url}, a lock of this host only: services on other '
+            f'hosts build the same golden volumes at once. Set '
+            f'backend_url to a distributed lock manager shared by the '
+            f'cluster (e.g. etcd3+http://HOST:2379)')
+    glance_problem = glance_access.missing_credentials()
+    if glance_problem:
+        problems.append(glance_problem)
+    return problems
 
 
 def _now(offset_seconds: float = 0) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral import opts
 
 LOG = logging.getLogger(__name__)
@@ -29,9 +30,26 @@ class ArrayClones:
         return self.driver.create_volume(golden)
 
     def write_image(self, context: Any, golden: Any, image_file: str,
-                    image_format: str) -> None:
-        cache.write_image_through_attach(self.driver, context, golden,
-                                         image_file, image_format)
+                    image_format: str, reads_zeros: bool = False) -> None:
+        writer.write_image(self.driver, context, golden, image_file,
+                           image_format, golden.metadata.get(cache.MD_IMAGE),
+                           reads_zeros)
+
+    def supports(self, volume: Any) -> str | None:
+        """Why a thin clone cannot serve ``volume``'s type, or None.
+
+        Arrays refine this; what no thin clone of this cache can give is
+        refused here for all of them.
+        """
+        if volume.encryption_key_id:
+            return 'encrypted volumes are not cloned from golden volumes'
+        if getattr(volume, 'multiattach', False):
+            return 'multiattach volumes are not cloned from golden volumes'
+        return None
+
+    def reads_zeros(self, golden: Any) -> bool:
+        """Unknown: assume the LUN does not read zeros (zeros written)."""
+        return False
 
     def delete_golden_lun(self, golden: Any) -> None:
         self.driver.delete_volume(golden)
@@ -65,6 +83,13 @@ class GoldenCacheDriverMixin:
     @staticmethod
     def cache_driver_options() -> list[Any]:
         return list(opts.emulation_opts) + list(opts.image_cache_opts)
+
+    def check_for_setup_error(self) -> None:
+        super().check_for_setup_error()  # type: ignore[misc]
+        for problem in cache.setup_problems(self.configuration):
+            LOG.warning('Backend %(backend)s: %(problem)s.',
+                        {'backend': self.configuration.config_group,
+                         'problem': problem})
 
     def clone_image(self, context: Any, volume: Any, image_location: Any,
                     image_meta: dict, image_service: Any) -> tuple:

@@ -197,15 +197,21 @@ def _write_all(f: Any, data: bytes | bytearray) -> None:
         view = view[f.write(view):]
 
 
-def convert_qcow2_to_device(source: str, dest: str) -> None:
+def convert_qcow2_to_device(source: str, dest: str,
+                            reads_zeros: bool = False) -> None:
     """``qemu-img convert`` of a qcow2 ``source`` (a path or an NBD URI).
 
     As Cinder's own conversion: the format is never probed (``-f qcow2``),
-    the volume copy throttle (``volume_copy_bps_limit``) applies, and block
-    devices are written with ``-t none`` (O_DIRECT) so that every byte is
-    on the LUN before it is detached.
+    ``qemu-img`` runs as root through Cinder's root helper (the LUN is a
+    root-owned device on a real host), the volume copy throttle
+    (``volume_copy_bps_limit``) applies, and block devices are written with
+    ``-t none`` (O_DIRECT) so that every byte is on the LUN before it is
+    detached. The LUN exists already (``-n``: never recreated), and unless
+    it is known to read zeros, zero clusters are written too (``-S 0``).
     """
-    cmd = ['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw']
+    cmd = ['qemu-img', 'convert', '-f', 'qcow2', '-O', 'raw', '-n']
+    if not reads_zeros:
+        cmd += ['-S', '0']
     if utils.is_blk_device(dest):
         cmd += ['-t', 'none']
     cmd += [source, dest]
@@ -213,17 +219,18 @@ def convert_qcow2_to_device(source: str, dest: str) -> None:
     with throttle.subcommand(source, dest) as throttle_cmd:
         try:
             utils.execute(*(list(throttle_cmd['prefix']) + cmd),
-                          run_as_root=False)
+                          run_as_root=True)
         except processutils.ProcessExecutionError as exc:
             raise exception.ImageCopyFailure(
                 reason=f'qemu-img convert failed: {exc.stderr.strip()}')
     # Durable before the golden volume is declared ready (a no-op for the
     # O_DIRECT writes to a block device, needed for a file).
-    fd = os.open(dest, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with utils.temporary_chown(dest):
+        fd = os.open(dest, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def socket_dir(preferred: str) -> str:

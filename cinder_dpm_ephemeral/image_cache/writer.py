@@ -1,0 +1,162 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Writing an image onto a golden LUN, the way Cinder's volume service does.
+
+On a real volume host the attached LUN is a block device owned by root and
+cinder-volume runs as an unprivileged user. Cinder reaches such devices
+through its root helper (``sudo cinder-rootwrap``): ``qemu-img convert``
+runs with ``run_as_root=True``, and a device the service must open itself is
+handed to it for the duration with :func:`cinder.utils.temporary_chown`.
+The writers here do exactly that, so they work for root and non-root
+services alike.
+
+Zero blocks are skipped only on a LUN that is known to read zeros where it
+was never written (a new thin SVC vdisk, a PowerFlex pool with zero
+padding): on any other LUN a skipped block would show whatever the array
+had there before, e.g. another tenant's deleted data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from cinder import exception
+from cinder.image import image_utils
+from cinder import utils
+from cinder.volume import volume_utils
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import formats
+from cinder_dpm_ephemeral.image_cache import stream
+
+LOG = logging.getLogger(__name__)
+
+WRITE_UNIT = 4 * 1024 * 1024
+_ZERO = bytes(WRITE_UNIT)
+
+
+@contextlib.contextmanager
+def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
+    """Attach ``volume`` the driver's own way; yield its device path.
+
+    The driver's ``_attach_volume`` decides how (os-brick over the array's
+    protocol, or the emulator's LUN file); it is detached on the way out.
+    """
+    properties = volume_utils.brick_get_connector_properties(
+        driver.configuration.use_multipath_for_image_xfer,
+        driver.configuration.enforce_multipath_for_image_xfer)
+    attach_info, volume = driver._attach_volume(context, volume, properties)
+    try:
+        yield attach_info['device']['path']
+    finally:
+        driver._detach_volume(context, attach_info, volume, properties,
+                              force=True)
+
+
+def convert_file_to_device(image_file: str, path: str, image_format: str,
+                           image_id: str | None,
+                           reads_zeros: bool) -> None:
+    """``qemu-img convert`` a downloaded, checked image onto a device.
+
+    Cinder's own ``convert_image``, as root through the root helper, into
+    the existing LUN (``skip_create``: a device is never recreated).
+    ``qemu-img`` writes zero clusters only with ``disable_sparse`` (its
+    ``-S 0``): that is what a LUN that does not read zeros needs.
+    """
+    image_utils.convert_image(
+        image_file, path, 'raw', src_format=image_format,
+        run_as_root=True, image_id=image_id,
+        disable_sparse=not reads_zeros, skip_create=True)
+
+
+def write_image(driver: Any, context: Any, golden: Any, image_file: str,
+                image_format: str, image_id: str | None,
+                reads_zeros: bool) -> None:
+    """Convert an image onto a volume (``qemu-img convert`` streams).
+
+    ``image_file`` is a downloaded file, checked by Cinder's own
+    ``convert_image``, or the NBD URI of a qcow2 still downloading (see
+    :mod:`.stream`, which has checked its header already).
+    """
+    with attached(driver, context, golden) as path:
+        if image_file.startswith('nbd+unix://'):
+            stream.convert_qcow2_to_device(image_file, path,
+                                           reads_zeros=reads_zeros)
+            return
+        convert_file_to_device(image_file, path, image_format, image_id,
+                               reads_zeros)
+
+
+def write_raw_stream(driver: Any, context: Any, golden: Any,
+                     chunks: Iterable[bytes], image_id: str,
+                     disk_format: str, expected_size: int,
+                     reads_zeros: bool) -> int:
+    """Stream a raw (or iso) image from Glance onto a volume, in one pass.
+
+    The stream is inspected as it passes (oslo.utils' format inspector, the
+    rules of :func:`formats.check_stream`): a qcow2, VMDK, VHD or LUKS
+    header behind a ``raw`` label is refused, a partition table (MBR or
+    GPT) is what a bootable raw disk has and is accepted. The stream must
+    be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
+    refused before a byte past that size is written, a shorter one at its
+    end. Returns the bytes written.
+    """
+    inspector = formats.StreamInspector(chunks, image_id, disk_format)
+    total = 0
+    with attached(driver, context, golden) as path, \
+            utils.temporary_chown(path), open(path, 'r+b') as dev:
+        buf = bytearray()
+        for chunk in inspector:
+            total += len(chunk)
+            if total > expected_size:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason=(f'Glance announced {expected_size} bytes but '
+                            f'sent more; the image data or its size '
+                            f'property is wrong: re-upload the image'))
+            if not buf and len(chunk) >= WRITE_UNIT:
+                _write(dev, chunk, reads_zeros)     # no copy of big chunks
+                continue
+            buf += chunk
+            if len(buf) >= WRITE_UNIT:
+                _write(dev, buf, reads_zeros)
+                buf.clear()
+        if buf:
+            _write(dev, buf, reads_zeros)
+        if total != expected_size:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason=(f'Glance announced {expected_size} bytes but sent '
+                        f'{total}; the image data or its size property is '
+                        f'wrong: re-upload the image'))
+        dev.flush()
+        os.fsync(dev.fileno())
+        inspector.finish()
+    return total
+
+
+def _write(dev: Any, data: bytes | bytearray, reads_zeros: bool) -> None:
+    """Write ``data``; seek over whole zero units if the LUN reads zeros."""
+    if not reads_zeros:
+        dev.write(data)
+        return
+    if len(data) <= WRITE_UNIT:
+        if data == _ZERO[:len(data)]:
+            dev.seek(len(data), os.SEEK_CUR)
+        else:
+            dev.write(data)
+        return
+    for off in range(0, len(data), WRITE_UNIT):
+        _write(dev, data[off:off + WRITE_UNIT], reads_zeros)
