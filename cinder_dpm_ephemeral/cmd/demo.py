@@ -7,14 +7,17 @@ What it shows, step by step, with timings:
  2. real Cinder services (API, scheduler, volume) start in this process,
     configured through a cinder.conf backend section that uses this
     project's StorwizeEphemeralDriver;
- 3. a qcow2 disk image with known content is registered in a Glance
-    stand-in;
+ 3. a disk image is registered in a Glance stand-in: by default a
+    realistic boot disk (GPT, an EFI System partition with FAT16, an ext4
+    root holding known files) as qcow2; with --image, your own file, in
+    the format you give with --disk-format or the one qemu-img finds;
  4. a root volume is created from the image through Cinder's REST API (what
     Nova does for a DPM server booted from an image): the driver downloads
     and converts the image once into a golden vdisk owned by Cinder's
     internal tenant, and the root volume is a FlashCopy of it with no
     background copy;
- 5. the root volume's LUN is checked against the image (sha256);
+ 5. the root volume's LUN is checked against the image: its bytes must be
+    those of ``qemu-img convert -O raw`` of the image (sha256);
  6. more volumes from the same image at once: no download, no copy;
  7. one volume is connected as a DPM partition would (two virtual HBA
     WWPNs): the array gets a host and a host mapping, and Cinder returns
@@ -30,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import uuid
 import warnings
+from typing import Any
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -46,15 +51,52 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split('\n', 1)[1])
 
 
+DISK_FORMATS = ('raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'iso')
+
+
 def _add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--image', metavar='FILE',
+                        help='use this disk image file instead of the '
+                             'generated one (a gzip file is uploaded as '
+                             'container_format compressed)')
+    parser.add_argument('--disk-format', choices=DISK_FORMATS,
+                        help='Glance disk_format of --image (default: what '
+                             'qemu-img info finds; an ISO 9660 file is iso)')
     parser.add_argument('--image-mib', type=int, default=64,
-                        help='virtual size of the demo image in MiB '
-                             '(default 64)')
-    parser.add_argument('--format', choices=('qcow2', 'raw'),
-                        default='qcow2', help='image disk format')
+                        help='virtual size of the generated image in MiB '
+                             '(default 64, at least 32)')
+    parser.add_argument('--format', default='qcow2',
+                        choices=('raw', 'qcow2', 'qcow2-compressed', 'vmdk',
+                                 'vhd', 'vhdx', 'iso', 'raw-gzip'),
+                        help='format of the generated image (default '
+                             'qcow2)')
     parser.add_argument('--storm', type=int, default=10,
                         help='volumes created at once from the cached '
                              'image (default 10)')
+
+
+class UserImage:
+    """The user's --image file as the demo uploads it."""
+
+    def __init__(self, path: str, disk_format: str | None) -> None:
+        from cinder_dpm_ephemeral.testing import images
+
+        self.path = os.path.abspath(path)
+        if not os.path.isfile(self.path):
+            raise SystemExit(f'--image {path}: no such file')
+        try:
+            found, container = images.detect_disk_format(self.path)
+        except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, 'stderr', '') or exc
+            raise SystemExit(f'--image {path}: qemu-img cannot read it as '
+                             f'a disk image ({str(detail).strip()}); give '
+                             'a raw, qcow2, vmdk, vhd, vhdx or iso file')
+        self.detected = found
+        self.disk_format = disk_format or found
+        self.container_format = container
+        self.file_size = os.path.getsize(self.path)
+        self.raw_sha256, self.virtual_size = images.reference_raw(
+            self.path, self.disk_format, container)
 
 
 class _Printer:
@@ -83,6 +125,9 @@ def _scenario(args: argparse.Namespace) -> type:
 
     out = _Printer()
 
+    user_image = (UserImage(args.image, args.disk_format) if args.image
+                  else None)
+
     class Demo(cinder_harness.CinderHarness):
         BACKEND = 'svc'
 
@@ -105,6 +150,8 @@ def _scenario(args: argparse.Namespace) -> type:
             # Golden volumes belong to Cinder's internal tenant.
             opts['cinder_internal_tenant_project_id'] = uuid.uuid4().hex
             opts['cinder_internal_tenant_user_id'] = uuid.uuid4().hex
+            # gzip images (container_format compressed) are accepted
+            opts['allow_compression_on_image_upload'] = True
             return opts
 
         def run_demo(self) -> None:
@@ -118,13 +165,19 @@ def _scenario(args: argparse.Namespace) -> type:
                     if line.strip():
                         out.info('cinder.conf: ' + line.rstrip())
 
-            t = out.step(f'Making a {args.image_mib} MiB {args.format} image '
-                         'with known content (qemu-img) ...')
-            image = images.make_image(self.work_dir, args.image_mib * MiB,
-                                      args.format, seed=2026)
-            meta = self.add_image(image, name='demo-rootfs')
-            out.done(t, f'image {meta["id"]}: {image.file_size / MiB:.1f} '
-                        f'MiB file, raw sha256 {image.raw_sha256[:16]}...')
+            # Glance records virtual_size on upload, as the real one does
+            self.images.record_virtual_size = True
+            image = self._make_image()
+            meta = self.images.add(image.path, image.disk_format,
+                                   container_format=image.container_format,
+                                   name='demo-rootfs')
+            out.info(f'image {meta["id"]}: disk_format '
+                     f'{meta["disk_format"]}, container_format '
+                     f'{meta["container_format"]}, '
+                     f'{image.file_size / MiB:.1f} MiB file, '
+                     f'{image.virtual_size / MiB:.1f} MiB virtual; '
+                     f'qemu-img convert -O raw sha256 '
+                     f'{image.raw_sha256[:16]}...')
 
             size_gb = max(1, -(-image.file_size // GiB),
                           -(-image.virtual_size // GiB))
@@ -134,7 +187,10 @@ def _scenario(args: argparse.Namespace) -> type:
                                      name='demo-root-0')
             vol = self.wait_for_volume(vol['id'], timeout=600)
             self.assertEqual('available', vol['status'],
-                             f'volume ended {vol["status"]}')
+                             f'volume {vol["id"]} ended {vol["status"]}: '
+                             'Cinder refused the image or could not copy '
+                             f'it ({self._user_messages(vol["id"])}; the '
+                             'log above says more)')
             self.assertEqual('true', vol['bootable'])
             goldens = self.driver.image_cache.goldens(
                 cinder_context.get_internal_tenant_context())
@@ -151,7 +207,8 @@ def _scenario(args: argparse.Namespace) -> type:
             uid = vdisk['vdisk_UID']
             lun_sum = self.svc.luns.sha256(uid, image.virtual_size)
             self.assertEqual(image.raw_sha256, lun_sum,
-                             'LUN content differs from the image')
+                             'LUN content differs from qemu-img convert -O '
+                             'raw of the image')
             out.done(t, f'vdisk {vdisk["name"]} (UID {uid}): first '
                         f'{image.virtual_size // MiB} MiB sha256 '
                         f'{lun_sum[:16]}... MATCHES the image')
@@ -224,6 +281,46 @@ def _scenario(args: argparse.Namespace) -> type:
             self.assertEqual({}, self.svc.luns.list())
             out.done(t, 'array holds no vdisk, host mapping or FlashCopy '
                         'map; LUN data removed')
+
+        def _user_messages(self, volume_id: str) -> str:
+            """What Cinder's messages API tells the user about a volume."""
+            try:
+                msgs = self.api.api_get('/messages')['messages']
+            except Exception as exc:  # only for the error text
+                return f'messages API failed: {exc}'
+            said = [m['user_message'] for m in msgs
+                    if m.get('resource_uuid') == volume_id]
+            return ('Cinder says: ' + ' / '.join(said) if said else
+                    'no user message from Cinder')
+
+        def _make_image(self) -> Any:
+            if user_image is not None:
+                t = out.step(f'Uploading {user_image.path} to Glance ...')
+                if user_image.detected != user_image.disk_format:
+                    out.info(f'WARNING: qemu-img says this is '
+                             f'{user_image.detected}, not '
+                             f'{user_image.disk_format}: Cinder should '
+                             'refuse it')
+                out.done(t, f'{user_image.disk_format} '
+                            f'({user_image.container_format} container)')
+                return user_image
+            t = out.step(f'Making a {args.image_mib} MiB boot disk (GPT: '
+                         f'EFI System partition, ext4 root) as '
+                         f'{args.format} ...')
+            image = images.make_disk_image(
+                self.work_dir, args.format, 'gpt', args.image_mib * MiB,
+                seed=2026, name='demo-rootfs')
+            parts = ', '.join(
+                f'{p.number}: {p.name or p.fs_type} ({p.fs_type}, '
+                f'{p.size // MiB} MiB, {len(p.files)} known files)'
+                for p in (image.layout.partitions if image.layout else ()))
+            # what a volume must hold: qemu-img convert -O raw of the image
+            ref_sha, ref_size = images.reference_raw(
+                image.path, image.disk_format, image.container_format)
+            self.assertEqual((image.raw_sha256, image.virtual_size),
+                             (ref_sha, ref_size))
+            out.done(t, f'partitions {parts or "none (an iso)"}')
+            return image
 
         def _vdisk(self, volume_id: str) -> dict:
             inv = self.svc.emulator.inventory()
