@@ -1,0 +1,19 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""A whole OpenStack cloud on one machine, the way devstack lays one out.
+
+``python -m cinder_dpm_ephemeral.testing.cloud up|down|status`` (or
+``./run cloud ...``) brings up Keystone, Glance, Placement, Neutron, Cinder
+and Nova from the pinned packages, each service its own process, on a real
+RabbitMQ, with the emulated arrays (and the emulated HMC once the DPM
+driver uses it). See doc/cloud.md.
+"""
