@@ -67,6 +67,8 @@ MD_STALE = 'stale'
 MD_BUILD_SECONDS = 'build_seconds'
 #: 'true' when the image's Glance signature was verified as it streamed
 MD_SIGNATURE_VERIFIED = 'signature_verified'
+#: qcow2 streamed: reads qemu-img made before the download had ended
+MD_EARLY_READS = 'conversion_early_reads'
 ADMIN_MD_GOLDEN = 'dpm_golden_volume_id'
 
 STATE_BUILDING = 'building'
@@ -317,9 +319,14 @@ class GoldenImageCache:
         verifier = signature.verifier_for(context, image_meta)
         conv_dir = conversion_dir()
         os.makedirs(conv_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'dpm-golden-{image_id}-',
-                                   dir=conv_dir)
-        os.close(fd)
+        tmp = ''   # a download file, for what cannot stream onto the LUN
+
+        def temp_file() -> str:
+            nonlocal tmp
+            fd, tmp = tempfile.mkstemp(prefix=f'dpm-golden-{image_id}-',
+                                       dir=conv_dir)
+            os.close(fd)
+            return tmp
         streamed: stream.StreamedQcow2 | None = None
 
         def download() -> Any:
@@ -331,6 +338,7 @@ class GoldenImageCache:
         try:
             start = timeutils.utcnow()
             raw_stream: formats.StreamInspector | None = None
+            overlap: dict[str, str] = {}
             if formats.streams_as_raw(image_meta):
                 # Raw (or iso): the virtual size is the file size, and the
                 # bytes go straight onto the LUN in one pass. The first
@@ -349,7 +357,7 @@ class GoldenImageCache:
                 # first, the whole stream once it has ended).
                 streamed = stream.StreamedQcow2(
                     download(), image_id,
-                    int(image_meta['size']), tmp,
+                    int(image_meta['size']), temp_file(),
                     stream.socket_dir(conv_dir))
                 streamed.open()
                 virtual = streamed.virtual_size
@@ -358,8 +366,8 @@ class GoldenImageCache:
                 # One download to a file, Cinder's own checks (gzip
                 # container, no backing files, no data files, the label
                 # against the content), then one conversion onto the LUN.
-                image_utils.fetch(context, image_service, image_id, tmp,
-                                  None, None)
+                image_utils.fetch(context, image_service, image_id,
+                                  temp_file(), None, None)
                 if verifier is not None:
                     image_utils.verify_glance_image_signature(
                         context, image_service, image_id, tmp)
@@ -423,6 +431,8 @@ class GoldenImageCache:
                         streamed.raise_download_error()
                         raise
                     streamed.finish()
+                    overlap = {MD_EARLY_READS: str(
+                        streamed.export_stats.get('early_reads', 0))}
                 else:
                     self.backend.write_image(context, golden, tmp, fmt,
                                              zeros)
@@ -438,7 +448,8 @@ class GoldenImageCache:
             self._set_md(golden, {MD_STATE: STATE_READY,
                                   MD_BUILD_SECONDS: '%.3f' % seconds,
                                   MD_SIGNATURE_VERIFIED: str(
-                                      verifier is not None).lower()})
+                                      verifier is not None).lower(),
+                                  **overlap})
             # Older content versions of this image are never cloned again;
             # collect_garbage removes them once no clone depends on them.
             for old in self.goldens(ictx, None, image_id):
@@ -453,8 +464,9 @@ class GoldenImageCache:
         finally:
             if streamed is not None:
                 streamed.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def _touch(self, golden: objects.Volume) -> None:
         """Record a use for LRU eviction (at most once a minute)."""

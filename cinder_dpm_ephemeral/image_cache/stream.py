@@ -145,6 +145,13 @@ class StreamedQcow2:
                         f'{self.bytes_read}'))
         export.finish()
 
+    @property
+    def export_stats(self) -> dict[str, float]:
+        """What the NBD export served (``early_reads``: before the end)."""
+        if self._export is None:
+            return {}
+        return dict(self._export.stats)
+
     def raise_download_error(self) -> None:
         """Re-raise the download's own error if it has failed already.
 

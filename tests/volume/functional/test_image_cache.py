@@ -11,7 +11,10 @@ import uuid
 
 from cinder import context as cinder_context
 from cinder import exception
+import eventlet
+import fixtures
 
+from cinder_dpm_ephemeral.image_cache import cache
 from cinder_dpm_ephemeral.testing import backends
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
@@ -132,11 +135,41 @@ class _CacheTests:
 
     def test_raw_image_streams_in_one_pass(self):
         image, meta = self._image(mib=24, seed=14, fmt='raw', name='raw')
+        made = self._spy_temp_files()
         vols = self._create(meta['id'], n=3)
+        # One pass: Glance sent each byte once, and nothing went through a
+        # file on the volume host (no download file, no conversion).
         self.assertEqual(1, self.images.downloads[meta['id']])
         self.assertEqual(image.file_size, self.images.bytes_served[meta['id']])
+        self.assertEqual([], made)
         for v in vols:
             self._assert_content(v['id'], image)
+
+    def _spy_temp_files(self):
+        """Record every temporary file the cache makes (still made)."""
+        made = []
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, **kwargs):
+            fd, path = real(*args, **kwargs)
+            made.append(path)
+            return fd, path
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.cache.tempfile.mkstemp',
+            mkstemp))
+        return made
+
+    def _slow_glance(self, seconds_per_chunk=0.4):
+        """Glance at network speed (4 MiB chunks at about 10 MB/s)."""
+        store = self.images
+        real = store.chunks
+
+        def chunks(image_id):
+            for chunk in real(image_id):
+                eventlet.sleep(seconds_per_chunk)
+                yield chunk
+        store.chunks = chunks
+        self.addCleanup(setattr, store, 'chunks', real)
 
     def test_raw_label_on_qcow2_content_refused_without_leftovers(self):
         image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=15,
@@ -146,12 +179,16 @@ class _CacheTests:
 
     def test_qcow2_is_converted_while_it_downloads(self):
         image, meta = self._image(mib=24, seed=16, name='overlap')
+        self._slow_glance()
         vol = self._create(meta['id'])[0]
         self._assert_content(vol['id'], image)
         self.assertEqual(1, self.images.downloads[meta['id']])
         self.assertEqual(image.file_size, self.images.bytes_served[meta['id']])
         golden = self.goldens(meta['id'])[0]
         self.assertGreater(float(golden.metadata['build_seconds']), 0)
+        # The overlap itself: qemu-img read the image through the export
+        # before the download had ended (0 when converted afterwards).
+        self.assertGreater(int(golden.metadata['conversion_early_reads']), 0)
         # the temporary file and the NBD socket are gone
         self.assertEqual([], self._conversion_leftovers())
 
@@ -222,8 +259,7 @@ class _CacheTests:
         self.delete_volume(vol['id'])
 
     def _conversion_leftovers(self):
-        conv = (self.driver.configuration.safe_get('image_conversion_dir')
-                or tempfile.gettempdir())
+        conv = cache.conversion_dir()
         return [n for n in os.listdir(conv)
                 if n.startswith('dpm-golden-') or n.startswith('nbd-')]
 
@@ -287,6 +323,40 @@ class _CacheTests:
         self.assertEqual(1, len(left))
         self.assertEqual(meta_b['id'], left[0].metadata['image_id'])
         self.assertEqual(1, self.array_volume_count())
+
+    def test_eviction_by_size_removes_least_recently_used(self):
+        # Each golden is VOLUME_GB (the array's smallest LUN); room for one.
+        self.flags(dpm_ephemeral_image_cache_max_size_gb=self.VOLUME_GB,
+                   group=self.BACKEND)
+        _img_a, meta_a = self._image(mib=8, seed=11, name='size-a')
+        self.delete_volume(self._create(meta_a['id'])[0]['id'])
+        _img_b, meta_b = self._image(mib=8, seed=12, name='size-b')
+        vol_b = self._create(meta_b['id'])[0]
+        # Over the size limit by A's golden, the least recently used one
+        # with no clone: it goes (already on B's build or now).
+        self.driver.image_cache.collect_garbage(self.images.service())
+        left = self.goldens()
+        self.assertEqual([meta_b['id']],
+                         [g.metadata['image_id'] for g in left])
+        self.assertEqual(2, self.array_volume_count())   # golden B + clone
+        self.delete_volume(vol_b['id'])
+
+    def test_golden_delete_through_the_api_refused_while_cloned(self):
+        _image, meta = self._image(mib=8, seed=13, name='api-delete')
+        vol = self._create(meta['id'])[0]
+        golden = self.goldens(meta['id'])[0]
+        # An operator deletes the golden volume (admin, through the API):
+        # refused while a clone shares its data, nothing changes.
+        self.api.delete_volume(golden.id)
+        after = self.wait_for_volume(golden.id, ('available', 'error',
+                                                 'error_deleting'))
+        self.assertEqual('available', after['status'])
+        self.assertEqual(2, self.array_volume_count())
+        self.assertEqual(1, self.clone_links())
+        # Once the clone is gone the same request succeeds.
+        self.delete_volume(vol['id'])
+        self.delete_volume(golden.id)
+        self.assertEqual(0, self.array_volume_count())
 
     def test_golden_delete_refused_while_cloned(self):
         _image, meta = self._image(mib=8, seed=10)
