@@ -208,6 +208,25 @@ class SVCClones(cache_driver.ArrayClones):
     def dependents(self, golden: Any) -> int:
         return len(self.driver._helpers._get_vdisk_fc_mappings(golden.name))
 
+    def delete_golden_lun(self, golden: Any) -> None:
+        """Delete the golden vdisk only if no FlashCopy map uses it.
+
+        ``rmvdisk`` without ``-force``: the SVC itself refuses (CMMVC5840E)
+        a vdisk that is part of a FlashCopy mapping, so a clone mapped
+        since the cache last looked keeps its source. The in-tree delete
+        would instead turn every no-copy map into a full background copy
+        and wait for it. A vdisk already gone counts as deleted.
+        """
+        h = self.driver._helpers
+        if not h.get_vdisk_attributes(golden.name):
+            return
+        try:
+            h.ssh.rmvdisk(golden.name, force_unmap=True, force_delete=False)
+        except exception.VolumeBackendAPIException as exc:
+            if 'CMMVC5840E' in str(exc):
+                raise exception.VolumeIsBusy(volume_name=golden.name)
+            raise
+
     def is_clone_limit(self, error: Exception) -> bool:
         text = str(error)
         return any(code in text for code in ERR_FCMAP_LIMIT)
