@@ -316,7 +316,8 @@ class SVCArray:
 
         Lists of plain dicts: ``vdisks`` (name, id, vdisk_UID, capacity,
         pool, thin, compressed, formatted, iogrp, easytier, throttle:
-        IOPs_limit / bandwidth_limit_MB, real_capacity), ``hosts`` (name, id, wwpns),
+        IOPs_limit / bandwidth_limit_MB, real_capacity),
+        ``hosts`` (name, id, wwpns),
         ``host_mappings`` (host_name, vdisk_name, scsi_id),
         ``fcmaps`` (id, name, source/target names, status, progress,
         copy_rate, autodelete, group), ``fcconsistgrps`` (names),
