@@ -118,6 +118,10 @@ class CloneBackend(Protocol):
     def reads_zeros(self, golden: objects.Volume) -> bool:
         """Whether ``golden``'s LUN reads zeros where never written."""
 
+    def extension_reads_zeros(self, golden: objects.Volume,
+                              volume: objects.Volume) -> bool:
+        """Whether a clone larger than ``golden`` reads zeros past it."""
+
 
 def image_version(image_meta: dict[str, Any]) -> str:
     """A short digest that changes whenever the image's bytes change."""
@@ -227,6 +231,14 @@ class GoldenImageCache:
                               'vol': volume.id})
                     continue
                 raise
+            if (volume.size > golden.size and
+                    not self.backend.extension_reads_zeros(golden, volume)):
+                # What the array had past the golden's end must not show
+                # in the clone's extension.
+                if update:
+                    volume.update(update)   # saved by the volume manager
+                writer.zero_range(self.backend.driver, context, volume,
+                                  golden.size * GiB)
             self.db.volume_admin_metadata_update(
                 context.elevated(), volume.id, {ADMIN_MD_GOLDEN: golden.id},
                 False)

@@ -33,7 +33,8 @@ class ArrayClones:
                     image_format: str, reads_zeros: bool = False) -> None:
         writer.write_image(self.driver, context, golden, image_file,
                            image_format, golden.metadata.get(cache.MD_IMAGE),
-                           reads_zeros)
+                           reads_zeros,
+                           int(golden.metadata[cache.MD_VIRTUAL]))
 
     def supports(self, volume: Any) -> str | None:
         """Why a thin clone cannot serve ``volume``'s type, or None.
@@ -50,6 +51,10 @@ class ArrayClones:
     def reads_zeros(self, golden: Any) -> bool:
         """Unknown: assume the LUN does not read zeros (zeros written)."""
         return False
+
+    def extension_reads_zeros(self, golden: Any, volume: Any) -> bool:
+        """Whether a clone larger than ``golden`` reads zeros past it."""
+        return self.reads_zeros(golden)
 
     def delete_golden_lun(self, golden: Any) -> None:
         self.driver.delete_volume(golden)

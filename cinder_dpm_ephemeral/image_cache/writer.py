@@ -83,7 +83,7 @@ def convert_file_to_device(image_file: str, path: str, image_format: str,
 
 def write_image(driver: Any, context: Any, golden: Any, image_file: str,
                 image_format: str, image_id: str | None,
-                reads_zeros: bool) -> None:
+                reads_zeros: bool, virtual_size: int) -> None:
     """Convert an image onto a volume (``qemu-img convert`` streams).
 
     ``image_file`` is a downloaded file, checked by Cinder's own
@@ -94,9 +94,13 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
         if image_file.startswith('nbd+unix://'):
             stream.convert_qcow2_to_device(image_file, path,
                                            reads_zeros=reads_zeros)
-            return
-        convert_file_to_device(image_file, path, image_format, image_id,
-                               reads_zeros)
+        else:
+            convert_file_to_device(image_file, path, image_format,
+                                   image_id, reads_zeros)
+        if not reads_zeros:
+            # qemu-img wrote the image's virtual size; the LUN goes on.
+            with utils.temporary_chown(path), open(path, 'r+b') as dev:
+                zero_rest(dev, virtual_size)
 
 
 def write_raw_stream(driver: Any, context: Any, golden: Any,
@@ -135,6 +139,8 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
                 buf.clear()
         if buf:
             _write(dev, buf, reads_zeros)
+        if not reads_zeros:
+            zero_rest(dev, total)
         if total != expected_size:
             raise exception.ImageUnacceptable(
                 image_id=image_id,
@@ -148,15 +154,53 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
 
 
 def _write(dev: Any, data: bytes | bytearray, reads_zeros: bool) -> None:
-    """Write ``data``; seek over whole zero units if the LUN reads zeros."""
-    if not reads_zeros:
+    """Write ``data`` at the device's position, keeping the LUN thin.
+
+    A whole zero unit is skipped on a LUN that reads zeros; on any other
+    LUN it is written only where the LUN does not read zeros already (a
+    read is cheaper than a write, and leaves thin LUNs thin).
+    """
+    if len(data) > WRITE_UNIT:
+        for off in range(0, len(data), WRITE_UNIT):
+            _write(dev, data[off:off + WRITE_UNIT], reads_zeros)
+        return
+    if data != _ZERO[:len(data)]:
         dev.write(data)
-        return
-    if len(data) <= WRITE_UNIT:
-        if data == _ZERO[:len(data)]:
-            dev.seek(len(data), os.SEEK_CUR)
-        else:
-            dev.write(data)
-        return
-    for off in range(0, len(data), WRITE_UNIT):
-        _write(dev, data[off:off + WRITE_UNIT], reads_zeros)
+    elif reads_zeros:
+        dev.seek(len(data), os.SEEK_CUR)
+    else:
+        _zero_if_needed(dev, dev.tell(), len(data))
+        dev.seek(len(data), os.SEEK_CUR)
+
+
+def _zero_if_needed(dev: Any, offset: int, length: int) -> None:
+    dev.flush()
+    have = os.pread(dev.fileno(), length, offset)
+    if have.count(0) != len(have):
+        os.pwrite(dev.fileno(), _ZERO[:length], offset)
+
+
+def zero_rest(dev: Any, start: int) -> int:
+    """Make ``[start, end of LUN)`` read zeros; returns the bytes written.
+
+    For a LUN that does not read zeros where it was never written: past
+    the image's end it would show what the array had there before.
+    """
+    dev.flush()
+    end = os.lseek(dev.fileno(), 0, os.SEEK_END)
+    written = 0
+    for off in range(start, end, WRITE_UNIT):
+        n = min(WRITE_UNIT, end - off)
+        have = os.pread(dev.fileno(), n, off)
+        if have.count(0) != len(have):
+            os.pwrite(dev.fileno(), _ZERO[:n], off)
+            written += n
+    os.fsync(dev.fileno())
+    return written
+
+
+def zero_range(driver: Any, context: Any, volume: Any, start: int) -> int:
+    """Attach ``volume`` and make it read zeros from ``start`` on."""
+    with attached(driver, context, volume) as path, \
+            utils.temporary_chown(path), open(path, 'r+b') as dev:
+        return zero_rest(dev, start)

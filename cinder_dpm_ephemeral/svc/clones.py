@@ -100,6 +100,14 @@ class SVCClones(cache_driver.ArrayClones):
                 return True
         return attrs.get('formatted') == 'yes'
 
+    def extension_reads_zeros(self, golden: Any, volume: Any) -> bool:
+        """True: a larger clone's extension is formatted as it is added.
+
+        :meth:`_extend` grows an unformatted target with ``expandvdisksize
+        -fmtdisk``; a thin target has nothing behind unwritten grains.
+        """
+        return True
+
     def thin_clone(self, golden: Any, volume: Any) -> dict | None:
         """A no-copy FlashCopy target of ``golden`` with ``volume``'s type.
 
