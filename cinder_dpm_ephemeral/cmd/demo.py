@@ -17,7 +17,9 @@ What it shows, step by step, with timings:
     internal tenant, and the root volume is a FlashCopy of it with no
     background copy;
  5. the root volume's LUN is checked against the image: its bytes must be
-    those of ``qemu-img convert -O raw`` of the image (sha256);
+    those of ``qemu-img convert -O raw`` of the image (sha256); for the
+    generated disk, the GPT and the known files are also read back from
+    the LUN as a guest would;
  6. more volumes from the same image at once: no download, no copy;
  7. one volume is connected as a DPM partition would (two virtual HBA
     WWPNs): the array gets a host and a host mapping, and Cinder returns
@@ -32,6 +34,7 @@ The exit status is 0 only if every check passed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -212,6 +215,10 @@ def _scenario(args: argparse.Namespace) -> type:
             out.done(t, f'vdisk {vdisk["name"]} (UID {uid}): first '
                         f'{image.virtual_size // MiB} MiB sha256 '
                         f'{lun_sum[:16]}... MATCHES the image')
+            if getattr(image, 'layout', None) is not None:
+                t = out.step('Reading the LUN as the guest would: '
+                             'partition table and files ...')
+                out.done(t, self._guest_view(uid, image.layout))
 
             n = args.storm
             served = self.images.total_bytes_served()
@@ -281,6 +288,42 @@ def _scenario(args: argparse.Namespace) -> type:
             self.assertEqual({}, self.svc.luns.list())
             out.done(t, 'array holds no vdisk, host mapping or FlashCopy '
                         'map; LUN data removed')
+
+        def _guest_view(self, uid: str, layout: Any) -> str:
+            """Check the partition table and known files on the LUN."""
+            from cinder_dpm_ephemeral.testing import disks
+
+            luns = self.svc.luns
+
+            def read(offset: int, length: int) -> bytes:
+                return luns.read(uid, offset, length)
+
+            gpt = disks.read_gpt(read)      # both headers, CRC32s checked
+            self.assertEqual(
+                [(p.first_lba, p.last_lba, p.gpt_type)
+                 for p in layout.partitions],
+                [(p['first_lba'], p['last_lba'], p['type'])
+                 for p in gpt['partitions']])
+            checked = 0
+            for part in layout.partitions:
+                fs = read(part.offset, part.size)
+                path = os.path.join(self.work_dir, f'guest-{part.number}')
+                if part.fs_type == 'ext4':
+                    with open(path, 'wb') as f:
+                        f.write(fs)
+                for name, digest in part.files:
+                    if part.fs_type == 'vfat':
+                        data = disks.read_fat_file(fs, name)
+                    else:
+                        data = disks.read_ext4_file(path, name)
+                    self.assertEqual(digest,
+                                     hashlib.sha256(data).hexdigest(),
+                                     f'{name} on partition {part.number}')
+                    checked += 1
+            return (f'GPT (primary and backup, CRC32 valid) lists '
+                    f'{len(gpt["partitions"])} partitions as made; '
+                    f'{checked} known files read back intact from the '
+                    'FAT16 EFI System partition and the ext4 root')
 
         def _user_messages(self, volume_id: str) -> str:
             """What Cinder's messages API tells the user about a volume."""
