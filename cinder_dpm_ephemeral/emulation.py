@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cinder import utils
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral import exception
@@ -73,7 +74,14 @@ class EmulatedDataPathMixin:
             conn['data'], attach_info['device'], force=force,
             ignore_errors=ignore_errors)
         store = self._emulator_store()
-        if store is not None:
-            # qemu-img convert recreates a regular file at the image's size;
-            # a LUN keeps its own size.
-            store.fix_size(lun)
+        if store is None:
+            return
+        # qemu-img convert (Cinder's own copy, without -n) recreates a
+        # regular file at the image's size; a LUN keeps its own size. The
+        # LUN file is root's, like a device: resized through the root
+        # helper, as Cinder does what needs root.
+        path = conn['data']['device_path']
+        size = store.size(lun)
+        if os.stat(path).st_size != size:
+            utils.execute('truncate', '-s', str(size), path,
+                          run_as_root=True)

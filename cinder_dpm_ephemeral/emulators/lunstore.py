@@ -117,6 +117,30 @@ def overlay(src: Path, dst: Path, start: int, end: int) -> int:
     return copied
 
 
+def _new_lun_file(path: Path) -> Any:
+    """Create (or empty) a LUN data file, readable and writable by root only.
+
+    A LUN on a volume host is a block device that only root may open
+    (``brw-rw---- root disk``); the emulated LUN files are the same, so a
+    volume service that is not root must reach them the way Cinder reaches
+    devices: through its root helper.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, 'r+b')
+
+
+def _open_lock(path: Path) -> Any:
+    """The store's lock file, read-only for a process that cannot write it.
+
+    ``flock`` works on a file open for reading too.
+    """
+    try:
+        return open(path, 'a+')
+    except PermissionError:
+        return open(path)
+
+
 def sparse_copy(src: Path, dst: Path, size: int) -> int:
     """Copy ``src`` into a new sparse file ``dst`` of ``size`` bytes.
 
@@ -125,7 +149,7 @@ def sparse_copy(src: Path, dst: Path, size: int) -> int:
     """
     copied = 0
     tmp = dst.with_name(dst.name + '.tmp')
-    with open(src, 'rb') as fin, open(tmp, 'wb') as fout:
+    with open(src, 'rb') as fin, _new_lun_file(tmp) as fout:
         limit = min(os.fstat(fin.fileno()).st_size, size)
         for data, hole in _data_extents(fin.fileno(), 0, limit):
             pos = data
@@ -154,7 +178,7 @@ class LunStore:
     # -- locking and index ---------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        with self._thread_lock, open(self._lock_path, 'a+') as lockf:
+        with self._thread_lock, _open_lock(self._lock_path) as lockf:
             fcntl.flock(lockf.fileno(), fcntl.LOCK_EX)
             try:
                 index = self._load()
@@ -269,7 +293,7 @@ class LunStore:
             if lun_id in index['luns']:
                 raise LunStoreError(f'LUN {lun_id} already exists')
             path = self._file(lun_id)
-            with open(path, 'wb') as f:
+            with _new_lun_file(path) as f:
                 f.truncate(size)
             meta: dict[str, Any] = {'size': size, 'base': None}
             if pool is not None:
