@@ -20,7 +20,9 @@ and a gzip ``container_format: compressed`` raw disk. The LUN must hold
 exactly ``qemu-img convert -O raw`` of the image (computed here with the
 real qemu-img). Images whose content is not what their ``raw`` label says
 (qcow2, vmdk, vhd, LUKS), and raw images whose Glance size is not the
-stream's, must end in ``error`` and leave the array as it was.
+stream's, must end in ``error`` and leave the array as it was. With
+``image_conversion_disable`` only raw images (gzip containers included)
+are taken.
 
 One Cinder per array and path: each test runs every image in a loop and
 reports every failing case at once.
@@ -267,6 +269,41 @@ class _RealImages:
                     self.flags(allow_compression_on_image_upload=True)
 
         self._run_cases(list(cases), check)
+
+    def test_image_conversion_disable_takes_raw_only(self):
+        # [DEFAULT] image_conversion_disable: Cinder refuses every image
+        # whose disk_format is not the volume's (raw), before converting
+        # anything; a gzip container around a raw disk is no conversion.
+        built = _images()
+        self.flags(image_conversion_disable=True)
+        expected = {'qcow2': 'error', 'vmdk-streamOptimized': 'error',
+                    'iso': 'error', 'raw-gpt': 'available',
+                    'raw-gzip-compressed': 'available'}
+
+        def check(case):
+            image = built[case]
+            before = self.array_state()
+            meta = self.images.add(image.path, image.disk_format,
+                                   container_format=image.container_format,
+                                   name=case)
+            vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+            vol = self.wait_for_volume(vol['id'], timeout=300)
+            self.assertEqual(expected[case], vol['status'], case)
+            if vol['status'] == 'available':
+                sha, size = images.reference_raw(
+                    image.path, image.disk_format, image.container_format,
+                    self.work_dir)
+                self.assertEqual(sha, self.backend.luns.sha256(
+                    self.lun_of(vol['id']), size), case)
+            else:
+                self.assertEqual([], self.goldens(meta['id']))
+                if self.CACHE:
+                    self.assertEqual(before, self.array_state(), case)
+            self.delete_volume(vol['id'])
+            if vol['status'] == 'error':
+                self.assertEqual(before, self.array_state(), case)
+
+        self._run_cases(list(expected), check)
 
 
 def _text(s):
