@@ -28,6 +28,11 @@ Format", BPB fields, FAT16 for 4,085 to 65,524 clusters). The readers here
 (:func:`read_mbr`, :func:`read_gpt`, :func:`read_fat_file`) check what the
 writers produce; the unit tests also check with util-linux (``partx``,
 ``blkid``) and e2fsprogs (``debugfs``).
+
+The seed fixes the files and the partition table; ``mkfs.ext4`` and the
+swap header still pick their own UUIDs and time stamps, so two disks made
+with one seed differ in a few bytes: compute checksums, never hard-code
+them.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ CASES = {
     'qcow2-compressed': ('mbr', 'qcow2-compressed'),
     'vmdk-streamOptimized': ('gpt', 'vmdk'),
     'vhd': ('mbr', 'vhd'),
+    'vhd-chs-geometry': ('gpt', 'vhd-geometry'),
     'vhdx': ('gpt', 'vhdx'),
     'iso': (None, 'iso'),
     'raw-gzip-compressed': ('gpt', 'raw-gzip'),
@@ -77,6 +78,7 @@ STOCK_CINDER_DEVIATIONS = {
     # inspector gives ('vhd') to 'qemu-img info -f'; qemu calls the format
     # 'vpc' ("Unknown driver 'vhd'"), so every VHD image ends in error.
     'vhd': 'error',
+    'vhd-chs-geometry': 'error',
     # qemu_img_info() reports a LUKS container as 'raw' (encrypted volumes
     # are uploaded that way), so the header and payload are copied as is.
     'luks-labelled-raw': 'available',

@@ -296,6 +296,22 @@ class FormatsTest(_Base):
         self.assertEqual(os.path.getsize(img.path), img.file_size)
         self.assertEqual(['mbr-vmdk.vmdk'], os.listdir(self.dir))
 
+    def test_vhd_with_chs_geometry_is_bigger_by_zeros(self):
+        raw = _built()['gpt']
+        path = os.path.join(self.dir, 'chs.vhd')
+        images.convert_raw(raw.path, 'vhd-geometry', path)
+        virtual = images.qemu_info(path)['virtual-size']
+        self.assertGreater(virtual, raw.virtual_size)
+        with open(raw.path, 'rb') as f:
+            padded = f.read() + bytes(virtual - raw.virtual_size)
+        self.assertEqual((_sha256(padded), virtual),
+                         images.reference_raw(path, 'vhd'))
+        img = images.make_disk_image(self.dir, 'vhd-geometry', 'gpt',
+                                     48 * MiB, 3)
+        self.assertEqual((img.raw_sha256, img.virtual_size),
+                         images.reference_raw(img.path, 'vhd'))
+        self.assertGreater(img.virtual_size, 48 * MiB)
+
     def test_iso_holds_its_files_and_cinder_reads_it_as_raw(self):
         img = images.make_disk_image(self.dir, 'iso', seed=SEED)
         self.assertEqual(('iso', 'bare'), images.detect_disk_format(img.path))
