@@ -47,7 +47,9 @@ import subprocess
 import tempfile
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from oslo_log import log as logging
 
@@ -396,7 +398,8 @@ def read_mbr(sector: bytes) -> list[dict]:
 
 
 def _gpt_entry(p: Partition, part_guid: uuid.UUID) -> bytes:
-    assert p.gpt_type is not None
+    if p.gpt_type is None:
+        raise ValueError(f'partition {p.number} has no GPT type GUID')
     return struct.pack('<16s16sQQQ72s', p.gpt_type.bytes_le,
                        part_guid.bytes_le, p.first_lba, p.last_lba, 0,
                        p.name.encode('utf-16-le')[:72])
@@ -441,7 +444,7 @@ def gpt_structures(disk_sectors: int, partitions: list[Partition],
             (last - GPT_ENTRY_SECTORS, entries), (last, backup)]
 
 
-def read_gpt(read_at) -> dict:
+def read_gpt(read_at: Callable[[int, int], bytes]) -> dict:
     """Parse and check a GPT: both headers, their CRCs, the entries' CRC.
 
     ``read_at(offset, length)`` returns bytes of the disk.
@@ -491,7 +494,7 @@ def read_gpt(read_at) -> dict:
 
 
 # -- whole disks --------------------------------------------------------------
-def _copy_into(dst, offset: int, src_path: str) -> None:
+def _copy_into(dst: BinaryIO, offset: int, src_path: str) -> None:
     """Copy a file into the disk at ``offset``, leaving zero runs as holes."""
     with open(src_path, 'rb') as src:
         dst.seek(offset)

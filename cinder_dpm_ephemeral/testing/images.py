@@ -7,7 +7,8 @@ Two kinds, shared by the tests, the demo and the benchmarks:
 * :func:`make_disk_image`: a realistic boot disk (:mod:`.disks`: a GPT with
   an EFI System partition and an ext4 root, or a DOS MBR with ext4 and
   swap) in every disk format Glance offers: ``raw``, ``qcow2`` (plain and
-  with compressed clusters), ``vmdk`` (streamOptimized), ``vhd``, ``vhdx``,
+  with compressed clusters), ``vmdk`` (streamOptimized), ``vhd`` (exact
+  size, and qemu-img's default CHS-rounded size), ``vhdx``,
   ``iso`` (an ISO 9660 file system, pycdlib) and a gzip
   ``container_format: compressed`` raw disk.
 
