@@ -19,7 +19,8 @@ compressed clusters), vmdk (streamOptimized), vhd, vhdx, an ISO 9660 medium
 and a gzip ``container_format: compressed`` raw disk. The LUN must hold
 exactly ``qemu-img convert -O raw`` of the image (computed here with the
 real qemu-img). Images whose content is not what their ``raw`` label says
-(qcow2, vmdk, vhd, LUKS), and raw images whose Glance size is not the
+(qcow2, vmdk, vhd, LUKS) or another label says (a GPT disk as qcow2, vhdx
+as vhd, qcow2 as vmdk), and raw images whose Glance size is not the
 stream's, must end in ``error`` and leave the array as it was. With
 ``image_conversion_disable`` only raw images (gzip containers included)
 are taken.
@@ -68,6 +69,13 @@ DISGUISED_AS_RAW = {
     'vmdk-labelled-raw': 'vmdk',
     'vhd-labelled-raw': 'vhd',
     'luks-labelled-raw': 'luks',
+}
+
+#: other formats behind another format's label: case -> (CASES key, label)
+WRONG_LABELS = {
+    'gpt-disk-labelled-qcow2': ('raw-gpt', 'qcow2'),
+    'vhdx-labelled-vhd': ('vhdx', 'vhd'),
+    'qcow2-labelled-vmdk': ('qcow2', 'vmdk'),
 }
 
 #: where stock Cinder 29 (the fallback path) differs from what is right;
@@ -229,6 +237,7 @@ class _RealImages:
         built = _images()
         raw = built['raw-gpt']
         cases = dict.fromkeys(DISGUISED_AS_RAW)
+        cases.update(dict.fromkeys(WRONG_LABELS))
         if self.CACHE:
             # Stock Cinder (the fallback path) does not compare the Glance
             # size with the stream; the golden path streams raw images by
@@ -241,6 +250,9 @@ class _RealImages:
             before = self.array_state()
             if case in DISGUISED_AS_RAW:
                 meta = self.images.add(built[case], 'raw', name=case)
+            elif case in WRONG_LABELS:
+                source, label = WRONG_LABELS[case]
+                meta = self.images.add(built[source].path, label, name=case)
             elif case == 'compressed-container-not-allowed':
                 self.flags(allow_compression_on_image_upload=False)
                 gz = built['raw-gzip-compressed']
