@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -27,6 +28,7 @@ from cinder_dpm_ephemeral.testing.cloud import keystone
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
 from cinder_dpm_ephemeral.testing.cloud import processes as procs
 from cinder_dpm_ephemeral.testing.cloud import services as svcs
+from cinder_dpm_ephemeral.testing.cloud import sqlite_tx
 
 LOG = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ def _sync_databases(lo: lay.Layout) -> None:
         futures = [pool.submit(one, p, s) for p, s in _db_steps(lo).items()]
         for f in futures:
             f.result()
+    sqlite_tx.use_wal(lo.data / 'db')
 
 
 def _start_and_wait(lo: lay.Layout, services: list[svcs.Service],
@@ -145,14 +148,27 @@ def write_clouds_yaml(lo: lay.Layout) -> None:
     lo.clouds_yaml.chmod(0o600)
 
 
-def compute_options(lo: lay.Layout) -> config.Conf:
-    return config.fake_compute()
+def compute_kind() -> str:
+    """``dpm`` (the DPM driver on the emulated HMC) unless told ``fake``."""
+    kind = os.environ.get('DPM_CLOUD_COMPUTE', 'dpm')
+    if kind not in ('dpm', 'fake'):
+        raise svcs.ServiceError(
+            f'DPM_CLOUD_COMPUTE={kind!r}: expected dpm (the DPM driver on '
+            'the emulated HMC, the default) or fake (Nova\'s FakeDriver)')
+    return kind
+
+
+def compute_options(lo: lay.Layout, kind: str) -> config.Conf:
+    return config.dpm_compute(lo) if kind == 'dpm' else config.fake_compute()
 
 
 def up(lo: lay.Layout) -> dict[str, float]:
     """Start everything; returns seconds to healthy per service."""
     t0 = time.monotonic()
-    for d in (lo.etc, lo.logs, lo.run, lo.data / 'db'):
+    for d in (lo.etc, lo.logs, lo.run, lo.data / 'db',
+              lo.data / 'nova' / 'instances', *(
+                  lo.data / p for p in ('keystone', 'glance', 'placement',
+                                        'neutron', 'cinder'))):
         d.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     procs.write_rabbit_config(lo)
@@ -160,15 +176,18 @@ def up(lo: lay.Layout) -> dict[str, float]:
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         bus = pool.submit(_start_and_wait, lo,
                           procs.bus_services(lo), timings)
-        arrays = pool.submit(_start_and_wait, lo,
-                             procs.emulator_services(lo), timings)
+        kind = compute_kind()
+        emulators = procs.emulator_services(lo)
+        if kind == 'dpm':
+            emulators.append(procs.hmc_service(lo))
+        arrays = pool.submit(_start_and_wait, lo, emulators, timings)
         if _first_time(lo, 'keystone'):
             keystone.bootstrap(lo)
             _done(lo, 'keystone')
         _start_and_wait(lo, [procs.wsgi_service(lo, 'keystone')], timings)
         ids = keystone.configure(lo)
         (lo.data / 'ids.json').write_text(json.dumps(ids, indent=1))
-        config.write_services(lo, ids, compute_options(lo))
+        config.write_services(lo, ids, compute_options(lo, kind))
         _sync_databases(lo)
         bus.result()
         arrays.result()

@@ -34,6 +34,10 @@ LOG = logging.getLogger(__name__)
 
 Conf = dict[str, dict[str, Any]]
 
+
+class Multi(list):  # type: ignore[type-arg]
+    """A MultiOpt's values: one ``key = value`` line each."""
+
 PASTE_SNIPPET = lay.REPO / 'etc' / 'nova' / 'api-paste-dpm-bfv.ini'
 PASTE_COMPOSITES = ('openstack_compute_api_v21',
                     'openstack_compute_api_v21_legacy_v2_compatible')
@@ -46,6 +50,9 @@ def write_ini(path: pathlib.Path, conf: Conf) -> pathlib.Path:
         lines.append(f'[{section}]')
         for key, value in options.items():
             if value is None:
+                continue
+            if isinstance(value, Multi):
+                lines.extend(f'{key} = {v}' for v in value)
                 continue
             if isinstance(value, bool):
                 value = 'True' if value else 'False'
@@ -249,6 +256,9 @@ def cinder(lo: lay.Layout, internal_project_id: str,
         'database': {'connection': lo.sqlite('cinder')},
         'keystone_authtoken': _authtoken(lo, 'cinder'),
         'nova': {**_auth(lo, 'cinder'), 'interface': 'public'},
+        # The golden cache's clean-up asks Glance with these (no user
+        # token behind a periodic task; image_cache/glance_access.py).
+        'glance': _auth(lo, 'cinder'),
         'service_user': {**_auth(lo, 'cinder'),
                          'send_service_user_token': True},
         # Real (file) locks: the golden cache's single flight (tooz).
@@ -337,6 +347,36 @@ def nova(lo: lay.Layout, compute: Conf) -> Conf:
 
 def fake_compute() -> Conf:
     return {'DEFAULT': {'compute_driver': 'fake.FakeDriver'}}
+
+
+HMC_CPC = 'CPC1'
+HMC_ADAPTERS = ('fcp1', 'fcp2')
+HMC_USER = 'hmcuser'
+
+
+def dpm_compute(lo: lay.Layout) -> Conf:
+    """The DPM driver on the emulated HMC's CPC (nova_shim/virt/dpm)."""
+    from cinder_dpm_ephemeral.emulators.hmc import definition
+
+    state = lo.data / 'emulators' / 'hmc'
+    return {
+        'DEFAULT': {'compute_driver': 'dpm.DPMDriver',
+                    'reserved_host_memory_mb': 0},
+        'dpm': {
+            'hmc': lay.HOST,
+            'hmc_port': lo.ports['hmc'],
+            'hmc_username': HMC_USER,
+            'hmc_password': lo.passwords['hmc'],
+            'hmc_verify_cert': True,
+            'hmc_ca_certs': str(state / 'hmc-emulator.crt'),
+            'cpc_object_id': definition.cpc_object_id(HMC_CPC),
+            'max_processors': 16,
+            'max_memory': 256 * 1024,
+            'physical_storage_adapter_mappings': Multi(
+                f'{definition.adapter_object_id(HMC_CPC, a)}:{port}'
+                for a in HMC_ADAPTERS for port in (0, 1)),
+        },
+    }
 
 
 def rootwrap(project: str) -> Conf:

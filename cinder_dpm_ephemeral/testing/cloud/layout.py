@@ -65,7 +65,12 @@ DPM_VOLUME_TYPE = 'dpm-ephemeral'
 POWERFLEX_VOLUME_TYPE = 'powerflex'
 SVC_POOL = 'pool0'
 POWERFLEX_POOL = 'domain1:pool1'
-COMPUTE_HOST = 'dpm-cpc1'
+# At most 7 characters: the DPM driver names a partition (and the volume
+# connector's host) 'OpenStack-<host>-<instance uuid>', and Cinder's
+# Storwize driver makes the SVC host object name from the first 55
+# characters of it plus '-' and 8 digits; the SVC accepts at most 63
+# (CMMVC6527E otherwise), so a longer compute host name fails every attach.
+COMPUTE_HOST = 'cpc1'
 STORAGE_HOST = 'dpm-storage'
 
 

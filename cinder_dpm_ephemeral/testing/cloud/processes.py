@@ -23,10 +23,12 @@ compute host into cell1.
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import sys
 from typing import Any, Callable
 
+from cinder_dpm_ephemeral.testing.cloud import config
 from cinder_dpm_ephemeral.testing.cloud import keystone
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
 from cinder_dpm_ephemeral.testing.cloud import services as svcs
@@ -141,6 +143,36 @@ def emulator_services(lo: lay.Layout) -> list[svcs.Service]:
     return out
 
 
+def cpc_model() -> str:
+    """``z14`` (storage groups) or ``z13`` (virtual HBAs): $DPM_CLOUD_CPC.
+
+    The HMC emulator makes its CPC at its first start: changing the model
+    needs a new cloud directory.
+    """
+    model = os.environ.get('DPM_CLOUD_CPC', 'z13')
+    if model not in ('z13', 'z14'):
+        raise svcs.ServiceError(f'DPM_CLOUD_CPC={model!r}: expected z14 '
+                                '(storage-group route) or z13 (HBA route)')
+    return model
+
+
+def hmc_service(lo: lay.Layout) -> svcs.Service:
+    """The emulated HMC; its partition starts IPL from the SVC's LUNs."""
+    state = lo.data / 'emulators' / 'hmc'
+    state.mkdir(parents=True, exist_ok=True)
+    check_file = svcs.file_health(state / 'hmc-emulator.crt')
+    check_port = svcs.tcp_health(lo.ports['hmc'])
+    return svcs.Service(
+        'hmc-emulator',
+        [lay.venv_bin('dpm-ephemeral-emulator'), 'hmc', '--listen',
+         f'{lay.HOST}:{lo.ports["hmc"]}', '--state-dir', str(state),
+         '--login', config.HMC_USER, '--cpc', f'{config.HMC_CPC}:{cpc_model()}',
+         '--adapters', str(len(config.HMC_ADAPTERS)),
+         '--svc-state-dir', str(lo.data / 'emulators' / 'svc')],
+        env={'DPM_EMULATOR_PASSWORD': lo.passwords['hmc']},
+        health=lambda: check_file() or check_port())
+
+
 class _ServiceLists:
     """Health checks through the APIs' own service lists (admin token)."""
 
@@ -175,21 +207,30 @@ class _ServiceLists:
         return health
 
 
+def launch(script: str, *args: str) -> list[str]:
+    """A console script run through launch.py (SQLite transactions)."""
+    return _py('-m', 'cinder_dpm_ephemeral.testing.cloud.launch', script,
+               *args)
+
+
 def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
     lists = _ServiceLists(lo)
+    fatal = r' (ERROR|CRITICAL) (nova|cinder) \['
     cinder_conf = ['--config-file', str(lo.conf('cinder'))]
     nova_conf = ['--config-file', str(lo.conf('nova'))]
     out = [svcs.Service('cinder-scheduler',
-                        [lay.venv_bin('cinder-scheduler'), *cinder_conf],
+                        launch('cinder-scheduler', *cinder_conf),
                         health=lists.check('cinder', 'cinder-scheduler',
-                                           lay.STORAGE_HOST)),
+                                           lay.STORAGE_HOST), fatal=fatal),
            svcs.Service('cinder-volume',
-                        [lay.venv_bin('cinder-volume'), *cinder_conf],
+                        launch('cinder-volume', *cinder_conf),
                         health=lists.check(
                             'cinder', 'cinder-volume',
-                            f'{lay.STORAGE_HOST}@{lay.SVC_BACKEND}'))]
+                            f'{lay.STORAGE_HOST}@{lay.SVC_BACKEND}'),
+                        fatal=fatal)]
     for binary in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
-        out.append(svcs.Service(binary, [lay.venv_bin(binary), *nova_conf],
+        out.append(svcs.Service(binary, launch(binary, *nova_conf),
                                 health=lists.check('nova', binary,
-                                                   lay.COMPUTE_HOST)))
+                                                   lay.COMPUTE_HOST),
+                                fatal=fatal))
     return out

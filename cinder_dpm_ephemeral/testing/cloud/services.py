@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -55,6 +55,9 @@ class Service:
     # None when healthy, else what is wrong; None: alive is healthy.
     health: Callable[[], str | None] | None = None
     timeout: float = 180.0
+    # A line of its log saying that it gave up while it still runs (Nova's
+    # and Cinder's services log a failed start on their top-level logger).
+    fatal: str | None = None
 
 
 def http_health(url: str) -> Callable[[], str | None]:
@@ -128,7 +131,8 @@ def log_tail(lo: lay.Layout, name: str, lines: int = 15) -> str:
 SUDO_SHIM = '''#!/bin/sh
 # This cloud's services run as root, where devstack runs them as a user
 # with sudo (oslo.privsep and rootwrap start helpers with "sudo ...").
-# A root without sudo runs the command itself.
+# As root, sudo would only change PATH (its secure_path lacks the venv's
+# cinder-rootwrap and privsep-helper): run the command itself.
 while [ $# -gt 0 ]; do
     case "$1" in
         --) shift; break ;;
@@ -146,7 +150,7 @@ def service_env(lo: lay.Layout) -> dict[str, str]:
     env = dict(os.environ)
     env[MARKER] = str(lo.root)
     path = [lay.venv_bin('').rstrip('/'), env.get('PATH', '/usr/bin:/bin')]
-    if os.geteuid() == 0 and not shutil.which('sudo'):
+    if os.geteuid() == 0:
         shim = lo.root / 'bin' / 'sudo'
         if not shim.exists():
             shim.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,10 @@ def wait_healthy(lo: lay.Layout, services: list[Service],
                 raise ServiceError(
                     f'service {name} exited while starting; end of '
                     f'{lo.logs / (name + ".log")}:\n{log_tail(lo, name)}')
+            if svc.fatal and _log_matches(lo, name, svc.fatal):
+                raise ServiceError(
+                    f'service {name} failed to start; end of '
+                    f'{lo.logs / (name + ".log")}:\n{log_tail(lo, name)}')
             problem = svc.health() if svc.health else None
             if problem is None:
                 ready[name] = time.monotonic() - started
@@ -210,6 +218,16 @@ def wait_healthy(lo: lay.Layout, services: list[Service],
         if pending:
             time.sleep(0.5)
     return ready
+
+
+def _log_matches(lo: lay.Layout, name: str, pattern: str) -> bool:
+    try:
+        text = (lo.logs / f'{name}.log').read_text(errors='replace')
+    except OSError:
+        return False
+    # Only this start's part of the log (each start writes a ==== line).
+    return re.search(pattern, text.rsplit('\n==== ', 1)[-1],
+                     flags=re.M) is not None
 
 
 # -- stop ---------------------------------------------------------------------

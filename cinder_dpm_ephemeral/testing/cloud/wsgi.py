@@ -37,6 +37,8 @@ from typing import Any
 
 from werkzeug import serving
 
+from cinder_dpm_ephemeral.testing.cloud import sqlite_tx
+
 LOG = logging.getLogger(__name__)
 
 
@@ -72,6 +74,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.flush()
         # Threads the service started must not keep a broken API alive.
         os._exit(1)
+    sqlite_tx.install()
     _Handler.access_log = open(access_log, 'a', buffering=1)
     _Handler.protocol_version = 'HTTP/1.1'
     server = serving.make_server(host, int(port), app, threaded=True,
