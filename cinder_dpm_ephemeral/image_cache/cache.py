@@ -90,7 +90,8 @@ class CloneBackend(Protocol):
         """Create the array object for ``golden``; returns a model update."""
 
     def write_image(self, context: Any, golden: objects.Volume,
-                    image_file: str, image_format: str) -> None:
+                    image_file: str, image_format: str,
+                    reads_zeros: bool = False, info: Any = None) -> None:
         """Convert ``image_file`` into the golden LUN (raw)."""
 
     def thin_clone(self, golden: objects.Volume,
@@ -447,7 +448,7 @@ class GoldenImageCache:
                         streamed.export_stats.get('early_reads', 0))}
                 else:
                     self.backend.write_image(context, golden, tmp, fmt,
-                                             zeros)
+                                             zeros, info=info)
             except Exception:
                 LOG.exception('Building golden volume %(g)s for image '
                               '%(img)s failed; removing it.',

@@ -30,11 +30,12 @@ class ArrayClones:
         return self.driver.create_volume(golden)
 
     def write_image(self, context: Any, golden: Any, image_file: str,
-                    image_format: str, reads_zeros: bool = False) -> None:
+                    image_format: str, reads_zeros: bool = False,
+                    info: Any = None) -> None:
         writer.write_image(self.driver, context, golden, image_file,
                            image_format, golden.metadata.get(cache.MD_IMAGE),
                            reads_zeros,
-                           int(golden.metadata[cache.MD_VIRTUAL]))
+                           int(golden.metadata[cache.MD_VIRTUAL]), info)
 
     def supports(self, volume: Any) -> str | None:
         """Why a thin clone cannot serve ``volume``'s type, or None.

@@ -66,8 +66,8 @@ def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
 
 
 def convert_file_to_device(image_file: str, path: str, image_format: str,
-                           image_id: str | None,
-                           reads_zeros: bool) -> None:
+                           image_id: str | None, reads_zeros: bool,
+                           info: Any = None) -> None:
     """``qemu-img convert`` a downloaded, checked image onto a device.
 
     Cinder's own ``convert_image``, as root through the root helper, into
@@ -77,13 +77,14 @@ def convert_file_to_device(image_file: str, path: str, image_format: str,
     """
     image_utils.convert_image(
         image_file, path, 'raw', src_format=image_format,
-        run_as_root=True, image_id=image_id,
+        run_as_root=True, image_id=image_id, data=info,
         disable_sparse=not reads_zeros, skip_create=True)
 
 
 def write_image(driver: Any, context: Any, golden: Any, image_file: str,
                 image_format: str, image_id: str | None,
-                reads_zeros: bool, virtual_size: int) -> None:
+                reads_zeros: bool, virtual_size: int,
+                info: Any = None) -> None:
     """Convert an image onto a volume (``qemu-img convert`` streams).
 
     ``image_file`` is a downloaded file, checked by Cinder's own
@@ -96,7 +97,7 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
                                            reads_zeros=reads_zeros)
         else:
             convert_file_to_device(image_file, path, image_format,
-                                   image_id, reads_zeros)
+                                   image_id, reads_zeros, info)
         if not reads_zeros:
             # qemu-img wrote the image's virtual size; the LUN goes on.
             with utils.temporary_chown(path), open(path, 'r+b') as dev:
