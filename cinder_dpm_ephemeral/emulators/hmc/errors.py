@@ -78,6 +78,10 @@ class IplFailed(FakedHTTPError):
     ``job-results``.
     """
 
-    def __init__(self, method: str, uri: str, message: str) -> None:
+    def __init__(self, method: str, uri: str, message: str,
+                 stage: str = 'lun') -> None:
         super().__init__(method, uri, http_status=IPL_STATUS,
                          reason=IPL_REASON, message=message)
+        # 'target': the target port is not reachable; 'lun': the target is,
+        # the LUN behind it is not (or it holds no boot record).
+        self.stage = stage

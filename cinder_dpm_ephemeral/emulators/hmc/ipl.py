@@ -111,9 +111,9 @@ class SVCFabric:
             with open(path) as f:
                 return json.load(f)
         except FileNotFoundError:
-            raise IplFailed('POST', '', f'no SVC system: {path} does not '
-                            f'exist (start the SVC emulator with that '
-                            f'--state-dir first)') from None
+            raise IplFailed('POST', '', f'IPL failed: no SVC system: {path} '
+                            f'does not exist (start the SVC emulator with '
+                            f'that --state-dir first)', 'target') from None
 
     def read_block(self, lun_id: str, length: int = BOOT_BLOCK) -> bytes:
         """First ``length`` bytes of LUN ``lun_id``, without side effects.
@@ -130,28 +130,32 @@ class SVCFabric:
                 data = f.read(min(length, int(meta['size'])))
         return data.ljust(min(length, int(meta['size'])), b'\0')
 
-    def resolve(self, initiator: str, target: str, fcp_lun: str) -> str:
+    def resolve(self, initiator: str, target: str, fcp_lun: str,
+                boot: bool = True) -> str:
         """Check one FCP path; return a description of the boot LUN.
 
-        :raises IplFailed: naming the first thing that is wrong.
+        :param boot: also require a boot record (False: the path and the
+            LUN only, as Validate LUN Path does).
+        :raises IplFailed: naming the first thing that is wrong; its
+            ``stage`` is ``target`` when the target port is not reachable.
         """
         state = self._state()
         system = state['system']['name']
         initiator_u, target_u = initiator.upper(), target.upper()
         if not _HEX16.match(target or ''):
             raise _fail(f'target WWPN {target!r} is not 16 hexadecimal '
-                        f'digits')
+                        f'digits', 'target')
         host_io = {p['npiv_WWPN'] for n in state['nodes'] for p in n['ports']}
         physical = {p['WWPN'] for n in state['nodes'] for p in n['ports']}
         if target_u in physical:
             raise _fail(f'target WWPN {target} is a physical port of SVC '
                         f'system {system} that does not permit host I/O; '
                         f'use one of its host-I/O (NPIV) ports '
-                        f'{sorted(host_io)}')
+                        f'{sorted(host_io)}', 'target')
         if target_u not in host_io:
             raise _fail(f'no storage controller port with WWPN {target} on '
                         f'the SAN (SVC system {system} has host-I/O ports '
-                        f'{sorted(host_io)})')
+                        f'{sorted(host_io)})', 'target')
         lun = fcp_lun_to_int(fcp_lun)
         if lun is None:
             raise _fail(f'logical unit {fcp_lun!r} not found behind target '
@@ -182,7 +186,7 @@ class SVCFabric:
             raise _fail(f'vdisk {vdisk["name"]} (LUN {lun} of host '
                         f'{host["name"]}) has no data in the LUN store of '
                         f'{self.state_dir}') from None
-        if not has_boot_record(block):
+        if boot and not has_boot_record(block):
             raise _fail(f'no boot record on vdisk {vdisk["name"]} (LUN '
                         f'{lun} of SVC host {host["name"]}): its first '
                         f'block has neither the 0x55AA signature at offset '
@@ -193,5 +197,5 @@ class SVCFabric:
         return f'vdisk {vdisk["name"]} of SVC system {system}'
 
 
-def _fail(message: str) -> IplFailed:
-    return IplFailed('POST', '', 'IPL failed: ' + message)
+def _fail(message: str, stage: str = 'lun') -> IplFailed:
+    return IplFailed('POST', '', 'IPL failed: ' + message, stage)

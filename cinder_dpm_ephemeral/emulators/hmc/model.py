@@ -76,8 +76,15 @@ class _CreatePartition(handlers.PartitionsHandler):
             wait_for_completion)
 
 
+VALIDATE_LUN_PATH = r'/api/cpcs/([^/]+)/operations/validate-lun-path'
+
+
 def strict_uris() -> list[tuple[str, Any]]:
-    """The mock's URI table with the strict handlers in place."""
+    """The mock's URI table with the strict handlers in place.
+
+    Validate LUN Path is not in it (:func:`faked_session` adds it, see
+    :data:`VALIDATE_LUN_PATH`), so a test may put its own handler there.
+    """
     replace = {
         r'/api/cpcs/([^/]+)/partitions(?:\?(.*))?': _CreatePartition,
         r'/api/partitions/([^?/]+)(?:\?(.*))?': handlers.PartitionHandler,
@@ -121,7 +128,8 @@ def faked_session(definition: Any = None,
     """
     session = FakedSession.from_hmc_dict(_as_hmc_definition(definition),
                                          userid=userid, password=password)
-    session._urihandler = mock.UriHandler(strict_uris())
+    session._urihandler = mock.UriHandler(
+        strict_uris() + [(VALIDATE_LUN_PATH, storage.ValidateLunPathHandler)])
     fabric = ipl.SVCFabric(svc_state_dir) if svc_state_dir else None
     session.hmc.strict = StrictContext(fabric=fabric, saved=emulator_state)
     _fix_after_load(session.hmc)

@@ -395,6 +395,59 @@ class FulfillFcpStorageVolumeHandler:
         _sg_state(sg)
 
 
+class ValidateLunPathHandler:
+    """Validate LUN Path: can the CPC reach a LUN from a host WWPN?
+
+    ``POST /api/cpcs/{id}/operations/validate-lun-path``: is
+    ``logical-unit-number`` behind ``target-world-wide-port-name``
+    reachable from ``host-world-wide-port-name``?
+
+    409 reason 484: the target WWPN cannot be reached; 485: it can, the LUN
+    cannot (zhmcclient ``Cpc.validate_lun_path``). With the SVC emulator
+    attached: a target that is not one of its host-I/O ports is 484;
+    anything else that stops the LUN being presented to that initiator
+    (no host with the WWPN, no mapping with that SCSI id, a LUN that is not
+    single-level, no data) is 485. What the LUN holds is not checked.
+    Without the SVC emulator every well-formed path is reachable.
+    """
+
+    @staticmethod
+    def post(method: str, hmc: Any, uri: str, uri_parms: Any,
+             body: dict[str, Any], logon_required: bool,
+             wait_for_completion: bool) -> None:
+        cpc = lookup(hmc, method, '/api/cpcs/' + uri_parms[0])
+        body = body or {}
+        mock.check_required_fields(method, uri, body, [
+            'host-world-wide-port-name', 'adapter-port-uri',
+            'target-world-wide-port-name', 'logical-unit-number'])
+        if not has_sg_feature(cpc):
+            raise errors.invalid_value(
+                method, uri, f'Validate LUN Path needs the dpm-storage-'
+                f'management feature, which CPC {cpc.name} lacks')
+        for field, pattern in (('host-world-wide-port-name', _HEX16),
+                               ('target-world-wide-port-name', _HEX16),
+                               ('logical-unit-number', _HEX1_16)):
+            if not pattern.match(str(body[field])):
+                raise errors.invalid_value(
+                    method, uri, f'{field} {body[field]!r}: expected '
+                    f'hexadecimal characters (16 for a WWPN, 1-16 for a '
+                    f'LUN)')
+        _check_ports(method, uri, hmc, cpc, [body['adapter-port-uri']])
+        fabric = context_of(hmc).fabric
+        if fabric is None:
+            return
+        try:
+            fabric.resolve(body['host-world-wide-port-name'],
+                           body['target-world-wide-port-name'],
+                           str(body['logical-unit-number']).rjust(16, '0'),
+                           boot=False)
+        except errors.IplFailed as exc:
+            message = exc.message.removeprefix('IPL failed: ')
+            raise mock.ConflictError(
+                method, uri, 484 if exc.stage == 'target' else 485,
+                message) from None
+
+
 URIS = [
     (r'/api/storage-groups(?:\?(.*))?', StorageGroupsHandler),
     (r'/api/storage-groups/([^/]+)/operations/modify',

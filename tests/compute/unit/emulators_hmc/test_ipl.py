@@ -195,3 +195,40 @@ class TestStorageVolumeIpl(base.HMCTestCase):
         self.boot_from(self.target, hmc.int_to_fcp_lun(3))
         self.assertIn('is not a port of any host',
                       self.refused(500, 263, self.part.start))
+
+
+class TestValidateLunPath(base.HMCTestCase):
+    """Validate LUN Path answers from the same SVC state (409 484/485)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.part, self.sg, self.sv = self.sg_partition()
+        self.wwpn = self.vsr_wwpns(self.sg, self.part)[0]
+        self.svc.vdisk('root')  # empty: reachability ignores the content
+        self.svc.host('cmp1-inst', self.wwpn)
+        self.svc.map('root', 'cmp1-inst', 1)
+        self.port = self.ports(self.z14)[0]
+        self.target = self.svc.target_wwpns()[3]
+
+    def test_reachable(self) -> None:
+        self.z14.validate_lun_path(self.wwpn, self.port, self.target, LUN1)
+
+    def test_target_not_reachable(self) -> None:
+        for target in ('500507680B21AC8A', self.svc.physical_wwpns()[0]):
+            self.refused(409, 484, self.z14.validate_lun_path, self.wwpn,
+                         self.port, target, LUN1)
+
+    def test_lun_not_reachable(self) -> None:
+        self.refused(409, 485, self.z14.validate_lun_path, self.wwpn,
+                     self.port, self.target, hmc.int_to_fcp_lun(2))
+        # zhmcclient pads '1' to 0000000000000001: not the SVC's LUN 1
+        self.refused(409, 485, self.z14.validate_lun_path, self.wwpn,
+                     self.port, self.target, '1')
+        other = self.vsr_wwpns(self.sg, self.part)[1]
+        msg = self.refused(409, 485, self.z14.validate_lun_path, other,
+                           self.port, self.target, LUN1)
+        self.assertIn('is not a port of any host', msg)
+
+    def test_needs_storage_management_feature(self) -> None:
+        self.refused(400, 7, self.z13.validate_lun_path, self.wwpn,
+                     self.ports(self.z13)[0], self.target, LUN1)
