@@ -163,8 +163,8 @@ class PartitionHandler(mock.PartitionHandler):
         partition = lookup(hmc, method, uri)
         body = body or {}
         for ro in ('status', 'object-id', 'object-uri', 'hba-uris',
-                   'storage-group-uris', 'nic-uris', 'partition-id'):
-            if ro in body and ro != 'partition-id':
+                   'storage-group-uris', 'nic-uris'):
+            if ro in body:
                 raise errors.invalid_value(
                     method, uri, f'Property {ro!r} is read-only and cannot '
                     f'be updated')
