@@ -186,6 +186,11 @@ class SVCFabric:
             raise _fail(f'vdisk {vdisk["name"]} (LUN {lun} of host '
                         f'{host["name"]}) has no data in the LUN store of '
                         f'{self.state_dir}') from None
+        except OSError as exc:
+            raise _fail(f'cannot read vdisk {vdisk["name"]} from the LUN '
+                        f'store of {self.state_dir}: {exc} (the HMC '
+                        f'emulator needs read access to the SVC emulator\'s '
+                        f'LUN files)') from None
         if boot and not has_boot_record(block):
             raise _fail(f'no boot record on vdisk {vdisk["name"]} (LUN '
                         f'{lun} of SVC host {host["name"]}): its first '
