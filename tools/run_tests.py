@@ -2,14 +2,17 @@
 
 Cinder and Nova cannot be imported into one Python process (both register
 options such as ``default_availability_zone`` on the global oslo.config
-object), so the suite is two stestr runs, one per side.
+object), so the suite is separate stestr runs, one per side; the third,
+tests/e2e, drives the whole cloud (./run cloud) from outside, one worker.
 """
 
 import os
 import subprocess
 import sys
 
-SUITES = ('./tests/volume', './tests/compute')
+SUITES = ('./tests/volume', './tests/compute', './tests/e2e')
+# The end-to-end suite shares one cloud per process (tests/e2e/base.py).
+SERIAL = ('./tests/e2e',)
 
 _COUNTER = r'''
 import sys
@@ -54,8 +57,9 @@ def main(argv: list[str]) -> int:
         env = dict(os.environ)
         # Cinder's and Nova's own deprecation notices drown the results.
         env.setdefault('PYTHONWARNINGS', 'ignore::DeprecationWarning')
+        extra = ['--concurrency', '1'] if suite in SERIAL else []
         rc = subprocess.call([sys.executable, '-m', 'stestr', '--test-path',
-                              suite, '--top-dir', './', 'run'] + argv,
+                              suite, '--top-dir', './', 'run'] + extra + argv,
                              env=env)
         if _next_stream() == before:
             # No new run was recorded (e.g. a filter matching nothing on

@@ -212,7 +212,7 @@ def down(lo: lay.Layout) -> list[str]:
     for wave in waves:
         with concurrent.futures.ThreadPoolExecutor(max(1, len(wave))) as p:
             for name, was in zip(wave, p.map(lambda n: svcs.stop(lo, n),
-                                             wave)):
+                                             wave), strict=True):
                 if was:
                     stopped.append(name)
     left = svcs.stop_stragglers(lo)

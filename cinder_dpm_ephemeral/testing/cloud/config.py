@@ -38,6 +38,7 @@ Conf = dict[str, dict[str, Any]]
 class Multi(list):  # type: ignore[type-arg]
     """A MultiOpt's values: one ``key = value`` line each."""
 
+
 PASTE_SNIPPET = lay.REPO / 'etc' / 'nova' / 'api-paste-dpm-bfv.ini'
 PASTE_COMPOSITES = ('openstack_compute_api_v21',
                     'openstack_compute_api_v21_legacy_v2_compatible')
@@ -195,6 +196,14 @@ def neutron(lo: lay.Layout) -> Conf:
 
 
 # -- Cinder -------------------------------------------------------------------
+# The golden cache's clean-up runs with the volume stats update, which
+# Cinder 29 schedules every 60 s whatever backend_stats_polling_interval
+# says (the periodic task's spacing is read when cinder.volume.manager is
+# imported); 20 s here lets every stats update clean up, so the golden of
+# an image deleted from Glance goes within about a minute.
+_CACHE_CLEANUP = {'dpm_ephemeral_image_cache_cleanup_interval': 20}
+
+
 def cinder_backends(lo: lay.Layout) -> Conf:
     """The two backend sections, as the devstack plugin writes them."""
     svc_state = lo.data / 'emulators' / 'svc'
@@ -210,6 +219,7 @@ def cinder_backends(lo: lay.Layout) -> Conf:
             'san_password': lo.passwords['svc'],
             'storwize_svc_volpool_name': lay.SVC_POOL,
             'dpm_ephemeral_emulator_state_dir': str(svc_state),
+            **_CACHE_CLEANUP,
         },
         lay.POWERFLEX_BACKEND: {
             'volume_backend_name': lay.POWERFLEX_BACKEND,
@@ -223,6 +233,7 @@ def cinder_backends(lo: lay.Layout) -> Conf:
             'driver_ssl_cert_verify': True,
             'driver_ssl_cert_path': str(pf_state / 'powerflex-gateway.crt'),
             'dpm_ephemeral_emulator_state_dir': str(pf_state),
+            **_CACHE_CLEANUP,
         },
     }
 
@@ -282,8 +293,9 @@ def nova_paste_text() -> str:
         assert found is not None
         pattern = re.compile(r'(^\[composite:%s\]\s*$.*?)^keystone = [^\n]*$'
                              % re.escape(name), flags=re.M | re.S)
+        wanted = found.group(0)
         text, count = pattern.subn(
-            lambda m, w=found.group(0): m.group(1) + w, text, count=1)
+            lambda m, w=wanted: m.group(1) + w, text, count=1)
         if count != 1:
             raise RuntimeError(f'composite {name} not found in {nova_ini}')
     return text + '\n[filter:dpm_bfv]' + ours['filter:dpm_bfv']
@@ -401,8 +413,8 @@ def write_services(lo: lay.Layout, ids: dict[str, str],
     write_ini(lo.conf('glance', 'glance-api.conf'), glance(lo))
     write_ini(lo.conf('placement'), placement(lo))
     write_ini(lo.conf('neutron'), neutron(lo))
-    write_ini(lo.conf('cinder'), cinder(lo, ids['service_project_id'],
-                                       ids['cinder_user_id']))
+    write_ini(lo.conf('cinder'),
+              cinder(lo, ids['service_project_id'], ids['cinder_user_id']))
     write_ini(lo.conf('nova'), nova(lo, compute))
     for project in ('cinder', 'nova'):
         write_ini(lo.conf(project, 'rootwrap.conf'), rootwrap(project))

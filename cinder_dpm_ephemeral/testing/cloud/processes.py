@@ -26,7 +26,8 @@ import logging
 import os
 import pathlib
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cinder_dpm_ephemeral.testing.cloud import config
 from cinder_dpm_ephemeral.testing.cloud import keystone
@@ -42,12 +43,16 @@ WSGI_APPS = {
                  lambda lo: {'OS_KEYSTONE_CONFIG_FILES':
                              str(lo.conf('keystone'))}),
     'glance-api': ('glance', 'glance.wsgi.api:application',
-                   lambda lo: {'OS_GLANCE_CONFIG_DIR': str(lo.etc / 'glance')}),
+                   lambda lo: {'OS_GLANCE_CONFIG_DIR':
+                               str(lo.etc / 'glance')}),
     'placement-api': ('placement', 'placement.wsgi.api:application',
                       lambda lo: {'OS_PLACEMENT_CONFIG_DIR':
                                   str(lo.etc / 'placement')}),
-    'neutron-api': ('neutron', 'cinder_dpm_ephemeral.testing.cloud.neutron_api:application',
-                    lambda lo: {'OS_NEUTRON_CONFIG_DIR': str(lo.etc / 'neutron'),
+    'neutron-api': ('neutron',
+                    'cinder_dpm_ephemeral.testing.cloud.neutron_api:'
+                    'application',
+                    lambda lo: {'OS_NEUTRON_CONFIG_DIR':
+                                str(lo.etc / 'neutron'),
                                 'OS_NEUTRON_CONFIG_FILES': 'neutron.conf'}),
     'cinder-api': ('cinder', 'cinder.wsgi.api:application',
                    lambda lo: {}),
@@ -166,7 +171,8 @@ def hmc_service(lo: lay.Layout) -> svcs.Service:
         'hmc-emulator',
         [lay.venv_bin('dpm-ephemeral-emulator'), 'hmc', '--listen',
          f'{lay.HOST}:{lo.ports["hmc"]}', '--state-dir', str(state),
-         '--login', config.HMC_USER, '--cpc', f'{config.HMC_CPC}:{cpc_model()}',
+         '--login', config.HMC_USER,
+         '--cpc', f'{config.HMC_CPC}:{cpc_model()}',
          '--adapters', str(len(config.HMC_ADAPTERS)),
          '--svc-state-dir', str(lo.data / 'emulators' / 'svc')],
         env={'DPM_EMULATOR_PASSWORD': lo.passwords['hmc']},

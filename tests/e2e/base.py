@@ -1,0 +1,227 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""One cloud per test run, the ``openstack`` command, and what lies beneath.
+
+The cloud (cinder_dpm_ephemeral.testing.cloud) comes up once per process
+in a temporary directory, on ports moved by ``E2E_PORT_OFFSET`` so that it
+does not meet a cloud a user runs from ``.cloud/``, and goes down when the
+process ends (stestr runs this suite in one worker). Tests drive it with
+the real ``openstack`` client as the ``dpm-demo`` user, and look under it
+the way an operator would: the SVC's CLI over SSH, the HMC's Web Services
+API through zhmcclient, Glance's access log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import fixtures
+import paramiko
+import testtools
+import zhmcclient
+
+from cinder_dpm_ephemeral.testing.cloud import cloud
+from cinder_dpm_ephemeral.testing.cloud import config
+from cinder_dpm_ephemeral.testing.cloud import layout as lay
+from cinder_dpm_ephemeral.testing.cloud import services as svcs
+
+E2E_PORT_OFFSET = 100
+OPENSTACK = os.path.join(os.path.dirname(sys.executable), 'openstack')
+
+_lock = threading.Lock()
+_cloud: Cloud | None = None
+_failure: str | None = None
+
+
+class Cloud:
+    """A running cloud and ways to look at it."""
+
+    def __init__(self, lo: lay.Layout, timings: dict[str, float]) -> None:
+        self.lo = lo
+        self.timings = timings
+        self.env = dict(os.environ)
+        self.env.update({'OS_CLIENT_CONFIG_FILE': str(lo.clouds_yaml),
+                         'OS_CLOUD': 'dpm-demo'})
+        for k in ('OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD',
+                  'OS_PROJECT_NAME', 'OS_TOKEN'):
+            self.env.pop(k, None)
+
+    # -- the user's command -------------------------------------------------
+    def openstack(self, *args: str, admin: bool = False,
+                  check: bool = True, timeout: float = 600
+                  ) -> subprocess.CompletedProcess[str]:
+        cmd = [OPENSTACK, '--os-cloud',
+               'dpm-demo-admin' if admin else 'dpm-demo', *args]
+        proc = subprocess.run(cmd, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f'openstack {" ".join(args)} failed ({proc.returncode}):\n'
+                f'{proc.stdout}{proc.stderr}')
+        return proc
+
+    def json(self, *args: str, admin: bool = False) -> Any:
+        return json.loads(self.openstack(*args, '-f', 'json',
+                                         admin=admin).stdout)
+
+    # -- Glance's side --------------------------------------------------------
+    def glance_downloads(self, image_id: str) -> int:
+        """Image data downloads Glance served for ``image_id``."""
+        log = self.lo.logs / 'glance-api-access.log'
+        wanted = f'"GET /v2/images/{image_id}/file '
+        with open(log) as f:
+            return sum(1 for line in f
+                       if wanted in line and '" 200 ' in line)
+
+    # -- the SVC, as its administrator sees it --------------------------------
+    def svc(self, command: str) -> list[dict[str, str]]:
+        """``command -delim !`` on the SVC emulator's CLI, parsed."""
+        state = self.lo.data / 'emulators' / 'svc'
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(state / 'known_hosts'))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(lay.HOST, port=self.lo.ports['svc'],
+                       username='superuser',
+                       password=self.lo.passwords['svc'],
+                       look_for_keys=False, allow_agent=False, timeout=30)
+        try:
+            _in, out, err = client.exec_command(f'{command} -delim !',
+                                                timeout=60)
+            text = out.read().decode()
+            if out.channel.recv_exit_status() != 0:
+                raise AssertionError(f'SVC {command}: {err.read().decode()}')
+        finally:
+            client.close()
+        rows = [line.split('!') for line in text.splitlines() if line]
+        if not rows:
+            return []
+        return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
+
+    # -- the HMC, through its Web Services API ------------------------------
+    def hmc_cpc(self) -> tuple[zhmcclient.Session, zhmcclient.Cpc]:
+        dpm = config.dpm_compute(self.lo)['dpm']
+        session = zhmcclient.Session(
+            lay.HOST, dpm['hmc_username'], dpm['hmc_password'],
+            port=dpm['hmc_port'], verify_cert=dpm['hmc_ca_certs'])
+        client = zhmcclient.Client(session)
+        cpc = client.cpcs.find(**{'object-id': dpm['cpc_object_id']})
+        return session, cpc
+
+    def partitions(self) -> dict[str, str]:
+        """Partition name -> status on the emulated CPC."""
+        session, cpc = self.hmc_cpc()
+        try:
+            return {p.get_property('name'): p.get_property('status')
+                    for p in cpc.partitions.list(full_properties=True)}
+        finally:
+            session.logoff()
+
+    def storage_groups(self) -> list[str]:
+        session, cpc = self.hmc_cpc()
+        try:
+            if not cpc.feature_enabled('dpm-storage-management'):
+                return []
+            console = zhmcclient.Client(session).consoles.console
+            return [g.name for g in console.storage_groups.list()]
+        finally:
+            session.logoff()
+
+
+def _bring_up() -> Cloud:
+    root = pathlib.Path(tempfile.mkdtemp(prefix='dpm-e2e-cloud-'))
+    os.environ['DPM_CLOUD_PORT_OFFSET'] = str(E2E_PORT_OFFSET)
+    lo = lay.Layout.load(root)
+
+    def down() -> None:
+        try:
+            cloud.down(lo)
+        finally:
+            if not os.environ.get('DPM_E2E_KEEP'):
+                shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(down)
+    try:
+        timings = cloud.up(lo)
+    except svcs.ServiceError as exc:
+        raise AssertionError(f'the cloud did not come up: {exc}') from None
+    return Cloud(lo, timings)
+
+
+def get_cloud() -> Cloud:
+    """The process's cloud, brought up by the first test that needs it."""
+    global _cloud, _failure
+    with _lock:
+        if _failure:
+            raise AssertionError(_failure)
+        if _cloud is None:
+            try:
+                _cloud = _bring_up()
+            except AssertionError as exc:
+                _failure = str(exc)
+                raise
+        return _cloud
+
+
+class CloudTestCase(testtools.TestCase):
+    """A test against the shared cloud, as the demo project's member."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.cloud = get_cloud()
+        self.work = pathlib.Path(self.useFixture(fixtures.TempDir()).path)
+
+    # -- users' steps -------------------------------------------------------
+    def upload(self, image: Any, name: str) -> str:
+        out = self.cloud.json(
+            'image', 'create', '--disk-format', image.disk_format,
+            '--container-format', image.container_format,
+            '--file', image.path, name)
+        return out['id']
+
+    def dpm_flavor(self, name: str, disk: int = 1, ephemeral: int = 0,
+                   swap: int = 0) -> str:
+        args = ['flavor', 'create', '--ram', '2048', '--vcpus', '1',
+                '--disk', str(disk), '--property',
+                'dpm:boot_from_volume=true']
+        if ephemeral or swap:
+            # doc/nova-filter.md: DPM hosts report no DISK_GB
+            args += ['--ephemeral', str(ephemeral), '--swap', str(swap),
+                     '--property', 'resources:DISK_GB=0']
+        return self.cloud.json(*args, name, admin=True)['id']
+
+    def delete_server(self, server_id: str) -> None:
+        self.cloud.openstack('server', 'delete', '--wait', server_id)
+
+    def goldens(self, image_id: str) -> list[dict[str, Any]]:
+        return self.cloud.json('volume', 'list', '--all-projects', '--name',
+                               f'dpm-golden-{image_id}', admin=True)
+
+    def wait_for(self, what: str, check: Any, timeout: float = 120,
+                 interval: float = 2) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                self.fail(f'{what}: not after {timeout:.0f} s')
+            time.sleep(interval)
