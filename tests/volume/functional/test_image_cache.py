@@ -15,10 +15,10 @@ import eventlet
 import fixtures
 
 from cinder_dpm_ephemeral.image_cache import cache
-from cinder_dpm_ephemeral.testing import backends
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
 from cinder_dpm_ephemeral.testing import keymgr
+from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -369,38 +369,12 @@ class _CacheTests:
         self.driver.image_cache.check_deletable(golden)
 
 
-class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
-    BACKEND = 'svc'
+class SVCImageCacheTest(array_views.SVCArray, _CacheTests,
+                        cinder_harness.CinderHarness):
     CLONE_LIMIT = 3
-
-    def start_backends(self):
-        self.backend = backends.SVCBackend(self.work_dir).start()
-        self.addCleanup(self.backend.stop)
 
     def set_clone_limit(self, n):
         self.backend.emulator.set('array.ctx.fcmap_source_limit', n)
-
-    def _inv(self):
-        return self.backend.emulator.inventory()
-
-    def array_volume_count(self):
-        return len(self._inv()['vdisks'])
-
-    def clone_links(self):
-        maps = self._inv()['fcmaps']
-        for m in maps:
-            self.assertEqual('0', str(m['copy_rate']), m)
-        return len(maps)
-
-    def array_bytes_copied(self):
-        return self.backend.luns.counters().get('svc_background_copy_bytes',
-                                                0)
-
-    def lun_of(self, volume_id):
-        for v in self._inv()['vdisks']:
-            if v['name'] == f'volume-{volume_id}':
-                return v['vdisk_UID']
-        self.fail(f'no vdisk for volume {volume_id}')
 
     def test_thin_clone_create_and_delete_commands(self):
         _image, meta = self._image(mib=8, seed=23, name='commands')
@@ -426,34 +400,9 @@ class SVCImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
                           'lsvdiskfcmappings', 'rmvdisk'], ran)
 
 
-class PowerFlexImageCacheTest(_CacheTests, cinder_harness.CinderHarness):
-    BACKEND = 'powerflex'
-    VOLUME_GB = 8
+class PowerFlexImageCacheTest(array_views.PowerFlexArray, _CacheTests,
+                              cinder_harness.CinderHarness):
     CLONE_LIMIT = 3
-
-    def start_backends(self):
-        self.backend = backends.PowerFlexBackend(self.work_dir).start()
-        self.addCleanup(self.backend.stop)
 
     def set_clone_limit(self, n):
         self.backend.emulator.set('array.vtree_snapshot_limit', n)
-
-    def _inv(self):
-        return self.backend.emulator.inventory()
-
-    def array_volume_count(self):
-        return len(self._inv()['volumes'])
-
-    def clone_links(self):
-        return len([v for v in self._inv()['volumes'] if v['ancestor_id']])
-
-    def array_bytes_copied(self):
-        return 0 if not self._inv()['lun_counters'].get(
-            'array_copied_bytes') else self._inv()['lun_counters'][
-            'array_copied_bytes']
-
-    def lun_of(self, volume_id):
-        from cinder import objects
-        vol = objects.Volume.get_by_id(cinder_context.get_admin_context(),
-                                       volume_id)
-        return vol.provider_id

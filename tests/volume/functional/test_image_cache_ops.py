@@ -30,9 +30,9 @@ import fixtures
 from oslo_config import cfg
 
 from cinder_dpm_ephemeral.image_cache import cache
-from cinder_dpm_ephemeral.testing import backends
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 
@@ -41,8 +41,6 @@ INTERNAL_USER = uuid.uuid4().hex
 
 
 class _OpsTests:
-    VOLUME_GB = 1
-
     def default_options(self):
         opts = dict(self.backend.default_options())
         opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
@@ -249,56 +247,15 @@ class _OpsTests:
             1, logs.output.count('cinder_internal_tenant_project_id'))
 
 
-class SVCOpsTest(_OpsTests, cinder_harness.CinderHarness):
-    BACKEND = 'svc'
+class SVCOpsTest(array_views.SVCArray, _OpsTests,
+                 cinder_harness.CinderHarness):
 
     def slow_array(self):
         self.backend.emulator.set('array.latency', 0.05)
 
-    def start_backends(self):
-        self.backend = backends.SVCBackend(self.work_dir).start()
-        self.addCleanup(self.backend.stop)
 
-    def _inv(self):
-        return self.backend.emulator.inventory()
-
-    def array_volume_count(self):
-        return len(self._inv()['vdisks'])
-
-    def array_bytes_copied(self):
-        for m in self._inv()['fcmaps']:
-            self.assertEqual('0', str(m['copy_rate']), m)
-        return self.backend.luns.counters().get('svc_background_copy_bytes',
-                                                0)
-
-    def lun_of(self, volume_id):
-        for v in self._inv()['vdisks']:
-            if v['name'] == f'volume-{volume_id}':
-                return v['vdisk_UID']
-        self.fail(f'no vdisk for volume {volume_id}')
-
-
-class PowerFlexOpsTest(_OpsTests, cinder_harness.CinderHarness):
-    BACKEND = 'powerflex'
-    VOLUME_GB = 8
+class PowerFlexOpsTest(array_views.PowerFlexArray, _OpsTests,
+                       cinder_harness.CinderHarness):
 
     def slow_array(self):
         pass
-
-    def start_backends(self):
-        self.backend = backends.PowerFlexBackend(self.work_dir).start()
-        self.addCleanup(self.backend.stop)
-
-    def _inv(self):
-        return self.backend.emulator.inventory()
-
-    def array_volume_count(self):
-        return len(self._inv()['volumes'])
-
-    def array_bytes_copied(self):
-        return self._inv()['lun_counters'].get('array_copied_bytes', 0)
-
-    def lun_of(self, volume_id):
-        from cinder import objects
-        return objects.Volume.get_by_id(
-            cinder_context.get_admin_context(), volume_id).provider_id

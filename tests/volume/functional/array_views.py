@@ -1,0 +1,80 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""What the emulated arrays hold, for tests that compare it with Cinder."""
+
+from cinder import context as cinder_context
+from cinder import objects
+
+from cinder_dpm_ephemeral.testing import backends
+
+
+class SVCArray:
+    """An SVC emulator behind the test's Cinder, and views of its state."""
+
+    BACKEND = 'svc'
+    VOLUME_GB = 1
+
+    def start_backends(self):
+        self.backend = backends.SVCBackend(self.work_dir).start()
+        self.addCleanup(self.backend.stop)
+
+    def _inv(self):
+        return self.backend.emulator.inventory()
+
+    def array_volume_count(self):
+        return len(self._inv()['vdisks'])
+
+    def clone_links(self):
+        """FlashCopy maps; every one must be no-copy (copy rate 0)."""
+        maps = self._inv()['fcmaps']
+        for m in maps:
+            self.assertEqual('0', str(m['copy_rate']), m)
+        return len(maps)
+
+    def array_bytes_copied(self):
+        self.clone_links()
+        return self.backend.luns.counters().get('svc_background_copy_bytes',
+                                                0)
+
+    def lun_of(self, volume_id):
+        for v in self._inv()['vdisks']:
+            if v['name'] == f'volume-{volume_id}':
+                return v['vdisk_UID']
+        self.fail(f'no vdisk for volume {volume_id}')
+
+
+class PowerFlexArray:
+    """A PowerFlex gateway emulator behind the test's Cinder."""
+
+    BACKEND = 'powerflex'
+    VOLUME_GB = 8
+
+    def start_backends(self):
+        self.backend = backends.PowerFlexBackend(self.work_dir).start()
+        self.addCleanup(self.backend.stop)
+
+    def _inv(self):
+        return self.backend.emulator.inventory()
+
+    def array_volume_count(self):
+        return len(self._inv()['volumes'])
+
+    def clone_links(self):
+        """Snapshots in a vTree (they share the golden's data)."""
+        return len([v for v in self._inv()['volumes'] if v['ancestor_id']])
+
+    def array_bytes_copied(self):
+        return self._inv()['lun_counters'].get('array_copied_bytes', 0)
+
+    def lun_of(self, volume_id):
+        return objects.Volume.get_by_id(cinder_context.get_admin_context(),
+                                        volume_id).provider_id
