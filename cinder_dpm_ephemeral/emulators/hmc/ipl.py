@@ -118,17 +118,10 @@ class SVCFabric:
     def read_block(self, lun_id: str, length: int = BOOT_BLOCK) -> bytes:
         """First ``length`` bytes of LUN ``lun_id``, without side effects.
 
-        ``LunStore.open_path`` would give a clone its own copy first; a
-        read needs none, so this follows the clone chain like
-        ``LunStore.sha256`` does.
+        ``LunStore.read`` follows the clone chain and copies nothing
+        (``open_path`` would give a clone its own copy first).
         """
-        store = lunstore.LunStore(self.state_dir)
-        with store._locked() as index:  # read-only use of the store's lock
-            meta = store._get(index, lun_id)
-            path = store._data_file(index, lun_id)
-            with open(path, 'rb') as f:
-                data = f.read(min(length, int(meta['size'])))
-        return data.ljust(min(length, int(meta['size'])), b'\0')
+        return lunstore.LunStore(self.state_dir).read(lun_id, 0, length)
 
     def resolve(self, initiator: str, target: str, fcp_lun: str,
                 boot: bool = True) -> str:
