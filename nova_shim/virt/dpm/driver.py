@@ -363,4 +363,3 @@ def _volume_size(bdm: Any) -> int | None:
     if size is None and hasattr(bdm, 'get'):
         size = bdm.get('volume_size')
     return size
-

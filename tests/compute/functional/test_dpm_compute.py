@@ -20,16 +20,25 @@ volumes on that SVC (``harness.SVCCinder``): the connector's WWPNs become
 an SVC host, each volume a mapping with a SCSI id from 1.
 """
 
+import re
+import ssl
+import subprocess
+import sys
 from typing import Any
 
 import fixtures
+import urllib3
 import zhmcclient
 from nova.virt import driver as virt_driver
+from oslo_config import cfg
 
 from cinder_dpm_ephemeral.emulators.svc.cli import SVCArray
+from nova_shim.virt.dpm import conf as dpm_conf
 from tests.compute.functional import harness
 from tests.compute.functional import test_bfv_filter
 from tests.compute.unit.dpm import fakes
+
+dpm_conf.register_opts(cfg.CONF)
 
 HOST = 'compute'
 S390X_IMAGE = '5e2f7c3a-9d41-4b8e-a0c6-3f1d2b7e9a51'
@@ -51,15 +60,21 @@ class DPMComputeTestBase(test_bfv_filter.BfvFilterTestBase):
             side_effect=lambda conf: self.session))
         self.client = fakes.client(self.session)
         self.cpc = self.client.cpcs.find(**{'object-id': fakes.CPC_ID})
+        self._configure()
+        self._start_services()
+
+    def _configure(self, **dpm: Any) -> None:
         self.flags(compute_driver='dpm.DPMDriver')
-        self.flags(hmc=['127.0.0.1'], hmc_username='nova',
-                   hmc_password='s3cret', cpc_object_id=fakes.CPC_ID,
-                   max_processors=8, max_memory=65536,
-                   physical_storage_adapter_mappings=[
-                       '%s:0' % fakes.ADAPTERS[0],
-                       '%s:1' % fakes.ADAPTERS[1]],
-                   group='dpm')
+        options = dict(
+            hmc=['127.0.0.1'], hmc_username='nova', hmc_password='s3cret',
+            cpc_object_id=fakes.CPC_ID, max_processors=8, max_memory=65536,
+            physical_storage_adapter_mappings=[
+                '%s:0' % fakes.ADAPTERS[0], '%s:1' % fakes.ADAPTERS[1]])
+        options.update(dpm)
+        self.flags(group='dpm', **options)
         self.flags(reserved_host_memory_mb=0)
+
+    def _start_services(self) -> None:
         # The base class starts harness.RecordingCinder: make it SVCCinder.
         self.useFixture(fixtures.MockPatchObject(
             harness, 'RecordingCinder',
@@ -169,6 +184,34 @@ class _ServerLifecycle:
         self.assertEqual(set(self.rcinder.created),
                          set(self.rcinder.deleted))
 
+    def test_data_volume_attach_detach_running(self) -> None:
+        server = self._boot(self.dpm_flavor, image=S390X_IMAGE)
+        volume = self.rcinder._create(self.ctxt, 2, 'data', 'data volume')
+        vdisk = harness.SVCCinder.vdisk_name(volume['id'])
+        self._attach_volume(server, volume['id'])
+        [(host, mapped)] = self.rcinder.host_maps().items()
+        self.assertIn((4, vdisk), mapped)
+        part = self.partition(server)
+        self.assertEqual('active', part.get_property('status'))
+        if self.STORAGE_GROUPS:
+            sg = self.client.consoles.console.storage_groups.find(
+                name=part.name)
+            sv = sg.storage_volumes.find(name='cinder-%s' % volume['id'])
+            sv.pull_full_properties()
+            self.assertEqual('complete', sv.get_property('fulfillment-state'))
+            self.assertEqual('0004000000000000', sv.get_property('paths')[0][
+                'logical-unit-number'])
+        self.api.delete_server_volume(server['id'], volume['id'])
+        self._wait_for_volume_detach(server['id'], volume['id'])
+        [(host, mapped)] = self.rcinder.host_maps().items()
+        self.assertNotIn((4, vdisk), mapped)
+        if self.STORAGE_GROUPS:
+            self.assertEqual(3, len(sg.storage_volumes.list()))
+        self.assertEqual('active', self.partition(server).get_property(
+            'status'))
+        self._delete_server(server)
+        self.assert_nothing_left()
+
     def _failed_boot(self, reason: str) -> dict[str, Any]:
         server = self.api.post_server(self._body(self.dpm_flavor,
                                                  image=S390X_IMAGE))
@@ -213,3 +256,117 @@ class TestStorageGroupRoute(_ServerLifecycle, DPMComputeTestBase):
 
 class TestHbaRoute(_ServerLifecycle, DPMComputeTestBase):
     STORAGE_GROUPS = False
+
+
+class HMCEmulatorProcess(fixtures.Fixture):
+    """``dpm-ephemeral-emulator hmc`` in a child process on 127.0.0.1.
+
+    A process of its own: Nova's tests run under eventlet, which an
+    in-process HTTPS server thread would share.
+    """
+
+    def __init__(self, svc_state_dir: str, login: tuple[str, str],
+                 cpc: str) -> None:
+        super().__init__()
+        self.svc_state_dir = svc_state_dir
+        self.login = login
+        self.cpc = cpc
+
+    def _setUp(self) -> None:
+        state_dir = self.useFixture(fixtures.TempDir()).path
+        self.proc = subprocess.Popen(
+            [sys.executable, '-c',
+             'from cinder_dpm_ephemeral.cmd.emulator import main; '
+             'raise SystemExit(main())',
+             'hmc', '--listen', '127.0.0.1:0', '--state-dir', state_dir,
+             '--login', '%s:%s' % self.login, '--cpc', self.cpc,
+             '--svc-state-dir', self.svc_state_dir],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(self._stop)
+        line = self.proc.stdout.readline()
+        match = re.search(r'https://127\.0\.0\.1:(\d+)/api; TLS certificate '
+                          r'(\S+)', line)
+        if not match:
+            raise RuntimeError('HMC emulator did not start: %r' % line)
+        self.port = int(match.group(1))
+        self.cert_path = match.group(2)
+
+    def _stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+class TestOverHTTPS(DPMComputeTestBase):
+    """nova-compute talks to the HMC emulator over HTTPS, TLS verified.
+
+    No session is patched in: the driver builds its ``zhmcclient.Session``
+    from ``[dpm]`` (``hmc``, ``hmc_port``, ``hmc_ca_certs``) and logs on
+    with the emulator's user and password. z13-like CPC (HBA route): the
+    emulator has no Validate LUN Path yet, which the storage-group route
+    needs.
+    """
+
+    STORAGE_GROUPS = False
+    LOGIN = ('nova-dpm', 'hmc-pass-1')
+
+    def _real_https(self) -> None:
+        # wsgi-intercept (Nova's API and placement fixtures) replaces
+        # urllib3's HTTPS connection class with one that cannot verify
+        # certificates (TypeError on cert_reqs); the HMC is no WSGI app.
+        # The API and placement are intercepted over plain HTTP.
+        self.useFixture(fixtures.MockPatchObject(
+            urllib3.connectionpool.HTTPSConnectionPool, 'ConnectionCls',
+            urllib3.connection.HTTPSConnection))
+        # urllib3 was imported (by earlier test modules) before Nova's
+        # test package monkey-patched ssl: give it eventlet's SSLContext,
+        # as a nova-compute process has it (nova.monkey_patch runs first
+        # there), or setting minimum_version recurses (nova bug 1808951).
+        self.useFixture(fixtures.MockPatchObject(
+            urllib3.util.ssl_, 'SSLContext', ssl.SSLContext))
+
+    def _start_services(self) -> None:
+        super()._start_services()
+        self._real_https()
+
+    def _setup_services(self) -> None:
+        self._real_https()
+        svc_dir = harness.temp_dir(self)
+        self.svc = SVCArray(svc_dir, time_scale=1e6)
+        self.emulator = self.useFixture(HMCEmulatorProcess(
+            svc_dir, self.LOGIN, 'CPC1:z13'))
+        session = zhmcclient.Session(
+            '127.0.0.1', *self.LOGIN, port=self.emulator.port,
+            verify_cert=self.emulator.cert_path)
+        self.addCleanup(session.logoff)
+        self.client = zhmcclient.Client(session)
+        self.cpc = self.client.cpcs.find(**{'object-id': fakes.CPC_ID})
+        self._configure(hmc_port=self.emulator.port,
+                        hmc_ca_certs=self.emulator.cert_path,
+                        hmc_username=self.LOGIN[0],
+                        hmc_password=self.LOGIN[1])
+        self._start_services()
+
+    def test_boot_stop_start_delete_over_https(self) -> None:
+        driver = self.computes['compute'].driver
+        self.assertEqual(self.emulator.cert_path,
+                         driver._session.verify_cert)
+        server = self._boot(self.dpm_flavor, image=S390X_IMAGE)
+        part = self.partition(server)
+        self.assertEqual('active', part.get_property('status'))
+        self.assertEqual('storage-adapter', part.get_property('boot-device'))
+        self.assertEqual('0001000000000000', self.boot_path(part)['lun'])
+        server = self._stop_server(server)
+        server = self._start_server(server)
+        self._delete_server(server)
+        self.assert_nothing_left()
+
+    def test_untrusted_certificate_refused(self) -> None:
+        driver = self.computes['compute'].driver
+        self.flags(hmc_ca_certs=None, group='dpm')
+        # the emulator's self-signed certificate is in no system store
+        self.assertRaises(zhmcclient.ConnectionError, driver.init_host, HOST)
