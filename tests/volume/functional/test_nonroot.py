@@ -52,7 +52,7 @@ class NonRootDataPathTest(testtools.TestCase):
                                  f'{tool} is required (./run installs sudo)')
         self.work = tempfile.mkdtemp(prefix='dpm-nonroot-')
         self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
-        os.chmod(self.work, 0o755)
+        os.chmod(self.work, 0o755)  # noqa: S103 (the service user reads)
         self.uid = self._system_user()
         self._let_user_reach(os.path.realpath(sys.executable))
         self.rootwrap_conf = self._rootwrap()
@@ -61,7 +61,7 @@ class NonRootDataPathTest(testtools.TestCase):
         self.backend = backends.SVCBackend(self.work).start()
         self.addCleanup(self.backend.stop)
         for path in (self.work, self.backend.state_dir):
-            os.chmod(path, 0o755)
+            os.chmod(path, 0o755)  # noqa: S103
 
     def _system_user(self):
         try:
