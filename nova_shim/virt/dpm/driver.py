@@ -126,11 +126,7 @@ class DPMDriver(driver.ComputeDriver):
 
     def _used(self) -> tuple[int, int]:
         vcpus = memory = 0
-        for uuid in self.parts.uuids():
-            part = self.parts.find(uuid)
-            if part is None:
-                continue
-            part.pull_full_properties()
+        for part in self.parts.owned(full_properties=True).values():
             vcpus += part.get_property('ifl-processors') or 0
             memory += part.get_property('initial-memory') or 0
         return vcpus, memory

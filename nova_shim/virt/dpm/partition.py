@@ -87,14 +87,20 @@ class Partitions:
             raise nova_exception.InstanceNotFound(instance_id=instance_uuid)
         return part
 
-    def uuids(self) -> list[str]:
-        """Instance uuids of this subset's partitions."""
-        out = []
-        for part in self.cpc.partitions.list():
+    def owned(self, full_properties: bool = False
+              ) -> dict[str, zhmcclient.Partition]:
+        """This subset's partitions by instance uuid (one HMC request)."""
+        out = {}
+        for part in self.cpc.partitions.list(
+                full_properties=full_properties):
             match = self._name_re.match(part.name)
             if match:
-                out.append(match.group(1))
+                out[match.group(1)] = part
         return out
+
+    def uuids(self) -> list[str]:
+        """Instance uuids of this subset's partitions."""
+        return list(self.owned())
 
     # -- lifecycle ---------------------------------------------------------
     def create(self, instance_uuid: str, vcpus: int, memory_mb: int
@@ -125,7 +131,8 @@ class Partitions:
         if status == 'paused':
             self.stop(part)
         LOG.info('Starting partition %s', part.name)
-        part.start(status_timeout=self.start_timeout)
+        part.start(operation_timeout=self.start_timeout,
+                   status_timeout=self.start_timeout)
         status = self.status(part)
         if status not in RUNNING_STATES:
             raise exception.PartitionError(
@@ -141,7 +148,8 @@ class Partitions:
             return
         LOG.info('Stopping partition %s (status %s)', part.name, status)
         try:
-            part.stop(status_timeout=self.stop_timeout)
+            part.stop(operation_timeout=self.stop_timeout,
+                      status_timeout=self.stop_timeout)
         except zhmcclient.HTTPError as e:
             # 409,1: the partition's status does not allow the operation,
             # i.e. it stopped meanwhile (HMC WS API, Stop Partition).

@@ -256,7 +256,8 @@ class SVCCinder(RecordingCinder):
         with self.lock:
             host = self.svc.state.host_of_wwpn(wwpns[0])
             if host is None:
-                hname = 'h-' + connector['host'][-40:]
+                # SVC names: at most 63 characters, first one a letter
+                hname = 'dpm-' + connector['host'][-36:]
                 self.cli('mkhost', '-name', hname, '-fcwwpn',
                          ':'.join(wwpns), '-force')
                 host = self.svc.state.by_name('hosts', hname)
