@@ -301,17 +301,15 @@ class HMCEmulatorProcess(fixtures.Fixture):
         self.proc.stdout.close()
 
 
-class TestOverHTTPS(DPMComputeTestBase):
+class _OverHTTPS:
     """nova-compute talks to the HMC emulator over HTTPS, TLS verified.
 
     No session is patched in: the driver builds its ``zhmcclient.Session``
     from ``[dpm]`` (``hmc``, ``hmc_port``, ``hmc_ca_certs``) and logs on
-    with the emulator's user and password. z13-like CPC (HBA route): the
-    emulator has no Validate LUN Path yet, which the storage-group route
-    needs.
+    with the emulator's user and password; the emulator runs the Start and
+    Stop Partition jobs asynchronously, as an HMC does.
     """
 
-    STORAGE_GROUPS = False
     LOGIN = ('nova-dpm', 'hmc-pass-1')
 
     def _real_https(self) -> None:
@@ -338,7 +336,8 @@ class TestOverHTTPS(DPMComputeTestBase):
         svc_dir = harness.temp_dir(self)
         self.svc = SVCArray(svc_dir, time_scale=1e6)
         self.emulator = self.useFixture(HMCEmulatorProcess(
-            svc_dir, self.LOGIN, 'CPC1:z13'))
+            svc_dir, self.LOGIN,
+            'CPC1:z14' if self.STORAGE_GROUPS else 'CPC1:z13'))
         session = zhmcclient.Session(
             '127.0.0.1', *self.LOGIN, port=self.emulator.port,
             verify_cert=self.emulator.cert_path)
@@ -358,12 +357,22 @@ class TestOverHTTPS(DPMComputeTestBase):
         server = self._boot(self.dpm_flavor, image=S390X_IMAGE)
         part = self.partition(server)
         self.assertEqual('active', part.get_property('status'))
-        self.assertEqual('storage-adapter', part.get_property('boot-device'))
+        self.assertEqual(
+            'storage-volume' if self.STORAGE_GROUPS else 'storage-adapter',
+            part.get_property('boot-device'))
         self.assertEqual('0001000000000000', self.boot_path(part)['lun'])
         server = self._stop_server(server)
         server = self._start_server(server)
         self._delete_server(server)
         self.assert_nothing_left()
+
+
+class TestStorageGroupRouteOverHTTPS(_OverHTTPS, DPMComputeTestBase):
+    STORAGE_GROUPS = True
+
+
+class TestHbaRouteOverHTTPS(_OverHTTPS, DPMComputeTestBase):
+    STORAGE_GROUPS = False
 
     def test_untrusted_certificate_refused(self) -> None:
         driver = self.computes['compute'].driver

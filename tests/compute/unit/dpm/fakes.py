@@ -16,12 +16,11 @@
 z13-like (HBAs), with two FCP adapters of two ports each and one OSA
 adapter (for the "not FCP" check).
 
-The model has no Validate LUN Path operation yet (the driver's
-storage-group route uses it to choose the boot target). Until it does, the
-handler below adds it in the tests only: with an SVC state directory it
-follows the same FCP path the emulated IPL follows (reason 484 when the
-target is no host-I/O port of the SVC, 485 when the LUN is not mapped to
-the initiator); ``Reachability.unreachable_targets`` adds 484s by hand.
+The model's Validate LUN Path (which the driver's storage-group route uses
+to choose the boot target) is wrapped to record each call and to refuse,
+with reason 484, the targets a test puts in
+``Reachability.unreachable_targets``; everything else goes to the model's
+own handler (which follows the SVC emulator's fabric when it has one).
 """
 
 from typing import Any
@@ -32,16 +31,14 @@ from zhmcclient.mock import _urihandler as uh  # private: zhmcclient pinned
 
 from cinder_dpm_ephemeral.emulators import hmc as hmc_emulator
 from cinder_dpm_ephemeral.emulators.hmc import definition as hmc_definition
-from cinder_dpm_ephemeral.emulators.hmc import ipl
 from cinder_dpm_ephemeral.emulators.hmc import model
+from cinder_dpm_ephemeral.emulators.hmc import storage as hmc_storage
 
 CPC_NAME = 'CPC1'
 CPC_ID = hmc_definition.cpc_object_id(CPC_NAME)
 ADAPTERS = tuple(hmc_definition.adapter_object_id(CPC_NAME, a)
                  for a in hmc_definition.DEFAULT_ADAPTERS)
 OSA_ID = hmc_definition.adapter_object_id(CPC_NAME, 'osa1')
-
-VALIDATE_URI = r'/api/cpcs/([^/]+)/operations/validate-lun-path'
 
 
 def cpc_dict(storage_groups: bool, **kwargs: Any) -> dict[str, Any]:
@@ -59,8 +56,7 @@ def cpc_dict(storage_groups: bool, **kwargs: Any) -> dict[str, Any]:
 class Reachability:
     """What Validate LUN Path saw and which targets it refuses."""
 
-    def __init__(self, svc_state_dir: str | None) -> None:
-        self.fabric = ipl.SVCFabric(svc_state_dir) if svc_state_dir else None
+    def __init__(self) -> None:
         self.unreachable_targets: set[str] = set()
         self.validated: list[tuple[str, str, str]] = []
 
@@ -72,26 +68,16 @@ class Reachability:
             def post(method: str, hmc: Any, uri: str, uri_parms: Any,
                      body: Any, logon_required: bool,
                      wait_for_completion: bool) -> None:
-                uh.check_required_fields(method, uri, body, [
-                    'host-world-wide-port-name', 'adapter-port-uri',
-                    'target-world-wide-port-name', 'logical-unit-number'])
-                initiator = body['host-world-wide-port-name']
-                target = body['target-world-wide-port-name'].lower()
-                lun = body['logical-unit-number']
-                reach.validated.append((initiator, target, lun))
-                if target in reach.unreachable_targets:
+                target = str(body.get('target-world-wide-port-name', ''))
+                reach.validated.append((
+                    body.get('host-world-wide-port-name'), target.lower(),
+                    body.get('logical-unit-number')))
+                if target.lower() in reach.unreachable_targets:
                     raise uh.ConflictError(method, uri, 484,
                                            'target %s not reachable' % target)
-                if reach.fabric is None:
-                    return
-                try:
-                    reach.fabric.resolve(initiator, target, lun)
-                except Exception as e:  # IplFailed: which step failed
-                    text = getattr(e, 'message', None) or str(e)
-                    if 'no boot record' in text:
-                        return  # reachable; what it holds is not checked
-                    reason = 485 if 'LUN' in text else 484
-                    raise uh.ConflictError(method, uri, reason, text)
+                hmc_storage.ValidateLunPathHandler.post(
+                    method, hmc, uri, uri_parms, body, logon_required,
+                    wait_for_completion)
         return ValidateLunPath
 
 
@@ -100,9 +86,9 @@ def hmc_session(storage_groups: bool = True,
                 ) -> tuple[FakedSession, Reachability]:
     session = hmc_emulator.faked_session(cpc_dict(storage_groups, **cpc),
                                          svc_state_dir=svc_state_dir)
-    reach = Reachability(svc_state_dir)
+    reach = Reachability()
     session._urihandler = uh.UriHandler(
-        model.strict_uris() + [(VALIDATE_URI, reach.handler())])
+        model.strict_uris() + [(model.VALIDATE_LUN_PATH, reach.handler())])
     return session, reach
 
 
