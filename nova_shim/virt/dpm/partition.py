@@ -128,7 +128,8 @@ class Partitions:
         if status in RUNNING_STATES:
             LOG.debug('Partition %s is already %s', part.name, status)
             return
-        if status == 'paused':
+        if status in ('paused', 'terminated', 'reservation-error'):
+            # Start Partition needs a stopped partition (HMC WS API).
             self.stop(part)
         LOG.info('Starting partition %s', part.name)
         part.start(operation_timeout=self.start_timeout,

@@ -84,6 +84,19 @@ class _Lifecycle:
         self.assertEqual('active',
                          self.partition(inst).get_property('status'))
 
+    def test_power_on_after_guest_terminated(self) -> None:
+        inst = self.instance()
+        self.spawn(inst)
+        # the operating system stopped itself: the HMC reports terminated
+        part = self.partition(inst)
+        self.session.hmc.lookup_by_uri(part.uri).properties[
+            'status'] = 'terminated'
+        self.assertEqual(power_state.CRASHED,
+                         self.driver.get_info(inst).state)
+        self.driver.power_on(self.ctxt, inst, [], None, None, None)
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(inst).state)
+
     def test_non_fc_root_refused_and_cleaned(self) -> None:
         inst = self.instance()
         self.driver.prepare_for_spawn(inst)
