@@ -223,6 +223,15 @@ class _ServerLifecycle:
                          set(self.rcinder.deleted))
         return server
 
+    def test_spawn_failure_partition_create(self) -> None:
+        self.useFixture(fixtures.MockPatch(
+            'zhmcclient.PartitionManager.create', side_effect=(
+                zhmcclient.HTTPError({
+                    'http-status': 409, 'reason': 8,
+                    'message': 'not enough memory', 'request-method': 'POST',
+                    'request-uri': '/api/cpcs/x/partitions'}))))
+        self._failed_boot('Failure prepping block device')
+
     def test_spawn_failure_initiators(self) -> None:
         target = ('zhmcclient.Partition.attach_storage_group'
                   if self.STORAGE_GROUPS else 'zhmcclient.HbaManager.create')

@@ -20,6 +20,9 @@ from nova_shim.virt.dpm import hmc
 from tests.compute.unit.dpm import base
 from tests.compute.unit.dpm import fakes
 
+# the real one: base.DriverTestCase patches hmc.make_session in setUp
+make_session = hmc.make_session
+
 
 class InitHostTest(base.DriverTestCase):
     INIT_HOST = False
@@ -87,6 +90,26 @@ class InitHostTest(base.DriverTestCase):
         self.assertEqual('/etc/ssl/hmc-ca.pem', hmc.verify_cert(cfg.CONF))
         self.flags(hmc_verify_cert=False, group='dpm')
         self.assertIs(False, hmc.verify_cert(cfg.CONF))
+
+    def test_session_from_options(self) -> None:
+        self.flags(hmc=['hmc1.example.org', 'hmc2.example.org'],
+                   hmc_port=16794, hmc_ca_certs='/etc/ssl/hmc-ca.pem',
+                   group='dpm')
+        session = make_session(cfg.CONF)  # no HMC contacted yet
+        self.assertEqual(['hmc1.example.org', 'hmc2.example.org'],
+                         session.host)
+        self.assertEqual(16794, session.port)
+        self.assertEqual('/etc/ssl/hmc-ca.pem', session.verify_cert)
+        self.assertEqual('nova', session.userid)
+        self.flags(hmc=['hmc1.example.org'], group='dpm')
+        self.assertEqual('hmc1.example.org', make_session(cfg.CONF).host)
+
+    def test_password_never_logged(self) -> None:
+        self.driver.init_host(base.HOST)
+        self.flags(hmc_verify_cert=False, group='dpm')
+        make_session(cfg.CONF)
+        self.assertIn('hmc_verify_cert = false', self.stdlog.logger.output)
+        self.assertNotIn('s3cret', self.stdlog.logger.output)
 
     def test_options_listed_for_generator(self) -> None:
         groups = {g.name: [o.name for o in opts]
