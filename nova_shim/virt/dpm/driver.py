@@ -253,7 +253,9 @@ class DPMDriver(driver.ComputeDriver):
     def _check_volume_backed(self, instance: Any,
                              block_device_info: Any) -> Any:
         info = block_device_info or {}
-        if info.get('image') or instance.image_ref:
+        # Nova 34 lists an image boot's local root disk under 'image'
+        # (an instance booted from a volume may still carry an image_ref).
+        if info.get('image'):
             raise exception.UnsupportedVolume(
                 instance=instance.uuid,
                 reason='it boots from a local image disk, but DPM '
