@@ -11,25 +11,24 @@
 # under the License.
 """One cloud per test run, the ``openstack`` command, and what lies beneath.
 
-The cloud (cinder_dpm_ephemeral.testing.cloud) comes up once per process
-in a temporary directory, on ports moved by ``E2E_PORT_OFFSET`` so that it
-does not meet a cloud a user runs from ``.cloud/``, and goes down when the
-process ends (stestr runs this suite in one worker). Tests drive it with
-the real ``openstack`` client as the ``dpm-demo`` user, and look under it
-the way an operator would: the SVC's CLI over SSH, the HMC's Web Services
-API through zhmcclient, Glance's access log.
+The cloud (cinder_dpm_ephemeral.testing.cloud) comes up once per run in
+``.cloud-e2e/`` (or ``$DPM_E2E_CLOUD_DIR``), on ports moved by
+``E2E_PORT_OFFSET`` so that it does not meet a cloud a user runs from
+``.cloud/``, and goes down after the test class (stestr runs this suite in
+one worker). A cloud left by an interrupted run is ended first. Tests
+drive it with the real ``openstack`` client as the ``dpm-demo`` user, and
+look under it the way an operator would: the SVC's CLI over SSH, the HMC's
+Web Services API through zhmcclient, Glance's access log.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -138,7 +137,10 @@ class Cloud:
     def storage_groups(self) -> list[str]:
         session, cpc = self.hmc_cpc()
         try:
-            if not cpc.feature_enabled('dpm-storage-management'):
+            try:
+                if not cpc.feature_enabled('dpm-storage-management'):
+                    return []
+            except ValueError:  # a z13-like CPC: no such feature at all
                 return []
             console = zhmcclient.Client(session).consoles.console
             return [g.name for g in console.storage_groups.list()]
@@ -146,24 +148,37 @@ class Cloud:
             session.logoff()
 
 
-def _bring_up() -> Cloud:
-    root = pathlib.Path(tempfile.mkdtemp(prefix='dpm-e2e-cloud-'))
+def e2e_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get('DPM_E2E_CLOUD_DIR')
+                        or lay.REPO / '.cloud-e2e')
+
+
+def _layout() -> lay.Layout:
     os.environ['DPM_CLOUD_PORT_OFFSET'] = str(E2E_PORT_OFFSET)
-    lo = lay.Layout.load(root)
+    return lay.Layout.load(e2e_dir())
 
-    def down() -> None:
-        try:
-            cloud.down(lo)
-        finally:
-            if not os.environ.get('DPM_E2E_KEEP'):
-                shutil.rmtree(root, ignore_errors=True)
 
-    atexit.register(down)
+def bring_up() -> Cloud:
+    """A new cloud in the suite's directory (a leftover one ended first)."""
+    lo = _layout()
+    cloud.down(lo)
+    shutil.rmtree(lo.root, ignore_errors=True)
+    lo = _layout()
     try:
         timings = cloud.up(lo)
     except svcs.ServiceError as exc:
-        raise AssertionError(f'the cloud did not come up: {exc}') from None
+        raise AssertionError(
+            f'the cloud did not come up: {exc}\n(logs in {lo.logs})'
+        ) from None
     return Cloud(lo, timings)
+
+
+def take_down() -> None:
+    """End the suite's cloud; its directory stays for a look at the logs."""
+    global _cloud
+    with _lock:
+        cloud.down(_layout())
+        _cloud = None
 
 
 def get_cloud() -> Cloud:
@@ -174,7 +189,7 @@ def get_cloud() -> Cloud:
             raise AssertionError(_failure)
         if _cloud is None:
             try:
-                _cloud = _bring_up()
+                _cloud = bring_up()
             except AssertionError as exc:
                 _failure = str(exc)
                 raise
@@ -182,7 +197,17 @@ def get_cloud() -> Cloud:
 
 
 class CloudTestCase(testtools.TestCase):
-    """A test against the shared cloud, as the demo project's member."""
+    """Tests against one cloud, as the demo project's member.
+
+    The cloud comes up with the class's first test and goes down after its
+    last (tearDownClass): keep the suite's tests in one class so that the
+    cloud starts once per run.
+    """
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        take_down()
+        super().tearDownClass()
 
     def setUp(self) -> None:
         super().setUp()

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -209,12 +210,20 @@ def down(lo: lay.Layout) -> list[str]:
         n for n in names if n not in STOP_ORDER]
     # The APIs and services first, all at once; then arrays; the bus last.
     waves = [ordered[:-2], ordered[-2:]] if len(ordered) > 2 else [ordered]
+    results: dict[str, bool] = {}
+
+    def one(name: str) -> None:
+        results[name] = svcs.stop(lo, name)
+
     for wave in waves:
-        with concurrent.futures.ThreadPoolExecutor(max(1, len(wave))) as p:
-            for name, was in zip(wave, p.map(lambda n: svcs.stop(lo, n),
-                                             wave), strict=True):
-                if was:
-                    stopped.append(name)
+        # Plain threads: this may run at interpreter exit, where
+        # concurrent.futures refuses new work.
+        threads = [threading.Thread(target=one, args=(n,)) for n in wave]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stopped += [n for n in wave if results.get(n)]
     left = svcs.stop_stragglers(lo)
     if left:
         LOG.warning('killed %d leftover process(es): %s', len(left), left)

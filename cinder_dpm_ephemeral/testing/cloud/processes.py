@@ -154,7 +154,7 @@ def cpc_model() -> str:
     The HMC emulator makes its CPC at its first start: changing the model
     needs a new cloud directory.
     """
-    model = os.environ.get('DPM_CLOUD_CPC', 'z13')
+    model = os.environ.get('DPM_CLOUD_CPC', 'z14')
     if model not in ('z13', 'z14'):
         raise svcs.ServiceError(f'DPM_CLOUD_CPC={model!r}: expected z14 '
                                 '(storage-group route) or z13 (HBA route)')

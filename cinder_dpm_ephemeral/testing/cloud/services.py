@@ -243,8 +243,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 def marked_pids(lo: lay.Layout) -> list[int]:
-    """Processes whose environment carries this cloud's marker."""
+    """Processes of this cloud.
+
+    Those with its marker in their environment, or (services that rewrite
+    their process title over the environment, as Nova's and Neutron's do)
+    with its directory in their command line.
+    """
     want = f'{MARKER}={lo.root}'.encode()
+    root = f'{lo.root}/'.encode()
     found = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -252,9 +258,11 @@ def marked_pids(lo: lay.Layout) -> list[int]:
         try:
             with open(f'/proc/{entry}/environ', 'rb') as f:
                 env = f.read().split(b'\0')
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                cmdline = f.read()
         except OSError:
             continue
-        if want in env:
+        if want in env or root in cmdline:
             found.append(int(entry))
     return found
 
