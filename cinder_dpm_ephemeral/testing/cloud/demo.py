@@ -130,6 +130,11 @@ def scenario(demo: Demo, args: argparse.Namespace) -> dict[str, Any]:
         print(f'(flavor {FLAVOR_NAME} is already there)')
 
     print('\n# 3. Boot from the image, as on any cloud')
+    left = [s['ID'] for s in demo.value('server', 'list', '--name',
+                                        f'^{SERVER_NAME}$')]
+    if left:
+        print(f'(removing {len(left)} server(s) left by an interrupted run)')
+        demo.run('server', 'delete', '--wait', *left, show=False)
     demo.timed('server create -> ACTIVE', demo.run, 'server', 'create',
                '--image', IMAGE_NAME, '--flavor', FLAVOR_NAME,
                '--nic', 'none', '--wait', SERVER_NAME, '-c', 'id', '-c',

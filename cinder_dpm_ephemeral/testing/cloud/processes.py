@@ -22,6 +22,7 @@ compute host into cell1.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import pathlib
@@ -193,6 +194,13 @@ class _ServiceLists:
 
     def check(self, kind: str, binary: str, host: str
               ) -> Callable[[], str | None]:
+        # 'up' is not enough after a restart: the old process's last
+        # heartbeat keeps a service 'up' for service_down_time (60 s), and
+        # Nova's ComputeFilter then still finds the new one silent. Wait
+        # for a heartbeat of this start.
+        since = datetime.datetime.now(datetime.UTC).replace(
+            tzinfo=None)
+
         def health() -> str | None:
             try:
                 if kind == 'nova':
@@ -206,9 +214,15 @@ class _ServiceLists:
             if resp.status_code != 200:
                 return f'{kind} API service list: HTTP {resp.status_code}'
             for s in resp.json()['services']:
-                if s['binary'] == binary and s['host'] == host:
-                    return None if s['state'] == 'up' else (
-                        f'{binary} on {host} is {s["state"]}')
+                if s['binary'] != binary or s['host'] != host:
+                    continue
+                if s['state'] != 'up':
+                    return f'{binary} on {host} is {s["state"]}'
+                beat = s.get('updated_at')
+                if not beat or datetime.datetime.fromisoformat(
+                        beat.rstrip('Z')).replace(tzinfo=None) < since:
+                    return f'{binary} on {host}: no heartbeat since start'
+                return None
             return f'{binary} on {host} has not reported yet'
         return health
 

@@ -233,6 +233,12 @@ def _log_matches(lo: lay.Layout, name: str, pattern: str) -> bool:
 
 # -- stop ---------------------------------------------------------------------
 def _group_alive(pgid: int) -> bool:
+    # When this process started the service (the demo, the tests), its
+    # ended leader stays a zombie in the group until reaped.
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
