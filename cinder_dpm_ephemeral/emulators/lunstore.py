@@ -387,6 +387,48 @@ class LunStore:
                 self._add(index, counter, moved)
             return str(self._file(lun_id))
 
+    def allocated(self, lun_id: str) -> list[tuple[int, int]]:
+        """``(offset, end)`` byte ranges of the LUN that hold data.
+
+        The data extents of the file holding its bytes (its own, or its
+        base's for a clone that shares them): what a thin-provisioned LUN
+        has allocated. Copies nothing.
+        """
+        with self._locked() as index:
+            meta = self._get(index, lun_id)
+            path = self._data_file(index, lun_id)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return []
+            try:
+                end = min(int(meta['size']), os.fstat(fd).st_size)
+                return list(_data_extents(fd, 0, end))
+            finally:
+                os.close(fd)
+
+    def write(self, lun_id: str, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` of the LUN (a host's write).
+
+        Like :meth:`open_path` the LUN gets its own file first, but nothing
+        is added to its ``cow_counter``: the array layer that calls this
+        counts what the write costs it (e.g. FlashCopy grain splits).
+        Returns the bytes written.
+        """
+        with self._locked() as index:
+            meta = self._get(index, lun_id)
+            if offset < 0 or offset + len(data) > int(meta['size']):
+                raise LunStoreError(
+                    f'write of {len(data)} bytes at {offset} is outside '
+                    f'LUN {lun_id} ({meta["size"]} bytes)')
+            self._detach_dependents(index, lun_id)
+            self._materialize(index, lun_id)
+            fd = os.open(self._file(lun_id), os.O_WRONLY)
+            try:
+                return os.pwrite(fd, data, offset)
+            finally:
+                os.close(fd)
+
     def read(self, lun_id: str, offset: int, length: int) -> bytes:
         """``length`` bytes of the LUN from ``offset``; copies nothing."""
         with self._locked() as index:

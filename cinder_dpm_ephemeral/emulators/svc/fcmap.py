@@ -1,5 +1,12 @@
 """FlashCopy: mappings, consistency groups, background copy over time.
 
+Which grains move, and what host writes cost, is in :mod:`.grains` (with
+IBM's documentation cited there): background copy moves only the allocated
+grains of a thin-provisioned source (all grains of a fully allocated one),
+highest LBA first; the active mappings of one source form a cascade; a map
+stopped while an older one reads grains through its target is
+``stopping`` until those grains are copied at the cleaning rate.
+
 States follow the real state machine: a new mapping is ``idle_or_copied``;
 ``prestartfcmap`` makes it ``prepared`` (the cache flush is instant here);
 ``startfcmap`` takes the point-in-time copy (the target LUN becomes a
@@ -7,7 +14,8 @@ copy-on-write image of the source) and makes it ``copying``; with a copy
 rate above 0 the background copy advances with time (see :func:`rate_bps`)
 until the mapping is ``idle_or_copied`` at progress 100, when
 ``-autodelete`` mappings disappear; ``stopfcmap`` makes it ``stopped`` (or
-``idle_or_copied`` if the copy had completed).
+``idle_or_copied`` if the copy had completed, ``stopping`` first when
+an older mapping of the same source depends on grains of its target).
 """
 
 from __future__ import annotations
@@ -19,10 +27,19 @@ from cinder_dpm_ephemeral.emulators.svc.common import (
     E_FC_SAME, E_FC_SIZE, E_FC_STATE, E_FC_STOPPED, E_FC_TOO_MANY,
     E_NOT_FOUND, E_NOT_FOUND_NAME, Args, CLIError, Ctx, Detail, Result,
     Table, need, yes_no)
+from cinder_dpm_ephemeral.emulators.svc import grains
 from cinder_dpm_ephemeral.emulators.svc.state import Obj, valid_name
 
+# IBM configuration limits (Spectrum Virtualize 8.x "Configuration limits
+# and restrictions"; Redbook SG24-8162 10.3: "A FlashCopy Consistency Group
+# can contain up to 512 FlashCopy mappings. The maximum number of
+# FlashCopy mappings that is supported by the IBM Storwize V5000 Gen2
+# system V8.1.0 is 4096"; "The source volume is already a member of 256
+# FlashCopy mappings" fails mkfcmap).
 MAX_TARGETS_PER_SOURCE = 256       # real SVC limit (fcmap_source_limit)
-BACKGROUND_COPY_COUNTER = 'svc_background_copy_bytes'
+MAX_MAPS_PER_CONSISTGRP = 512
+MAX_MAPS_PER_SYSTEM = 4096
+BACKGROUND_COPY_COUNTER = grains.BACKGROUND_COPY_COUNTER
 
 
 def rate_bps(copy_rate: int) -> int:
@@ -46,12 +63,24 @@ def _rate_arg(value: str | None, default: int) -> int:
 
 
 def _progress(m: Obj) -> int:
+    """Share of the grains to copy that the target holds (bitmap)."""
     if m['status'] == 'idle_or_copied' and m.get('complete'):
         return 100
+    if m['status'] in ('copying', 'stopping') and 'todo_bits' in m \
+            and not m['todo_bits']:
+        return 100        # a thin source with nothing allocated
     size = int(m.get('size') or 0)
     if not size:
         return 0
-    return min(100, int(m['copied'] * 100 // size))
+    return min(100, int(float(m['copied']) * 100 // size))
+
+
+def _clean_progress(m: Obj) -> int:
+    if m['status'] != 'stopping':
+        return 100
+    left = grains.mask(m, 'clean').bit_count()
+    total = max(left, int(m.get('clean_total', left)) or 1)
+    return 100 - left * 100 // total
 
 
 def _start_time(ctx: Ctx) -> str:
@@ -68,6 +97,12 @@ def drop_map(ctx: Ctx, m: Obj) -> None:
 
 
 def _complete(ctx: Ctx, m: Obj) -> None:
+    # An older mapping still reading grains through this target gets them
+    # now (counted as cleaning; a real array does it before the map leaves
+    # the cascade, at the cleaning rate: simplification, see emulators.md).
+    older, deps = grains.dependent_grains(ctx.data, m)
+    if older is not None and deps:
+        _clean_now(ctx, m, older, deps)
     m['status'] = 'idle_or_copied'
     m['complete'] = True
     m['copied'] = m['size']
@@ -75,27 +110,67 @@ def _complete(ctx: Ctx, m: Obj) -> None:
         drop_map(ctx, m)
 
 
+def _capacity(ctx: Ctx, m: Obj) -> int:
+    return int(ctx.data['vdisks'][str(m['source'])]['capacity'])
+
+
+def _clean_now(ctx: Ctx, m: Obj, older: Obj, deps: int) -> None:
+    m['clean'] = grains.dump(deps)
+    moved = grains.advance(m, deps.bit_count(), 'clean', _capacity(ctx, m),
+                           ctx.data, older, 'clean')
+    if moved:
+        ctx.luns.count(grains.CLEAN_COUNTER, moved)
+
+
+def _credit(ctx: Ctx, m: Obj, rate: int, now: float) -> int:
+    """Whole grains the rate allows since the last tick."""
+    last = float(m.get('last', now))
+    m['last'] = now
+    credit = float(m.get('credit', 0.0)) + (
+        rate_bps(rate) / grains.grain_bytes(m)
+        * max(0.0, now - last) * ctx.time_scale)
+    n = int(credit)
+    m['credit'] = credit - n
+    return n
+
+
 def tick(ctx: Ctx) -> None:
-    """Advance the background copy of every copying mapping to now."""
+    """Advance background copies and stopping copies to now."""
     now = ctx.clock()
-    for m in list(ctx.data['fcmaps'].values()):
-        if m['status'] != 'copying':
+    for m in sorted(ctx.data['fcmaps'].values(),
+                    key=lambda m: (int(m.get('seq', 0)), m['id'])):
+        if str(m['id']) not in ctx.data['fcmaps']:
+            continue        # auto-deleted by an earlier completion
+        if m['status'] == 'stopping':
+            _tick_stopping(ctx, m, now)
             continue
-        bps = rate_bps(m['copyrate'])
-        if not bps:
-            continue        # no-copy maps: nothing moves, nothing to save
-        last = float(m.get('last', now))
-        m['last'] = now
-        size = int(m['size'])
-        before = float(m['copied'])
-        after = min(float(size), before + bps * max(0.0, now - last)
-                    * ctx.time_scale)
-        moved = int(after) - int(before)
-        m['copied'] = after
-        if moved > 0:
-            ctx.luns.count(BACKGROUND_COPY_COUNTER, moved)
-        if after >= size:
+        if m['status'] != 'copying' or not rate_bps(m['copyrate']):
+            continue        # no-copy maps: only host writes split grains
+        n = _credit(ctx, m, m['copyrate'], now)
+        if n:
+            moved = grains.advance(m, n, 'todo', _capacity(ctx, m),
+                                   ctx.data, m, 'background')
+            if moved:
+                ctx.luns.count(BACKGROUND_COPY_COUNTER, moved)
+        if not grains.mask(m, 'todo') and not (
+                grains.mask(m, 'todo_bits') & ~grains.mask(m, 'split')):
             _complete(ctx, m)
+
+
+def _tick_stopping(ctx: Ctx, m: Obj, now: float) -> None:
+    older = ctx.data['fcmaps'].get(str(m.get('clean_onto')))
+    if older is None or older['status'] not in grains.ACTIVE:
+        m['clean'] = ''
+    # a clean rate of 0 still has to finish: lowest rate (assumption)
+    n = _credit(ctx, m, max(1, int(m['cleanrate'])), now)
+    if n and older is not None and m.get('clean'):
+        moved = grains.advance(m, n, 'clean', _capacity(ctx, m), ctx.data,
+                               older, 'clean')
+        if moved:
+            ctx.luns.count(grains.CLEAN_COUNTER, moved)
+    if not m.get('clean'):
+        m['status'] = 'stopped'
+        m['restoring'] = False
 
 
 def _members(ctx: Ctx, grp: Obj) -> list[Obj]:
@@ -134,6 +209,8 @@ def mkfcmap(ctx: Ctx, args: Args) -> Result:
     if sum(1 for m in maps if m['source'] == src['id']) \
             >= ctx.fcmap_source_limit:
         raise CLIError(E_FC_TOO_MANY)
+    if len(maps) >= MAX_MAPS_PER_SYSTEM:
+        raise CLIError(E_FC_TOO_MANY)
     name = args.get('name')
     if name is not None:
         if not valid_name(name):
@@ -146,6 +223,8 @@ def mkfcmap(ctx: Ctx, args: Args) -> Result:
                    E_NOT_FOUND_NAME)
         if _grp_status(ctx, grp) not in ('empty', 'idle_or_copied'):
             raise CLIError(E_FC_STATE)
+        if len(_members(ctx, grp)) >= MAX_MAPS_PER_CONSISTGRP:
+            raise CLIError(E_FC_TOO_MANY)
     grain = args.get('grainsize') or '256'
     if grain not in ('64', '256'):
         raise CLIError(E_BAD_ARGUMENT % grain)
@@ -186,19 +265,50 @@ def _start(ctx: Ctx, m: Obj, prep: bool, restore: bool) -> None:
         _prepare(m, restore)
     src = ctx.data['vdisks'][str(m['source'])]
     tgt = ctx.data['vdisks'][str(m['target'])]
+    capacity = int(src['capacity'])
+    # What the background copy must move: the allocated grains of a thin
+    # source ("only the space that is used on the source volume is copied
+    # to the target volume", IBM, thin-provisioned FlashCopy), every grain
+    # of a fully allocated one.
+    if src.get('thin'):
+        todo = grains.grains_of(m, ctx.luns.allocated(src['uid']))
+    else:
+        todo = (1 << grains.grain_count(m, capacity)) - 1
+    size = sum(grains.grain_len(m, g, capacity)
+               for g in range(todo.bit_length()) if todo >> g & 1)
     ctx.luns.copy_data(src['uid'], tgt['uid'])
-    m.update(status='copying', copied=0.0, size=int(src['capacity']),
-             complete=False, start_time=_start_time(ctx), last=ctx.clock(),
+    tgt['fc_own_bytes'] = 0
+    ctx.data['fc_seq'] = int(ctx.data.get('fc_seq', 0)) + 1
+    m.update(status='copying', copied=0.0, size=size, complete=False,
+             start_time=_start_time(ctx), last=ctx.clock(), credit=0.0,
+             seq=ctx.data['fc_seq'], split='', todo=grains.dump(todo),
+             todo_bits=grains.dump(todo), clean='',
              restoring=restore or m.get('restoring', False))
 
 
-def _stop(ctx: Ctx, m: Obj) -> None:
+def _stop(ctx: Ctx, m: Obj, force: bool = False) -> None:
     if m['status'] in ('stopped', 'idle_or_copied'):
         raise CLIError(E_FC_STOPPED)
-    if m['status'] == 'copying' and int(m['size']) \
-            and m['copied'] >= int(m['size']):
+    if m['status'] == 'copying' and _progress(m) >= 100 \
+            and m.get('todo_bits') is not None:
         _complete(ctx, m)
         return
+    if m['status'] == 'stopping' and not force:
+        return
+    # "Stopping: the mapping is copying data to another mapping": an older
+    # mapping of the same source that reads grains through this target
+    # gets them first, at the cleaning rate (IBM, FlashCopy mapping
+    # states; background copy and cleaning rates). -force stops at once
+    # and stops that dependent mapping too (its image would be lost).
+    older, deps = grains.dependent_grains(ctx.data, m)
+    if older is not None and deps:
+        if force:
+            older['status'] = 'stopped'
+            older['restoring'] = False
+        else:
+            m.update(status='stopping', clean=grains.dump(deps),
+                     clean_total=deps.bit_count(), clean_onto=older['id'], last=ctx.clock(), credit=0.0)
+            return
     m['status'] = 'stopped'
     m['restoring'] = False
 
@@ -225,7 +335,7 @@ def startfcmap(ctx: Ctx, args: Args) -> Result:
 def stopfcmap(ctx: Ctx, args: Args) -> Result:
     m = _map(ctx, args)
     _standalone(m)
-    _stop(ctx, m)
+    _stop(ctx, m, args.flag('force'))
     return ''
 
 
@@ -296,8 +406,14 @@ def lsfcmap(ctx: Ctx, args: Args) -> Result:
         m = need(ctx, 'fcmaps', args.obj, E_NOT_FOUND_NAME)
         row = dict(zip(_HEADER, _row(ctx, m), strict=True))
         src = ctx.data['vdisks'][str(m['source'])]
-        dependent = sum(1 for o in ctx.data['fcmaps'].values()
-                        if o is not m and o['source'] == m['source'])
+        # mappings whose image depends on this one: the older active
+        # mappings of the same source (IBM, multiple target FlashCopy)
+        dependent = 0
+        if m['status'] in grains.ACTIVE:
+            dependent = sum(
+                1 for o in grains.cascade(ctx.data, m['source'])
+                if (int(o.get('seq', 0)), o['id'])
+                < (int(m.get('seq', 0)), m['id']))
         keys = ['id', 'name', 'source_vdisk_id', 'source_vdisk_name',
                 'target_vdisk_id', 'target_vdisk_name', 'group_id',
                 'group_name', 'status', 'progress', 'copy_rate',
@@ -305,7 +421,7 @@ def lsfcmap(ctx: Ctx, args: Args) -> Result:
         rows = [(k, row[k]) for k in keys]
         rows += [('dependent_mappings', str(dependent)),
                  ('autodelete', 'on' if m['autodelete'] else 'off'),
-                 ('clean_progress', '100'),
+                 ('clean_progress', str(_clean_progress(m))),
                  ('clean_rate', str(m['cleanrate'])),
                  ('incremental', row['incremental']),
                  ('difference', '100' if m['incremental'] else '0'),

@@ -69,3 +69,19 @@ class LunStoreTest(testtools.TestCase):
     def test_missing_lun(self):
         self.assertRaises(lunstore.LunNotFound, self.store.open_path, 'nope')
         self.store.delete('nope')  # deleting a missing LUN succeeds
+
+    def test_write_and_allocated(self):
+        self.store.create('a', 4 << 20)
+        self.assertEqual([], self.store.allocated('a'))
+        self.store.write('a', 1 << 20, b'x' * 10)
+        (start, end), = self.store.allocated('a')
+        self.assertTrue(start <= 1 << 20 < (1 << 20) + 10 <= end)
+        self.store.clone('a', 'b')
+        # a clone shares the allocation of its base until written
+        self.assertEqual(self.store.allocated('a'),
+                         self.store.allocated('b'))
+        self.store.write('a', 0, b'new')
+        self.assertEqual(b'\0\0\0', self.store.read('b', 0, 3))
+        self.assertEqual(b'new', self.store.read('a', 0, 3))
+        self.assertRaises(lunstore.LunStoreError, self.store.write, 'a',
+                          (4 << 20) - 1, b'xy')

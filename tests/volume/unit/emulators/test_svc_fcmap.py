@@ -28,7 +28,10 @@ class FlashCopyTestCase(svc_base.ArrayTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        for name in ('src', 'tgt', 'tgt2'):
+        # a fully allocated source: background copy moves every grain
+        self.ok('mkvdisk -name src -mdiskgrp pool0 -iogrp 0 -size 1 '
+                '-unit gb')
+        for name in ('tgt', 'tgt2'):
             self.ok('mkvdisk -name %s -mdiskgrp pool0 -iogrp 0 -size 1 '
                     '-unit gb -rsize 2%% -autoexpand' % name)
 
