@@ -94,6 +94,19 @@ class GatewayAPI:
         add('POST', r'/types/ProtectionDomain/instances/action/'
             r'queryBySelectedIds', 'queryDomainsByIds',
             lambda r: self.array.domains(self._ids(r)))
+        # read-only relationships an operator's script walks (PowerFlex
+        # REST API reference: GET /api/instances/<Type>::<id>/
+        # relationships/<RelatedType>; PyPowerFlex's get_related uses it)
+        add('GET', rf'/instances/ProtectionDomain::{v}/relationships/'
+            r'StoragePool', 'queryDomainPools',
+            lambda r: self._domain_pools(r.groups[0]))
+        add('GET', rf'/instances/System::{v}/relationships/'
+            r'ProtectionDomain', 'querySystemDomains',
+            lambda r: self._system_related(r, 'ProtectionDomain'))
+        add('GET', rf'/instances/System::{v}/relationships/Sdc',
+            'querySystemSdcs', lambda r: self._system_related(r, 'Sdc'))
+        add('GET', rf'/instances/VTree::{v}/relationships/Volume',
+            'queryVTreeVolumes', lambda r: self._vtree_volumes(r.groups[0]))
         add('GET', r'/types/(?:Pool|StoragePool)/instances/getByName::'
             r'([^,/]+),(.+)', 'getPoolByName',
             lambda r: self.array.pool_id_by_name(
@@ -275,6 +288,21 @@ class GatewayAPI:
         if r.groups[0] != sys_['id']:
             raise errors.PowerFlexError('Could not find the System', 0)
         return sys_
+
+    def _domain_pools(self, domain_id: str) -> list[dict[str, Any]]:
+        self.array.domain(domain_id)
+        return [p for p in self.array.pools()
+                if p['protectionDomainId'] == domain_id]
+
+    def _system_related(self, r: Request, kind: str) -> list[dict[str, Any]]:
+        self._system(r)
+        return self.array.domains() if kind == 'ProtectionDomain' \
+            else self.array.sdcs()
+
+    def _vtree_volumes(self, vtree_id: str) -> list[dict[str, Any]]:
+        self.array.vtree(vtree_id)
+        return [v for v in self.array.volumes()
+                if v.get('vtreeId') == vtree_id]
 
     def _pool_volumes(self, pool_id: str) -> list[dict[str, Any]]:
         self.array.pool(pool_id)

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cinder_dpm_ephemeral.emulators.powerflex import api, errors, state
+from cinder_dpm_ephemeral.emulators.powerflex import (
+    api, errors, state, writes)
 
 LOG = logging.getLogger(__name__)
 
@@ -273,6 +274,17 @@ class PowerFlexGateway:
     def inventory(self) -> dict[str, Any]:
         """Everything held (volumes incl. snapshots, vTrees, mappings)."""
         return self.array.inventory()
+
+    def write(self, vol_id: str, offset: int, data: bytes) -> dict[str, int]:
+        """A host (guest) write to a volume, its cost counted.
+
+        See :mod:`.writes`; returns ``{'write': bytes the system copied}``.
+        """
+        return writes.write(self.array, vol_id, offset, data)
+
+    def byte_counters(self) -> dict[str, int]:
+        """Bytes the system moved for writes, snapshots and removals."""
+        return writes.byte_counters(self.array)
 
     def inject_fault(self, action_or_path: str, count: int = 1,
                      error_code: int = errors.INJECTED,

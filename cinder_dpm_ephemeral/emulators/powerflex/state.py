@@ -52,7 +52,7 @@ from typing import Any
 
 from cinder_dpm_ephemeral.emulators import files
 from cinder_dpm_ephemeral.emulators import lunstore
-from cinder_dpm_ephemeral.emulators.powerflex import errors
+from cinder_dpm_ephemeral.emulators.powerflex import errors, writes
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -553,6 +553,7 @@ class PowerFlexArray:
                 src = self._volume(str(d['volumeId']))
                 snap_id = self._new_id()
                 self.luns.clone(src['id'], snap_id)
+                writes.snapshot_taken(src)
                 self.s['volumes'][snap_id] = {
                     'id': snap_id, 'name': d.get('snapshotName') or None,
                     'sizeInKb': src['sizeInKb'],
@@ -732,7 +733,8 @@ class PowerFlexArray:
                     'snapshot_group_id': v['consistencyGroupId'],
                     'mapped_sdcs': [m['sdcId'] for m in v['mappings']],
                     'mappings': copy.deepcopy(v['mappings']),
-                    'lun_bytes': luns.get(v['id'], {}).get('size')})
+                    'lun_bytes': luns.get(v['id'], {}).get('size'),
+                    'own_bytes': int(v.get('own_bytes', 0))})
             return {
                 'system': dict(self.s['system']),
                 'domains': [dict(self.s['domains'][k])

@@ -307,7 +307,8 @@ def _stop(ctx: Ctx, m: Obj, force: bool = False) -> None:
             older['restoring'] = False
         else:
             m.update(status='stopping', clean=grains.dump(deps),
-                     clean_total=deps.bit_count(), clean_onto=older['id'], last=ctx.clock(), credit=0.0)
+                     clean_total=deps.bit_count(), clean_onto=older['id'],
+                     last=ctx.clock(), credit=0.0)
             return
     m['status'] = 'stopped'
     m['restoring'] = False

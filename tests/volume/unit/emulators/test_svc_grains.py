@@ -49,7 +49,9 @@ class GrainTestCase(svc_base.ArrayTestCase):
 
 
 class ThinSourceTestCase(GrainTestCase):
-    """IBM, "Thin-provisioned FlashCopy": "If you are using only
+    """Thin sources copy only what they hold.
+
+    IBM, "Thin-provisioned FlashCopy": "If you are using only
     thin-provisioned source, only the space that is used on the source
     volume is copied to the target volume."
     """
@@ -109,7 +111,9 @@ class ThinSourceTestCase(GrainTestCase):
 
 
 class MultipleTargetTestCase(GrainTestCase):
-    """IBM, "Multiple target FlashCopy" and the indirection layer table
+    """Several no-copy maps from one source: the cascade.
+
+    IBM, "Multiple target FlashCopy" and the indirection layer table
     (SG24-8162 table 10-2; "Grains and the FlashCopy bitmap").
     """
 
@@ -209,7 +213,9 @@ class MultipleTargetTestCase(GrainTestCase):
 
 
 class LimitsTestCase(GrainTestCase):
-    """IBM configuration limits (SG24-8162 10.3): 512 mappings per
+    """FlashCopy limits.
+
+    IBM configuration limits (SG24-8162 10.3): 512 mappings per
     consistency group, 4096 per system (V5000 Gen2, 8.1.0), 256 targets
     per source (the last is pinned in test_svc_fcmap).
     """

@@ -343,3 +343,75 @@ class StateAndFaultsTest(GatewayTestCase):
                                   b'')
         self.assertEqual(200, status)
         self.assertEqual([0.25], waits)
+
+
+class OperatorReadOnlyTest(GatewayTestCase):
+    """Read-only relationships an operator's script walks.
+
+    PowerFlex REST API reference:
+    ``/api/instances/<Type>::<id>/relationships/<Type>``.
+    """
+
+    def test_domain_pools_and_system_relationships(self) -> None:
+        (pd,) = self.rest.get('/types/ProtectionDomain/instances').json()
+        r = self.rest.get(f'/instances/ProtectionDomain::{pd["id"]}'
+                          '/relationships/StoragePool')
+        self.assertEqual(200, r.status_code, r.text)
+        self.assertEqual([self.rest.pool_id()], [p['id'] for p in r.json()])
+        self.assertIn('zeroPaddingEnabled', r.json()[0])
+        (system,) = self.rest.get('/types/System/instances').json()
+        doms = self.rest.get(f'/instances/System::{system["id"]}'
+                             '/relationships/ProtectionDomain').json()
+        self.assertEqual([pd['id']], [d['id'] for d in doms])
+        sdcs = self.rest.get(f'/instances/System::{system["id"]}'
+                             '/relationships/Sdc').json()
+        self.assertEqual(len(base.SDC_GUIDS), len(sdcs))
+        missing = self.rest.get(
+            '/instances/ProtectionDomain::ffff/relationships/StoragePool')
+        self.assertNotEqual(200, missing.status_code)
+
+    def test_vtree_volumes(self) -> None:
+        vol = self.rest.create('v1')
+        self.rest.snap((vol, 's1'))
+        vtree = self.rest.get(f'/instances/Volume::{vol}').json()['vtreeId']
+        members = self.rest.get(f'/instances/VTree::{vtree}'
+                                '/relationships/Volume').json()
+        self.assertEqual(2, len(members))
+
+
+MiB = 1 << 20
+
+
+class WriteCostTest(GatewayTestCase):
+    """What guest writes cost.
+
+    ``powerflex/writes.py``: 1 MiB units, snapshots share (assumption).
+    """
+
+    def test_snapshot_writes_and_removal(self) -> None:
+        vol = self.rest.create('v1')
+        self.assertEqual({'write': 0}, self.gw.write(vol, 0, b'a' * 4096))
+        self.assertEqual({'write': 0},
+                         self.gw.write(vol, 5 * MiB, b'b' * 10))
+        snap = self.rest.snap((vol, 's1')).json()['volumeIdList'][0]
+        self.assertEqual(0, self.gw.byte_counters()[
+            'powerflex_snapshot_copy_bytes'])
+        # a partial write to a shared, allocated unit copies the rest of it
+        self.assertEqual({'write': MiB - 100},
+                         self.gw.write(snap, 100, b'c' * 100))
+        self.assertEqual({'write': 0}, self.gw.write(snap, 300, b'c'))
+        # a whole-unit write copies nothing; an unallocated unit neither
+        self.assertEqual({'write': 0}, self.gw.write(vol, 5 * MiB,
+                                                    b'd' * MiB))
+        self.assertEqual({'write': 0}, self.gw.write(vol, 9 * MiB, b'e'))
+        self.assertEqual(b'b' * 10, self.gw.array.luns.read(
+            snap, 5 * MiB, 10))
+        counters = self.gw.byte_counters()
+        self.assertEqual(MiB - 100,
+                         counters['powerflex_write_copy_bytes'])
+        vols = {v['id']: v for v in self.gw.inventory()['volumes']}
+        self.assertEqual(MiB, vols[snap]['own_bytes'])
+        self.rest.post(f'/instances/Volume::{snap}/action/removeVolume',
+                       {'removeMode': 'ONLY_ME'})
+        self.assertEqual(0, self.gw.byte_counters()[
+            'powerflex_remove_copy_bytes'])
