@@ -346,16 +346,42 @@ class SVCArray:
             self.state.save()
             return cost
 
-    def fc_bytes(self) -> dict[str, dict[str, int]]:
-        """Per vdisk: bytes of grains it holds of its own as a target.
+    def guest_write(self, ref: str, share: float, block: int = 64 << 10,
+                    seed: int = 0) -> dict[str, int]:
+        """A guest writes ``share`` of the vdisk's ``block``-sized blocks.
 
-        ``own``: grains split on it since its mapping started (copied to
-        it by background copy, cleaning or a write's split, or written
-        whole by a host): the capacity a thin target consumes.
+        Blocks chosen at random (seeded), random content; each goes
+        through :meth:`write`. For benchmarks over the emulator process
+        (JSON arguments). Returns ``{'write': array bytes copied,
+        'written': bytes written}``.
+        """
+        rnd = random.Random(seed)
+        with self._lock:
+            vd = self.state.find('vdisks', ref)
+            if vd is None:
+                raise KeyError(f'vdisk {ref} does not exist on the SVC '
+                               f'emulator')
+            nblocks = int(vd['capacity']) // block
+            picks = sorted(rnd.sample(range(nblocks),
+                                      int(nblocks * share)))
+            copied = 0
+            for b in picks:
+                copied += self.write(ref, b * block,
+                                     rnd.randbytes(block))['write']
+            return {'write': copied, 'written': len(picks) * block}
+
+    def fc_bytes(self) -> dict[str, dict[str, int]]:
+        """Per vdisk name: ``own``, the capacity it holds of its own.
+
+        256 KiB grains copied to it by FlashCopy (background copy,
+        cleaning, a write's split) since its mapping started, or written
+        by a host through :meth:`write`: what a thin vdisk consumes.
+        Writes through ``LunStore.open_path`` (Cinder's image copies) are
+        not seen.
         """
         with self._lock:
             fcmap.tick(self.ctx)
-            return {v['name']: {'own': int(v.get('fc_own_bytes', 0))}
+            return {v['name']: {'own': grains.own_bytes(v)}
                     for v in self.state.data['vdisks'].values()}
 
     def recent_commands(self, n: int = 100) -> list[list[str]]:
@@ -397,7 +423,7 @@ class SVCArray:
                             'easytier': v['easytier'],
                             'throttle': dict(v.get('throttle') or {}),
                             'real_capacity': self.state.vdisk_real(v),
-                            'fc_own_bytes': int(v.get('fc_own_bytes', 0))}
+                            'own_bytes': grains.own_bytes(v)}
                            for v in sorted(vd.values(),
                                            key=lambda v: v['id'])],
                 'hosts': [{'name': h['name'], 'id': h['id'],

@@ -277,7 +277,7 @@ def _start(ctx: Ctx, m: Obj, prep: bool, restore: bool) -> None:
     size = sum(grains.grain_len(m, g, capacity)
                for g in range(todo.bit_length()) if todo >> g & 1)
     ctx.luns.copy_data(src['uid'], tgt['uid'])
-    tgt['fc_own_bytes'] = 0
+    tgt['alloc'] = ''
     ctx.data['fc_seq'] = int(ctx.data.get('fc_seq', 0)) + 1
     m.update(status='copying', copied=0.0, size=size, complete=False,
              start_time=_start_time(ctx), last=ctx.clock(), credit=0.0,

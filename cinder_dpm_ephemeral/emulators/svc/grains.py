@@ -55,6 +55,8 @@ BACKGROUND_COPY_COUNTER = 'svc_background_copy_bytes'
 SPLIT_COUNTER = 'svc_fc_write_split_bytes'
 CLEAN_COUNTER = 'svc_fc_cleaning_bytes'
 ACTIVE = ('copying', 'stopping')
+#: unit of a vdisk's own-capacity bitmap (the default grain, 256 KiB)
+UNIT = 256 << 10
 
 
 def load(text: str | None) -> int:
@@ -135,13 +137,28 @@ def split(m: Obj, g: int, capacity: int, data: dict[str, Any],
         m['copied'] = float(m.get('copied', 0)) + n
     tgt = data['vdisks'].get(str(m['target']))
     if tgt is not None:
-        tgt['fc_own_bytes'] = int(tgt.get('fc_own_bytes', 0)) + n
+        own(tgt, 1 << g)
     if how == 'overwrite':
         return 0
     key = {'background': 'bg_bytes', 'write': 'split_bytes',
            'clean': 'clean_bytes'}[how]
     m[key] = int(m.get(key, 0)) + n
     return n
+
+
+def own(vdisk: Obj, bits: int) -> None:
+    """``vdisk`` now holds these grains (256 KiB units) of its own."""
+    vdisk['alloc'] = dump(load(vdisk.get('alloc')) | bits)
+
+
+def own_bytes(vdisk: Obj) -> int:
+    """Capacity ``vdisk`` holds of its own.
+
+    Grains copied to it by FlashCopy or written by hosts through
+    ``SVCArray.write``.
+    """
+    return min(int(vdisk['capacity']),
+               load(vdisk.get('alloc')).bit_count() * UNIT)
 
 
 def write_cost(data: dict[str, Any], vdisk: Obj, offset: int,
@@ -177,6 +194,7 @@ def write_cost(data: dict[str, Any], vdisk: Obj, offset: int,
         gb = grain_bytes(newest)
         for g in range(offset // gb, -(-end // gb)):
             copied += split(newest, g, capacity, data, 'write')
+    own(vdisk, (1 << -(-end // UNIT)) - (1 << offset // UNIT))
     return {'write': copied}
 
 

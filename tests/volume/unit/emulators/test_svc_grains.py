@@ -161,9 +161,17 @@ class MultipleTargetTestCase(GrainTestCase):
                          self.array.write('t1', 4 * GRAIN, bytes(GRAIN)))
         # each of the three now holds that grain of its own
         own = self.array.fc_bytes()
-        self.assertEqual((GRAIN, GRAIN, GRAIN),
+        self.assertEqual((GRAIN, GRAIN, GRAIN, 0),
                          (own['t3']['own'], own['t2']['own'],
-                          own['t1']['own']))
+                          own['t1']['own'], own['src']['own']))
+
+    def test_guest_write_share(self) -> None:
+        cost = self.array.guest_write('t2', 0.5, block=GRAIN, seed=1)
+        self.assertEqual(32 * MiB, cost['written'])
+        # every written grain: one copy to t1, one into t2 is not needed
+        # (whole-grain writes)
+        self.assertEqual(32 * MiB, cost['write'])
+        self.assertEqual(32 * MiB, self.array.fc_bytes()['t2']['own'])
 
     def test_dependent_mappings(self) -> None:
         self.assertEqual(['0', '1', '2'], [
