@@ -282,6 +282,13 @@ class PowerFlexGateway:
         """
         return writes.write(self.array, vol_id, offset, data)
 
+    def guest_write(self, vol_id: str, share: float, block: int = 64 << 10,
+                    seed: int = 0, span: int | None = None
+                    ) -> dict[str, int]:
+        """A guest writes ``share`` of the volume's blocks (benchmarks)."""
+        return writes.guest_write(self.array, vol_id, share, block, seed,
+                                  span)
+
     def byte_counters(self) -> dict[str, int]:
         """Bytes the system moved for writes, snapshots and removals."""
         return writes.byte_counters(self.array)

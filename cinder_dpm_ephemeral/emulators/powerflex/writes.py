@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ def snapshot_taken(vol: dict[str, Any]) -> None:
 
 
 def write(array: PowerFlexArray, vol_id: str, offset: int,
-          data: bytes) -> dict[str, int]:
+          data: bytes, save: bool = True) -> dict[str, int]:
     """A host write to volume ``vol_id``; returns ``{'write': copied}``."""
     with array.lock:
         vol = array._volume(vol_id)
@@ -89,8 +90,31 @@ def write(array: PowerFlexArray, vol_id: str, offset: int,
         if copied:
             array.luns.count(WRITE_COUNTER, copied)
         array.luns.write(vol_id, offset, data)
-        array._save()
+        if save:
+            array._save()
         return {'write': copied}
+
+
+def guest_write(array: PowerFlexArray, vol_id: str, share: float,
+                block: int = 64 << 10, seed: int = 0,
+                span: int | None = None) -> dict[str, int]:
+    """A guest writes ``share`` of the volume's blocks (random, seeded).
+
+    Blocks in the first ``span`` bytes (default: the whole volume).
+    """
+    rnd = random.Random(seed)
+    with array.lock:
+        size = int(array._volume(vol_id)['sizeInKb']) * 1024
+        if span is not None:
+            size = min(size, span)
+        picks = sorted(rnd.sample(range(size // block),
+                                  int(size // block * share)))
+        copied = 0
+        for b in picks:
+            copied += write(array, vol_id, b * block,
+                            rnd.randbytes(block), save=False)['write']
+        array._save()
+        return {'write': copied, 'written': len(picks) * block}
 
 
 def byte_counters(array: PowerFlexArray) -> dict[str, int]:

@@ -327,47 +327,56 @@ class SVCArray:
         """
         with self._lock:
             fcmap.tick(self.ctx)
-            vd = self.state.find('vdisks', ref)
-            if vd is None:
-                raise KeyError(f'vdisk {ref} does not exist on the SVC '
-                               f'emulator')
-            for m in self.state.fcmaps_of_vdisk(vd['id']):
-                if m['target'] == vd['id'] and m['status'] in (
-                        'stopped', 'prepared', 'preparing'):
-                    raise OSError(
-                        f'vdisk {vd["name"]} is offline: target of '
-                        f'FlashCopy mapping {m["name"]} in state '
-                        f'{m["status"]}; start or delete the mapping')
-            cost = grains.write_cost(self.state.data, vd, offset,
-                                     len(data))
-            if cost['write']:
-                self.luns.count(grains.SPLIT_COUNTER, cost['write'])
-            self.luns.write(vd['uid'], offset, data)
+            cost = self._write(self._vdisk(ref), offset, data)
             self.state.save()
             return cost
 
+    def _vdisk(self, ref: str) -> dict[str, Any]:
+        vd = self.state.find('vdisks', ref)
+        if vd is None:
+            raise KeyError(f'vdisk {ref} does not exist on the SVC '
+                           f'emulator')
+        for m in self.state.fcmaps_of_vdisk(vd['id']):
+            if m['target'] == vd['id'] and m['status'] in (
+                    'stopped', 'prepared', 'preparing'):
+                raise OSError(
+                    f'vdisk {vd["name"]} is offline: target of FlashCopy '
+                    f'mapping {m["name"]} in state {m["status"]}; start '
+                    f'or delete the mapping')
+        return vd
+
+    def _write(self, vd: dict[str, Any], offset: int,
+               data: bytes) -> dict[str, int]:
+        cost = grains.write_cost(self.state.data, vd, offset, len(data))
+        if cost['write']:
+            self.luns.count(grains.SPLIT_COUNTER, cost['write'])
+        self.luns.write(vd['uid'], offset, data)
+        return cost
+
     def guest_write(self, ref: str, share: float, block: int = 64 << 10,
-                    seed: int = 0) -> dict[str, int]:
+                    seed: int = 0, span: int | None = None
+                    ) -> dict[str, int]:
         """A guest writes ``share`` of the vdisk's ``block``-sized blocks.
 
-        Blocks chosen at random (seeded), random content; each goes
-        through :meth:`write`. For benchmarks over the emulator process
-        (JSON arguments). Returns ``{'write': array bytes copied,
-        'written': bytes written}``.
+        Blocks chosen at random (seeded) in the first ``span`` bytes
+        (default: all), random content; each applied like :meth:`write`.
+        For benchmarks over the emulator process (JSON arguments).
+        Returns ``{'write': array bytes copied, 'written': bytes}``.
         """
         rnd = random.Random(seed)
         with self._lock:
-            vd = self.state.find('vdisks', ref)
-            if vd is None:
-                raise KeyError(f'vdisk {ref} does not exist on the SVC '
-                               f'emulator')
-            nblocks = int(vd['capacity']) // block
+            fcmap.tick(self.ctx)
+            vd = self._vdisk(ref)
+            limit = int(vd['capacity']) if span is None else min(
+                span, int(vd['capacity']))
+            nblocks = limit // block
             picks = sorted(rnd.sample(range(nblocks),
                                       int(nblocks * share)))
             copied = 0
             for b in picks:
-                copied += self.write(ref, b * block,
-                                     rnd.randbytes(block))['write']
+                copied += self._write(vd, b * block,
+                                      rnd.randbytes(block))['write']
+            self.state.save()
             return {'write': copied, 'written': len(picks) * block}
 
     def fc_bytes(self) -> dict[str, dict[str, int]]:
