@@ -213,3 +213,28 @@ class BootFromImageTest(base.CloudTestCase):
         self.assertNotIn(golden_vdisk, self._svc_names())
         self.addDetail('cleanup_seconds', content.text_content(
             '%.0f' % (time.monotonic() - start)))
+
+    def test_powerflex_backend_serves_its_volume_type(self) -> None:
+        # The second backend, for what is not a DPM boot: a volume of type
+        # 'powerflex' from an image lands on the emulated PowerFlex, its
+        # golden volume too.
+        image = images.make_disk_image(self.work, 'qcow2', 'gpt', 64 * MiB,
+                                       seed=6, name='pflex')
+        image_id = self.upload(image, 'e2e-powerflex')
+        vol = self.cloud.json('volume', 'create', '--image', image_id,
+                              '--size', '1', '--type',
+                              lay.POWERFLEX_VOLUME_TYPE, 'e2e-powerflex')
+        self.addCleanup(self.cloud.openstack, 'volume', 'delete', vol['id'],
+                        check=False)
+        self.wait_for('PowerFlex volume from image', lambda: self.cloud.json(
+            'volume', 'show', vol['id'])['status'] == 'available')
+        shown = self.cloud.json('volume', 'show', vol['id'], admin=True)
+        self.assertIn(f'@{lay.POWERFLEX_BACKEND}#',
+                      shown['os-vol-host-attr:host'])
+        goldens = self.goldens(image_id)
+        self.assertEqual(1, len(goldens))
+        golden = self.cloud.json('volume', 'show', goldens[0]['ID'],
+                                 admin=True)
+        self.assertIn(f'@{lay.POWERFLEX_BACKEND}#',
+                      golden['os-vol-host-attr:host'])
+        self.assertEqual(1, self.cloud.glance_downloads(image_id))
