@@ -1,24 +1,33 @@
 """Images to volumes: our drivers against stock Cinder, side by side.
 
-Four configurations, each a fresh real Cinder (API, scheduler, volume
-service) in this process with its array emulator in its own process:
+Configurations, each a fresh real Cinder (API, scheduler, volume service)
+in this process with its array emulator in its own process:
 
 * ours-svc / ours-powerflex: this project's drivers (golden volumes, thin
   clones);
-* stock-svc / stock-powerflex: Cinder's in-tree drivers with Cinder's
-  generic image-volume cache enabled (internal tenant configured), the way
-  an operator would tune stock Cinder for this job.
+* stock-svc: Cinder's in-tree Storwize driver at Cinder's defaults
+  (``storwize_svc_flashcopy_rate`` 50 = 2 MB/s, clean rate 50) with
+  Cinder's generic image-volume cache enabled (internal tenant set);
+* stock-tuned-svc: the same, tuned as an operator who uses the image
+  cache would (:data:`STOCK_TUNED`: copy and clean rate 150, the maximum;
+  cache without size or count limit);
+* stock-powerflex: the in-tree PowerFlex driver with the image cache.
 
-Both run the emulators at the arrays' real costs: SVC FlashCopy background
-copy at the copy rate Cinder configures (50 = 2 MB/s, clock not
-accelerated). The emulation data path (image bytes written to the emulated
-LUN files through os-brick's LOCAL connector) is the same for all four.
+Fairness rules: every operation starts from an idle array (no background
+or stopping copy running); what a configuration leaves running after an
+operation is waited for and reported apart (``leftover``: seconds and
+array bytes); counters are per operation (deltas around it), not
+array-wide; each figure is the median of ``repeats`` runs with its
+min/max spread. SVC CLI commands cost :data:`svc.cli.BENCH_CLI_LATENCY`
+each (a stated assumption). The guest-write phase has each clone write a
+share of its 64 KiB blocks (5 % and 50 %) through the emulators' write
+path, which applies FlashCopy (SVC) or vTree (PowerFlex) rules; it
+reports array bytes copied and capacity held per server.
 
-Scenarios: (a) cold first volume from a new image (raw and qcow2), with the
-volume service's peak RSS; (b) warm: create from a cached image then delete
-at once (a short-lived server); (c) storm: N concurrent creates from an image
-never seen before; (d) many volumes from one image, past the arrays' clone
-limits (ours only).
+Scenarios: (a) cold first volume from a new image (raw and qcow2); (b)
+warm lifecycle: create from a cached image then delete; (c) storm: N
+concurrent creates from an image never seen before; (d) guest writes;
+(e) cold lifecycle.
 """
 
 from __future__ import annotations
@@ -49,13 +58,40 @@ class _RSSSampler:
         self.peak = 0
         self._stop = False
 
+    #: pids not counted (the array emulators: the array, not the host)
+    exclude: set[int] = set()
+
     @staticmethod
-    def rss() -> int:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) * 1024
+    def _rss_of(pid: int | str) -> int:
+        try:
+            with open(f'/proc/{pid}/status') as f:
+                for line in f:
+                    if line.startswith('VmRSS:'):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
         return 0
+
+    @classmethod
+    def rss(cls) -> int:
+        """This process and its children (qemu-img), emulators excluded.
+
+        Cinder's API and scheduler run in this process too: the figure
+        is an upper bound of the volume service's.
+        """
+        me = os.getpid()
+        total = cls._rss_of(me)
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit() or int(entry) in cls.exclude:
+                continue
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                total += cls._rss_of(entry)
+        return total
 
     def __enter__(self) -> _RSSSampler:
         import eventlet.patcher
@@ -93,16 +129,50 @@ def raw_reference_seconds(image_path: str, fmt: str, work: str) -> float:
     return elapsed
 
 
+#: What an operator who uses Cinder's image cache on SVC would set.
+STOCK_TUNED = {
+    'storwize_svc_flashcopy_rate': 150,     # 2 GiB/s, the maximum
+    'storwize_svc_clean_rate': 150,
+    'image_volume_cache_max_size_gb': 0,    # no limit
+    'image_volume_cache_max_count': 0,
+}
+SVC_BYTE_COUNTERS = ('svc_background_copy_bytes', 'svc_fc_write_split_bytes',
+                     'svc_fc_cleaning_bytes')
+PF_BYTE_COUNTERS = ('powerflex_write_copy_bytes', 'array_copied_bytes')
+
+
+def summary(values: list[float | None]) -> dict[str, Any]:
+    """Median and spread (min, max) of the runs that produced a value."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {'median': None, 'min': None, 'max': None, 'n': 0}
+    return {'median': statistics.median(vals), 'min': min(vals),
+            'max': max(vals), 'n': len(vals)}
+
+
+def _progress(config: str, phase: str, res: dict[str, Any]) -> None:
+    brief = {k: v['median'] for k, v in res.items()
+             if isinstance(v, dict) and 'median' in v}
+    for k, v in res.items():
+        if isinstance(v, dict) and 'runs' in v:
+            brief[k] = {kk: vv['median'] for kk, vv in v.items()
+                        if isinstance(vv, dict) and 'median' in vv}
+    print(f'    {config} {phase}: {brief}', flush=True)
+
+
 def _scenario_case(config: str, params: dict[str, Any],
                    results: dict[str, Any]) -> Any:
     from cinder import context as cinder_context
+    from cinder import objects
 
     from cinder_dpm_ephemeral.testing import backends
     from cinder_dpm_ephemeral.testing import cinder_harness
     from cinder_dpm_ephemeral.testing import images
 
     ours = config.startswith('ours')
-    array = config.split('-', 1)[1]
+    tuned = config.startswith('stock-tuned')
+    array = config.rsplit('-', 1)[1]
+    repeats = params['repeats']
 
     class Bench(cinder_harness.CinderHarness):
         BACKEND = array
@@ -113,7 +183,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                     self.work_dir,
                     driver=(backends.SVC_DRIVER if ours
                             else _STOCK_SVC_DRIVER),
-                    pool_bytes=100 * 1024 * GiB).start()
+                    pool_bytes=100 * 1024 * GiB,
+                    latency=params['svc_latency']).start()
             else:
                 self.backend = backends.PowerFlexBackend(
                     self.work_dir,
@@ -121,15 +192,20 @@ def _scenario_case(config: str, params: dict[str, Any],
                             else _STOCK_POWERFLEX_DRIVER),
                     capacity_gb=100 * 1024).start()
             self.addCleanup(self.backend.stop)
+            proc = getattr(self.backend.emulator, '_proc', None)
+            if proc is not None:
+                _RSSSampler.exclude.add(proc.pid)
 
         def backend_options(self) -> dict[str, Any]:
             opts = self.backend.backend_options(self.BACKEND)
             # Same emulation data path for everyone (the stock drivers are
-            # wrapped only for that, see _stock_drivers below).
+            # wrapped only for that, see stock_drivers.py).
             opts['dpm_ephemeral_emulator_state_dir'] = self.backend.state_dir
             if not ours:
                 opts['image_volume_cache_enabled'] = True
                 opts['dpm_ephemeral_image_cache_enabled'] = False
+            if tuned:
+                opts.update(STOCK_TUNED)
             return opts
 
         def default_options(self) -> dict[str, Any]:
@@ -138,7 +214,7 @@ def _scenario_case(config: str, params: dict[str, Any],
             opts['cinder_internal_tenant_user_id'] = uuid.uuid4().hex
             return opts
 
-        # -- helpers ----------------------------------------------------------
+        # -- measuring --------------------------------------------------------
         def _size_gb(self, image: Any) -> int:
             gb = max(1, -(-image.file_size // GiB),
                      -(-image.virtual_size // GiB))
@@ -146,226 +222,338 @@ def _scenario_case(config: str, params: dict[str, Any],
                 gb = -(-gb // 8) * 8
             return gb
 
-        def _copied(self) -> int:
-            return int(self.backend.luns.counters().get(
-                'svc_background_copy_bytes', 0))
+        def _bytes(self) -> dict[str, int]:
+            c = self.backend.luns.counters()
+            keys = SVC_BYTE_COUNTERS if array == 'svc' else PF_BYTE_COUNTERS
+            return {k: int(c.get(k, 0)) for k in keys}
 
         def _calls(self) -> int:
             return int(self.backend.emulator.call('calls_made'))
 
-        def _create_many(self, image_id: str, n: int, size: int
-                         ) -> tuple[list[dict], list[float], float]:
+        def _snap(self) -> dict[str, Any]:
+            return {'t': time.monotonic(), 'bytes': self._bytes(),
+                    'calls': self._calls()}
+
+        def _delta(self, s0: dict[str, Any]) -> dict[str, Any]:
+            b = self._bytes()
+            return {'seconds': time.monotonic() - s0['t'],
+                    'array_bytes': sum(b.values())
+                    - sum(s0['bytes'].values()),
+                    'array_bytes_by_kind': {
+                        k: b[k] - s0['bytes'][k] for k in b},
+                    'array_calls': self._calls() - s0['calls']}
+
+        def _busy(self) -> bool:
+            if array != 'svc':
+                return False        # PowerFlex copies nothing in background
+            for m in self.backend.emulator.inventory()['fcmaps']:
+                if m['status'] == 'stopping' or (
+                        m['status'] == 'copying' and m['copy_rate'] > 0):
+                    return True
+            return False
+
+        def _idle(self) -> dict[str, Any]:
+            """Wait until nothing copies in the background (measured)."""
+            s0 = self._snap()
+            while self._busy():
+                if time.monotonic() - s0['t'] > params['idle_timeout']:
+                    d = self._delta(s0)
+                    d['timed_out'] = True
+                    return d
+                time.sleep(0.2)
+            return self._delta(s0)
+
+        def _lun(self, volume_id: str) -> str:
+            """The array's name (SVC) or id (PowerFlex) of a volume."""
+            vol = objects.Volume.get_by_id(
+                cinder_context.get_admin_context(), volume_id)
+            return vol.name if array == 'svc' else vol.provider_id
+
+        def _own(self, volume_id: str) -> int:
+            lun = self._lun(volume_id)
+            inv = self.backend.emulator.inventory()
+            if array == 'svc':
+                key, items = 'name', inv['vdisks']
+            else:
+                key, items = 'id', inv['volumes']
+            for v in items:
+                if v[key] == lun:
+                    return int(v.get('own_bytes') or 0)
+            return 0
+
+        def _wait_all(self, vols: list[dict]) -> tuple[list[dict], float]:
             t0 = time.monotonic()
-            vols = [self.create_volume(size, image_id=image_id)
-                    for _ in range(n)]
-            done: dict[str, float] = {}
             final: dict[str, dict] = {}
-            while len(final) < n:
+            while len(final) < len(vols):
                 for v in vols:
-                    if v['id'] in final:
-                        continue
-                    cur = self.api.get_volume(v['id'])
-                    if cur['status'] in ('available', 'error'):
-                        final[v['id']] = cur
-                        done[v['id']] = time.monotonic() - t0
+                    if v['id'] not in final:
+                        cur = self.api.get_volume(v['id'])
+                        if cur['status'] in ('available', 'error'):
+                            final[v['id']] = cur
                 if time.monotonic() - t0 > params['timeout']:
                     break
                 time.sleep(0.05)
-            return (list(final.values()), sorted(done.values()),
-                    time.monotonic() - t0)
+            return list(final.values()), time.monotonic() - t0
+
+        def _delete_all(self, vols: list[dict]) -> None:
+            for v in vols:
+                self.api.delete_volume(v['id'])
+            for v in vols:
+                self.wait_for_deleted(v['id'], timeout=params['timeout'])
 
         # -- scenarios --------------------------------------------------------
         def run_bench(self) -> None:
-            r: dict[str, Any] = {}
-            work = self.work_dir
-            # (a) cold, raw and qcow2: a few trials each, every one from a
-            # new image; the machine's reference copy is timed just before
-            # and just after ours, all three from a synced page cache (this
-            # VM's first touch of fresh memory is slow, so whoever runs
-            # first pays more: the mean of before and after is fair).
+            r: dict[str, Any] = {'config': config,
+                                 'tuned_options': STOCK_TUNED if tuned
+                                 else {}}
             for fmt in ('raw', 'qcow2'):
-                trials = []
-                for trial in range(params['cold_trials']):
-                    image = images.make_image(
-                        work, params['image_bytes'], fmt, seed=11 + trial,
-                        name=f'cold-{fmt}-{trial}')
-                    meta = self.add_image(image)
-                    os.sync()
-                    ref_before = raw_reference_seconds(image.path, fmt, work)
-                    os.sync()
-                    before = self.images.total_bytes_served()
-                    with _RSSSampler() as rss:
-                        t = time.monotonic()
-                        vol = self.create_volume(self._size_gb(image),
-                                                 image_id=meta['id'])
-                        vol = self.wait_for_volume(vol['id'], timeout=1800)
-                        elapsed = time.monotonic() - t
-                    self.assertEqual('available', vol['status'])
-                    copy_seconds = None
-                    if ours:
-                        # The copy itself (download, conversion, LUN
-                        # create and attach), as the golden volume
-                        # recorded it.
-                        ictx = cinder_context.get_internal_tenant_context()
-                        golden = self.driver.image_cache.goldens(
-                            ictx, None, meta['id'])[0]
-                        copy_seconds = float(
-                            golden.metadata['build_seconds'])
-                    os.sync()
-                    ref_after = raw_reference_seconds(image.path, fmt, work)
-                    ref = (ref_before + ref_after) / 2
-                    trials.append({
-                        'seconds': elapsed,
-                        'copy_seconds': copy_seconds,
-                        'reference_seconds': ref,
-                        'reference_before_after': [ref_before, ref_after],
-                        'fraction_copy': (ref / copy_seconds
-                                          if copy_seconds else None),
-                        'fraction_end_to_end': ref / elapsed,
-                        'glance_bytes': (self.images.total_bytes_served()
-                                         - before),
-                        'image_file_bytes': image.file_size,
-                        'peak_rss_delta_mb': (rss.peak - rss.idle) / MiB,
-                    })
-                    last = trial == params['cold_trials'] - 1
-                    # (b) warm lifecycle on the now-cached qcow2 image
-                    if fmt == 'qcow2' and last:
-                        r['warm'] = self._warm(image, meta)
-                    # Not waited for: on stock SVC this volume is the source
-                    # of the cache entry's full copy (512 s per GiB).
-                    self.api.delete_volume(vol['id'])
-                    os.unlink(image.path)
-
-                def med(key: str, trials: list = trials) -> Any:
-                    vals = [x[key] for x in trials if x[key] is not None]
-                    return statistics.median(vals) if vals else None
-                r[f'cold_{fmt}'] = {
-                    'trials': trials,
-                    'seconds': med('seconds'),
-                    'copy_seconds': med('copy_seconds'),
-                    'reference_seconds': med('reference_seconds'),
-                    'fraction_copy': med('fraction_copy'),
-                    'fraction_end_to_end': med('fraction_end_to_end'),
-                    'glance_bytes': med('glance_bytes'),
-                    'image_file_bytes': med('image_file_bytes'),
-                    'peak_rss_delta_mb': max(x['peak_rss_delta_mb']
-                                             for x in trials),
-                }
-            # (c) storm from an image never seen before
-            image = images.make_image(work, params['storm_image_bytes'],
-                                      'qcow2', seed=12, name='storm')
+                r[f'cold_{fmt}'] = self._cold(fmt)
+                _progress(config, f'cold_{fmt}', r[f'cold_{fmt}'])
+            image = images.make_image(self.work_dir, params['image_bytes'],
+                                      'qcow2', seed=21, name='warm')
             meta = self.add_image(image)
-            copied0 = self._copied()
-            calls0 = self._calls()
-            vols, times, total = self._create_many(
-                meta['id'], params['storm'], self._size_gb(image))
-            r['storm'] = {
-                'volumes': params['storm'],
-                'available': sum(v['status'] == 'available' for v in vols),
-                'seconds_all_available': total,
-                'p50': statistics.median(times) if times else None,
-                'p95': (times[max(0, int(len(times) * 0.95) - 1)]
-                        if times else None),
-                'volumes_per_minute': (60.0 * len(times) / total
-                                       if total else None),
-                'glance_bytes': self.images.bytes_served[meta['id']],
-                'image_file_bytes': image.file_size,
-                'array_bytes_copied': self._copied() - copied0,
-                'array_calls': self._calls() - calls0,
-            }
-            t = time.monotonic()
-            for v in vols:
-                self.api.delete_volume(v['id'])
-            if ours:
-                for v in vols:
-                    self.wait_for_deleted(v['id'], timeout=1800)
-                r['storm']['delete_all_seconds'] = time.monotonic() - t
-            # (e) cold lifecycle: a short-lived server booted from an image
-            # never seen before (create, then delete at once). On stock SVC
-            # the first volume is the source of the full-copy FlashCopy that
-            # fills the cache entry, so its delete waits for that copy.
-            image = images.make_image(work, params['storm_image_bytes'],
-                                      'qcow2', seed=14, name='life')
-            meta = self.add_image(image)
-            t = time.monotonic()
-            vol = self.create_volume(self._size_gb(image), image_id=meta['id'])
-            vol = self.wait_for_volume(vol['id'], timeout=1800)
-            created = time.monotonic() - t
-            self.api.delete_volume(vol['id'])
-            self.wait_for_deleted(vol['id'], timeout=3600)
-            r['cold_lifecycle'] = {'create_seconds': created,
-                                   'lifecycle_seconds': time.monotonic() - t}
-            # (d) many volumes from one image (clone limits), ours only
-            if ours and params['many']:
-                image = images.make_image(work, 8 * MiB, 'qcow2', seed=13,
-                                          name='many')
-                meta = self.add_image(image)
-                vols, times, total = self._create_many(
-                    meta['id'], params['many'], self._size_gb(image))
-                ictx = cinder_context.get_internal_tenant_context()
-                r['many'] = {
-                    'volumes': params['many'],
-                    'failures': sum(v['status'] != 'available'
-                                    for v in vols),
-                    'goldens': len(self.driver.image_cache.goldens(
-                        ictx, None, meta['id'])),
-                    'seconds': total,
-                    'glance_downloads': self.images.downloads[meta['id']],
-                }
+            vol = self.create_volume(self._size_gb(image),
+                                     image_id=meta['id'])
+            self.wait_for_volume(vol['id'], timeout=params['timeout'])
+            r['warm_prime_leftover'] = self._idle()
+            r['warm'] = self._warm(image, meta)
+            _progress(config, 'warm', r['warm'])
             results[config] = r
+            r['guest_writes'] = self._guest_writes(image, meta)
+            _progress(config, 'guest_writes', r['guest_writes'])
+            self._delete_all([vol])
+            self._idle()
+            r['storm'] = self._storm()
+            _progress(config, 'storm', r['storm'])
+            r['cold_lifecycle'] = self._cold_lifecycle()
+            _progress(config, 'cold_lifecycle', r['cold_lifecycle'])
+
+        def _cold(self, fmt: str) -> dict[str, Any]:
+            trials = []
+            for trial in range(repeats):
+                image = images.make_image(
+                    self.work_dir, params['image_bytes'], fmt,
+                    seed=11 + trial, name=f'cold-{fmt}-{trial}')
+                meta = self.add_image(image)
+                os.sync()
+                ref_before = raw_reference_seconds(image.path, fmt,
+                                                   self.work_dir)
+                os.sync()
+                served0 = self.images.total_bytes_served()
+                s0 = self._snap()
+                with _RSSSampler() as rss:
+                    vol = self.create_volume(self._size_gb(image),
+                                             image_id=meta['id'])
+                    vol = self.wait_for_volume(vol['id'],
+                                               timeout=params['timeout'])
+                op = self._delta(s0)
+                self.assertEqual('available', vol['status'])
+                leftover = self._idle()
+                copy_seconds = None
+                if ours:
+                    ictx = cinder_context.get_internal_tenant_context()
+                    golden = self.driver.image_cache.goldens(
+                        ictx, None, meta['id'])[0]
+                    copy_seconds = float(golden.metadata['build_seconds'])
+                os.sync()
+                ref_after = raw_reference_seconds(image.path, fmt,
+                                                  self.work_dir)
+                ref = (ref_before + ref_after) / 2
+                trials.append({
+                    'seconds': op['seconds'], 'op': op,
+                    'leftover': leftover,
+                    'copy_seconds': copy_seconds,
+                    'reference_seconds': ref,
+                    'fraction_copy': (ref / copy_seconds if copy_seconds
+                                      else None),
+                    'fraction_end_to_end': ref / op['seconds'],
+                    'glance_bytes': (self.images.total_bytes_served()
+                                     - served0),
+                    'image_file_bytes': image.file_size,
+                    'peak_rss_mb': rss.peak / MiB,
+                    'peak_rss_delta_mb': (rss.peak - rss.idle) / MiB})
+                self._delete_all([vol])
+                self._idle()
+                os.unlink(image.path)
+            out: dict[str, Any] = {'trials': trials}
+            for key in ('seconds', 'copy_seconds', 'reference_seconds',
+                        'fraction_copy', 'fraction_end_to_end',
+                        'glance_bytes', 'peak_rss_mb',
+                        'peak_rss_delta_mb'):
+                out[key] = summary([t[key] for t in trials])
+            out['leftover_seconds'] = summary(
+                [t['leftover']['seconds'] for t in trials])
+            out['leftover_array_bytes'] = summary(
+                [t['leftover']['array_bytes'] for t in trials])
+            return out
 
         def _warm(self, image: Any, meta: dict) -> dict[str, Any]:
             size = self._size_gb(image)
-            # make sure the cache is primed (the cold volume did that)
             runs = []
-            copied0 = self._copied()
-            served0 = self.images.total_bytes_served()
-            calls0 = self._calls()
-            repeats = params['warm_repeats']
             for _ in range(repeats):
-                t = time.monotonic()
+                self._idle()
+                s0 = self._snap()
                 vol = self.create_volume(size, image_id=meta['id'])
-                vol = self.wait_for_volume(vol['id'], timeout=1800)
-                created = time.monotonic() - t
+                vol = self.wait_for_volume(vol['id'],
+                                           timeout=params['timeout'])
                 self.assertEqual('available', vol['status'])
+                create = self._delta(s0)
+                s1 = self._snap()
                 self.api.delete_volume(vol['id'])
-                self.wait_for_deleted(vol['id'], timeout=3600)
-                runs.append({'create': created,
-                             'lifecycle': time.monotonic() - t})
+                self.wait_for_deleted(vol['id'], timeout=params['timeout'])
+                delete = self._delta(s1)
+                lifecycle = self._delta(s0)
+                runs.append({'create': create, 'delete': delete,
+                             'lifecycle': lifecycle,
+                             'leftover': self._idle()})
             return {
-                # management round trips (SVC CLI commands over SSH, or
-                # PowerFlex REST calls) per create+delete: deterministic,
-                # and what a real array's per-command latency multiplies
-                'array_calls_per_lifecycle': (self._calls() - calls0) / len(
-                    runs),
-                'create_seconds': statistics.median(
-                    x['create'] for x in runs),
-                'lifecycle_seconds': statistics.median(
-                    x['lifecycle'] for x in runs),
-                'array_bytes_copied': self._copied() - copied0,
-                'glance_bytes': self.images.total_bytes_served() - served0,
+                'runs': runs,
+                'create_seconds': summary(
+                    [x['create']['seconds'] for x in runs]),
+                'lifecycle_seconds': summary(
+                    [x['lifecycle']['seconds'] for x in runs]),
+                'array_calls_per_lifecycle': summary(
+                    [x['lifecycle']['array_calls'] for x in runs]),
+                'array_bytes_per_clone': summary(
+                    [x['create']['array_bytes'] for x in runs]),
+                'array_bytes_per_lifecycle': summary(
+                    [x['lifecycle']['array_bytes'] for x in runs]),
+                'leftover_seconds': summary(
+                    [x['leftover']['seconds'] for x in runs]),
+                'leftover_array_bytes': summary(
+                    [x['leftover']['array_bytes'] for x in runs]),
             }
+
+        def _guest_writes(self, image: Any, meta: dict) -> dict[str, Any]:
+            size = self._size_gb(image)
+            out: dict[str, Any] = {}
+            for share in params['guest_shares']:
+                runs = []
+                for rep in range(repeats):
+                    self._idle()
+                    s0 = self._snap()
+                    vols = [self.create_volume(size, image_id=meta['id'])
+                            for _ in range(params['guest_clones'])]
+                    vols, _ = self._wait_all(vols)
+                    written = 0
+                    for i, v in enumerate(vols):
+                        res = self.backend.emulator.call(
+                            'array.guest_write' if array == 'svc'
+                            else 'guest_write', self._lun(v['id']), share,
+                            64 * 1024, 1000 * rep + i, params['guest_span'])
+                        written += res['written']
+                    self._idle()
+                    d = self._delta(s0)
+                    n = len(vols)
+                    runs.append({
+                        'array_bytes_per_server': d['array_bytes'] / n,
+                        'by_kind': d['array_bytes_by_kind'],
+                        'written_per_server': written / n,
+                        'capacity_per_server': statistics.mean(
+                            self._own(v['id']) for v in vols)})
+                    self._delete_all(vols)
+                out[f'{int(share * 100)}pct'] = {
+                    'runs': runs,
+                    'array_bytes_per_server': summary(
+                        [x['array_bytes_per_server'] for x in runs]),
+                    'capacity_per_server': summary(
+                        [x['capacity_per_server'] for x in runs]),
+                    'written_per_server': summary(
+                        [x['written_per_server'] for x in runs]),
+                }
+            return out
+
+        def _storm(self) -> dict[str, Any]:
+            runs = []
+            for rep in range(repeats):
+                image = images.make_image(
+                    self.work_dir, params['storm_image_bytes'], 'qcow2',
+                    seed=100 + rep, name=f'storm-{rep}')
+                meta = self.add_image(image)
+                self._idle()
+                s0 = self._snap()
+                vols = [self.create_volume(self._size_gb(image),
+                                           image_id=meta['id'])
+                        for _ in range(params['storm'])]
+                vols, _ = self._wait_all(vols)
+                op = self._delta(s0)
+                leftover = self._idle()
+                runs.append({
+                    'seconds': op['seconds'],
+                    'available': sum(v['status'] == 'available'
+                                     for v in vols),
+                    'glance_bytes_ratio': (
+                        self.images.bytes_served[meta['id']]
+                        / image.file_size),
+                    'array_bytes_per_volume': op['array_bytes'] / len(vols),
+                    'array_calls_per_volume': op['array_calls'] / len(vols),
+                    'leftover': leftover})
+                self._delete_all(vols)
+                self._idle()
+                os.unlink(image.path)
+            return {
+                'volumes': params['storm'], 'runs': runs,
+                'seconds': summary([x['seconds'] for x in runs]),
+                'glance_bytes_ratio': summary(
+                    [x['glance_bytes_ratio'] for x in runs]),
+                'array_bytes_per_volume': summary(
+                    [x['array_bytes_per_volume'] for x in runs]),
+                'array_calls_per_volume': summary(
+                    [x['array_calls_per_volume'] for x in runs]),
+                'leftover_seconds': summary(
+                    [x['leftover']['seconds'] for x in runs]),
+            }
+
+        def _cold_lifecycle(self) -> dict[str, Any]:
+            """A short-lived server on an image never seen before."""
+            runs = []
+            for rep in range(repeats):
+                image = images.make_image(
+                    self.work_dir, params['storm_image_bytes'], 'qcow2',
+                    seed=200 + rep, name=f'life-{rep}')
+                meta = self.add_image(image)
+                self._idle()
+                s0 = self._snap()
+                vol = self.create_volume(self._size_gb(image),
+                                         image_id=meta['id'])
+                self.wait_for_volume(vol['id'], timeout=params['timeout'])
+                self._delete_all([vol])
+                op = self._delta(s0)
+                runs.append({'op': op, 'leftover': self._idle()})
+                os.unlink(image.path)
+            return {'runs': runs,
+                    'lifecycle_seconds': summary(
+                        [x['op']['seconds'] for x in runs]),
+                    'leftover_seconds': summary(
+                        [x['leftover']['seconds'] for x in runs])}
 
     return Bench('run_bench')
 
 
 _STOCK_SVC_DRIVER = 'tools.bench.stock_drivers.StockStorwizeFCDriver'
 _STOCK_POWERFLEX_DRIVER = 'tools.bench.stock_drivers.StockPowerFlexDriver'
+CONFIGS = ['ours-svc', 'stock-svc', 'stock-tuned-svc', 'ours-powerflex',
+           'stock-powerflex']
 
 
 def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
+    from cinder_dpm_ephemeral.emulators.svc import cli as svc_cli
     params = {
-        'image_bytes': (128 if quick else 1024) * MiB,
-        'cold_trials': 3,
-        'storm_image_bytes': (32 if quick else 256) * MiB,
-        'storm': 50,
-        'warm_repeats': 9,
-        'many': 300,
+        'image_bytes': (32 if quick else 1024) * MiB,
+        'storm_image_bytes': (16 if quick else 256) * MiB,
+        'storm': 5 if quick else 50,
+        # guests write in the first guest_span bytes of their disk (a
+        # PowerFlex volume is at least 8 GiB)
+        'guest_span': (256 if quick else 1024) * MiB,
+        'repeats': 5,
+        'guest_shares': [0.05, 0.5],
+        'guest_clones': 2 if quick else 5,
+        'svc_latency': svc_cli.BENCH_CLI_LATENCY,
+        'idle_timeout': 1800,
         'timeout': 3600,
     }
     results: dict[str, Any] = {'params': params}
-    for config in configs or ['ours-svc', 'stock-svc', 'ours-powerflex',
-                              'stock-powerflex']:
+    for config in configs or CONFIGS:
         print(f'--- {config} ...', flush=True)
         case = _scenario_case(config, params, results)
         res = unittest.TestResult()
@@ -373,5 +561,5 @@ def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
         for _c, text in res.errors + res.failures:
             print(text)
             results.setdefault('errors', {})[config] = text[-2000:]
-        print(f'--- {config}: {results.get(config)}', flush=True)
+        print(f'--- {config} done', flush=True)
     return results
