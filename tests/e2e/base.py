@@ -83,13 +83,16 @@ class Cloud:
                                          admin=admin).stdout)
 
     # -- Glance's side --------------------------------------------------------
-    def glance_downloads(self, image_id: str) -> int:
-        """Image data downloads Glance served for ``image_id``."""
-        log = self.lo.logs / 'glance-api-access.log'
-        wanted = f'"GET /v2/images/{image_id}/file '
+    def served(self, service: str, request: str) -> int:
+        """Requests starting with ``request`` that ``service`` answered 200."""
+        log = self.lo.logs / f'{service}-access.log'
         with open(log) as f:
             return sum(1 for line in f
-                       if wanted in line and '" 200 ' in line)
+                       if f'"{request}' in line and '" 200 ' in line)
+
+    def glance_downloads(self, image_id: str) -> int:
+        """Image data downloads Glance served for ``image_id``."""
+        return self.served('glance-api', f'GET /v2/images/{image_id}/file ')
 
     # -- the SVC, as its administrator sees it --------------------------------
     def svc(self, command: str) -> list[dict[str, str]]:

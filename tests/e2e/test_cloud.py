@@ -91,6 +91,13 @@ class BootFromImageTest(base.CloudTestCase):
                          {m['vdisk_name'] for m in maps})
 
         self.delete_server(sid)
+        # Neutron answered what Nova asks of it for a server without
+        # networks: its security groups, and its ports to clean up.
+        self.assertGreater(self.cloud.served(
+            'neutron-api', 'GET /v2.0/ports?fields=security_groups&'
+            f'fields=device_id&device_id={sid} '), 0)
+        self.assertGreater(self.cloud.served(
+            'neutron-api', f'GET /v2.0/ports?device_id={sid} '), 0)
         self._wait_gone(attached)
         names = self._svc_names()
         self.assertFalse({f'volume-{i}' for i in attached} & names)
