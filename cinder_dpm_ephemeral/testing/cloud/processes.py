@@ -77,7 +77,8 @@ def wsgi_service(lo: lay.Layout, name: str) -> svcs.Service:
                f'{lay.HOST}:{lo.ports[port_key]}', target,
                str(lo.logs / f'{name}-access.log'), '--', *args)
     return svcs.Service(name, argv, env=env(lo),
-                        health=svcs.http_health(lo.url(port_key) + '/'))
+                        health=svcs.http_health(lo.url(port_key) + '/'),
+                        port=lo.ports[port_key])
 
 
 def rabbit_env(lo: lay.Layout) -> dict[str, str]:
@@ -119,9 +120,11 @@ def bus_services(lo: lay.Layout) -> list[svcs.Service]:
     env = rabbit_env(lo)
     return [
         svcs.Service('epmd', ['epmd', '-port', str(lo.ports['epmd'])],
-                     env=env, health=svcs.tcp_health(lo.ports['epmd'])),
+                     env=env, health=svcs.tcp_health(lo.ports['epmd']),
+                     port=lo.ports['epmd']),
         svcs.Service('rabbitmq', [RABBIT_SERVER], env=env,
-                     health=svcs.tcp_health(lo.ports['rabbitmq'])),
+                     health=svcs.tcp_health(lo.ports['rabbitmq']),
+                     port=lo.ports['rabbitmq']),
     ]
 
 
@@ -145,7 +148,8 @@ def emulator_services(lo: lay.Layout) -> list[svcs.Service]:
             # (the SVC's readiness is its host key: a bare TCP probe would
             # make its SSH server log a failed handshake)
             health=check_file if kind == 'svc' else
-            (lambda f=check_file, p=check_port: f() or p())))
+            (lambda f=check_file, p=check_port: f() or p()),
+            port=port))
     return out
 
 
@@ -177,7 +181,7 @@ def hmc_service(lo: lay.Layout) -> svcs.Service:
          '--adapters', str(len(config.HMC_ADAPTERS)),
          '--svc-state-dir', str(lo.data / 'emulators' / 'svc')],
         env={'DPM_EMULATOR_PASSWORD': lo.passwords['hmc']},
-        health=lambda: check_file() or check_port())
+        health=lambda: check_file() or check_port(), port=lo.ports['hmc'])
 
 
 class _ServiceLists:

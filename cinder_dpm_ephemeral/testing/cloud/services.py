@@ -58,6 +58,8 @@ class Service:
     # A line of its log saying that it gave up while it still runs (Nova's
     # and Cinder's services log a failed start on their top-level logger).
     fatal: str | None = None
+    # The port it listens on: must be free before it starts.
+    port: int | None = None
 
 
 def http_health(url: str) -> Callable[[], str | None]:
@@ -168,6 +170,12 @@ def start(lo: lay.Layout, svc: Service) -> int:
     if pid is not None:
         LOG.info('%s already running (pid %d)', svc.name, pid)
         return pid
+    if svc.port is not None and tcp_health(svc.port)() is None:
+        raise ServiceError(
+            f'service {svc.name} cannot start: {lay.HOST}:{svc.port} is '
+            'already in use by a process this cloud did not start (another '
+            'cloud, or a leftover of one?); end it, or move this cloud\'s '
+            'ports with DPM_CLOUD_PORT_OFFSET')
     lo.run.mkdir(parents=True, exist_ok=True)
     lo.logs.mkdir(parents=True, exist_ok=True)
     env = service_env(lo)
