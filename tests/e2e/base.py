@@ -23,6 +23,7 @@ Web Services API through zhmcclient, Glance's access log.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
@@ -43,7 +44,7 @@ from cinder_dpm_ephemeral.testing.cloud import config
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
 from cinder_dpm_ephemeral.testing.cloud import services as svcs
 
-E2E_PORT_OFFSET = 100
+E2E_PORT_OFFSET = int(os.environ.get('DPM_E2E_PORT_OFFSET', '100'))
 OPENSTACK = os.path.join(os.path.dirname(sys.executable), 'openstack')
 
 _lock = threading.Lock()
@@ -157,12 +158,50 @@ def e2e_dir() -> pathlib.Path:
 
 
 def _layout() -> lay.Layout:
-    os.environ['DPM_CLOUD_PORT_OFFSET'] = str(E2E_PORT_OFFSET)
+    os.environ['DPM_CLOUD_PORT_OFFSET'] = str(E2E_PORT_OFFSET)  # for Layout
     return lay.Layout.load(e2e_dir())
+
+
+_LOCK_WAIT = 1800.0
+_lock_file: Any = None
+
+
+def _take_suite_lock() -> None:
+    """One e2e run at a time per checkout.
+
+    A second run (several people share the checkout; ``./run test`` runs
+    this suite) would end the first one's cloud as a leftover: it waits
+    for the first to finish instead, up to half an hour.
+    """
+    global _lock_file
+    path = e2e_dir().with_name(e2e_dir().name + '.lock')
+    _lock_file = open(path, 'a+')
+    deadline = time.monotonic() + _LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f'another end-to-end run holds {path} (its cloud in '
+                    f'{e2e_dir()}) for more than {_LOCK_WAIT:.0f} s; let it '
+                    'finish, or set DPM_E2E_CLOUD_DIR and '
+                    'DPM_E2E_PORT_OFFSET for a second one') from None
+            time.sleep(5)
+
+
+def _release_suite_lock() -> None:
+    global _lock_file
+    if _lock_file is not None:
+        fcntl.flock(_lock_file, fcntl.LOCK_UN)
+        _lock_file.close()
+        _lock_file = None
 
 
 def bring_up() -> Cloud:
     """A new cloud in the suite's directory (a leftover one ended first)."""
+    _take_suite_lock()
     lo = _layout()
     cloud.down(lo)
     shutil.rmtree(lo.root, ignore_errors=True)
@@ -170,6 +209,8 @@ def bring_up() -> Cloud:
     try:
         timings = cloud.up(lo)
     except svcs.ServiceError as exc:
+        cloud.down(lo)
+        _release_suite_lock()
         raise AssertionError(
             f'the cloud did not come up: {exc}\n(logs in {lo.logs})'
         ) from None
@@ -180,8 +221,12 @@ def take_down() -> None:
     """End the suite's cloud; its directory stays for a look at the logs."""
     global _cloud
     with _lock:
-        cloud.down(_layout())
-        _cloud = None
+        try:
+            if _cloud is not None:
+                cloud.down(_layout())
+        finally:
+            _cloud = None
+            _release_suite_lock()
 
 
 def get_cloud() -> Cloud:
