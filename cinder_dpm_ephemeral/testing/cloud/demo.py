@@ -88,10 +88,9 @@ class Demo:
 
 
 def _image(args: argparse.Namespace, work: pathlib.Path) -> tuple[str, str]:
-    if args.image:
-        from cinder_dpm_ephemeral.testing import images
-        return args.image, images.detect_disk_format(args.image)[0]
     from cinder_dpm_ephemeral.testing import images
+    if args.image:
+        return args.image, images.detect_disk_format(args.image)[0]
     made = images.make_disk_image(work, 'qcow2', 'gpt', 512 * images.MiB,
                                   seed=11, name='demo')
     return made.path, made.disk_format
@@ -119,9 +118,8 @@ def scenario(demo: Demo, args: argparse.Namespace) -> dict[str, Any]:
     facts['downloads_before'] = demo.downloads(image_id)
 
     print('\n# 2. A DPM flavor (an administrator does this once)')
-    if not demo.value('flavor', 'list', '--all', admin=True) or not [
-            f for f in demo.value('flavor', 'list', '--all', admin=True)
-            if f['Name'] == FLAVOR_NAME]:
+    flavors = demo.value('flavor', 'list', '--all', admin=True)
+    if not [f for f in flavors if f['Name'] == FLAVOR_NAME]:
         demo.run('flavor', 'create', '--ram', '2048', '--vcpus', '2',
                  '--disk', '5', '--property', 'dpm:boot_from_volume=true',
                  FLAVOR_NAME, '-c', 'name', '-c', 'disk', '-c',
