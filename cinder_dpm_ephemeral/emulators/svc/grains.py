@@ -29,6 +29,9 @@ Sources (IBM Documentation, Spectrum Virtualize / SAN Volume Controller):
   the target unless the entire grain is being written", SG24-8068).
 * "Thin-provisioned FlashCopy": with a thin-provisioned source "only the
   space that is used on the source volume is copied to the target volume".
+  The same holds for copies a write causes: a grain the source had not
+  allocated when the mapping started reads zeros and is not copied (the
+  target allocates it).
 * "Background copy": the copy runs from the grain with the highest LBA
   down to LBA 0; the stopping copy "copies every grain that is split on the
   stopping map to the next map (if one exists) which is dependent on that
@@ -135,6 +138,11 @@ def split(m: Obj, g: int, capacity: int, data: dict[str, Any],
     n = grain_len(m, g, capacity)
     if m.get('todo_bits') and load(m['todo_bits']) >> g & 1:
         m['copied'] = float(m.get('copied', 0)) + n
+    elif how != 'background':
+        # The point-in-time image of this grain is an unallocated grain
+        # of a thin source: it reads zeros, there is nothing to copy (the
+        # target only allocates the grain).
+        how = 'overwrite'
     tgt = data['vdisks'].get(str(m['target']))
     if tgt is not None:
         own(tgt, 1 << g)

@@ -86,6 +86,20 @@ class ThinSourceTestCase(GrainTestCase):
         self.assertEqual({}, self.inv()['fcmaps'])
         self.assertEqual(0, self.counter(grains.BACKGROUND_COPY_COUNTER))
 
+    def test_writes_over_unallocated_source_grains_copy_nothing(self) -> None:
+        # the target's image of such a grain is zeros: no data to copy,
+        # the written target (and the older one) only allocate it
+        self.vdisk('src')
+        self.array.write('src', 0, b'image')
+        self.nocopy_targets(2)
+        self.assertEqual({'write': 0},
+                         self.array.write('t2', 10 * GRAIN + 5, b'guest'))
+        self.assertEqual({'write': 2 * GRAIN},
+                         self.array.write('t2', 5, b'guest'))
+        own = self.array.fc_bytes()
+        self.assertEqual((2 * GRAIN, 2 * GRAIN),
+                         (own['t2']['own'], own['t1']['own']))
+
     def test_fully_allocated_source_copies_every_grain(self) -> None:
         self.vdisk('src', thin=False)
         self.vdisk('tgt')
