@@ -208,11 +208,25 @@ def _scenario_case(config: str, params: dict[str, Any],
                 opts.update(STOCK_TUNED)
             return opts
 
+        internal_project = uuid.uuid4().hex
+
         def default_options(self) -> dict[str, Any]:
             opts = dict(self.backend.default_options())
-            opts['cinder_internal_tenant_project_id'] = uuid.uuid4().hex
+            opts['cinder_internal_tenant_project_id'] = self.internal_project
             opts['cinder_internal_tenant_user_id'] = uuid.uuid4().hex
             return opts
+
+        def setUp(self) -> None:
+            super().setUp()
+            # The image caches (stock's entries, our golden volumes) live
+            # in the internal tenant; the default quota class (10 volumes)
+            # would stop both caches after 10 images and make every later
+            # create a cache miss. An operator lifts it: so do we, for all.
+            self.api.api_put(
+                f'/os-quota-sets/{self.internal_project}',
+                {'quota_set': {'volumes': -1, 'gigabytes': -1,
+                               'snapshots': -1,
+                               'per_volume_gigabytes': -1}})
 
         # -- measuring --------------------------------------------------------
         def _size_gb(self, image: Any) -> int:
