@@ -201,7 +201,12 @@ class DPMDriver(driver.ComputeDriver):
             raise exception.PartitionError(
                 name=name, reason='has no initiator WWPN (HBAs or storage '
                                   'group missing)')
-        return {'host': name, 'wwpns': wwpns, 'platform': 's390x',
+        # 'host' is what the array names its host object after: the
+        # instance uuid (36 characters, one per partition, as nova-dpm
+        # did). The partition name (up to 64) would not fit: Cinder's
+        # Storwize driver appends '-' and 8 digits to the first 55
+        # characters, past the SVC's 63 (CMMVC6527E).
+        return {'host': instance.uuid, 'wwpns': wwpns, 'platform': 's390x',
                 'os_type': 'linux', 'multipath': False}
 
     def attach_volume(self, context: Any, connection_info: dict[str, Any],

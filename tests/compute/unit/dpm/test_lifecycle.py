@@ -43,7 +43,9 @@ class _Lifecycle:
         for w in connector['wwpns']:
             self.assertRegex(w, HEX16)
         self.assertEqual(self.initiators(inst), connector['wwpns'])
-        self.assertEqual(part.name, connector['host'])
+        # the array names its host after it: short enough for an SVC host
+        # name (Storwize: 55 characters + '-' + 8 digits <= 63)
+        self.assertEqual(inst.uuid, connector['host'])
 
     def test_spawn_runs_and_destroy_removes_everything(self) -> None:
         inst = self.instance()
