@@ -11,7 +11,8 @@
 # under the License.
 """The demo on the whole cloud: what a user types and what it prints.
 
-  python -m cinder_dpm_ephemeral.testing.cloud.demo [--keep] [--image FILE]
+  python -m cinder_dpm_ephemeral.testing.cloud.demo [--keep]
+      [--image FILE [--disk-format raw|qcow2|vmdk|vhd|vhdx|iso]]
 
 Brings the cloud up (``./run cloud up``; the first time takes a couple of
 minutes for the databases, later ones well under one), then runs the
@@ -90,7 +91,8 @@ class Demo:
 def _image(args: argparse.Namespace, work: pathlib.Path) -> tuple[str, str]:
     from cinder_dpm_ephemeral.testing import images
     if args.image:
-        return args.image, images.detect_disk_format(args.image)[0]
+        return args.image, (args.disk_format or
+                            images.detect_disk_format(args.image)[0])
     made = images.make_disk_image(work, 'qcow2', 'gpt', 512 * images.MiB,
                                   seed=11, name='demo')
     return made.path, made.disk_format
@@ -156,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--keep', action='store_true',
                         help='leave the cloud running at the end')
     parser.add_argument('--image', help='boot this image file instead')
+    parser.add_argument('--disk-format',
+                        choices=('raw', 'qcow2', 'vmdk', 'vhd', 'vhdx',
+                                 'iso'),
+                        help='Glance disk_format of --image (default: what '
+                             'qemu-img finds)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     lo = lay.Layout.load()
