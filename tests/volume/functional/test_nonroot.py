@@ -55,6 +55,7 @@ class NonRootDataPathTest(testtools.TestCase):
         os.chmod(self.work, 0o755)  # noqa: S103 (the service user reads)
         self.uid = self._system_user()
         self._let_user_reach(os.path.realpath(sys.executable))
+        self._let_user_reach(os.path.join(REPO, 'tests'))   # and the venv
         self.rootwrap_conf = self._rootwrap()
         self._sudoers()
         # The array, as root; its LUN files are root's, mode 0600.
@@ -75,8 +76,9 @@ class NonRootDataPathTest(testtools.TestCase):
     def _let_user_reach(self, path):
         """Give others search (x) permission on each parent that lacks it.
 
-        The interpreter may live under a private home (pyenv in /root);
-        a packaged service's interpreter is in /usr. Restored afterwards.
+        The interpreter (pyenv) or the checkout may live under a private
+        home such as /root; a packaged service's code is in /usr. Restored
+        afterwards.
         """
         d = os.path.dirname(path)
         while d != '/':
