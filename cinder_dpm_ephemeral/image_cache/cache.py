@@ -41,6 +41,7 @@ from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import timeutils
 
+from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
 from cinder_dpm_ephemeral.image_cache import formats
@@ -190,6 +191,7 @@ class GoldenImageCache:
                                 volume)
         version = image_version(image_meta)
         pool = volume_utils.extract_host(volume.host, 'pool')
+        built = False
         for _attempt in range(4):
             golden = self._find_usable(ictx, volume.host, image_id, version)
             if golden is None:
@@ -201,6 +203,7 @@ class GoldenImageCache:
                             golden = self._build_golden(
                                 context, ictx, volume, image_meta,
                                 image_service, version)
+                            built = True
                         except exception.OverQuota as exc:
                             LOG.warning(
                                 'Golden volume for image %(img)s not made: '
@@ -253,6 +256,9 @@ class GoldenImageCache:
             LOG.info('Volume %(vol)s is a thin clone of golden volume '
                      '%(g)s (image %(img)s).',
                      {'vol': volume.id, 'g': golden.id, 'img': image_id})
+            cache_stats.notify(context, cache_stats.MISS if built else
+                               cache_stats.HIT, image_id, volume.host,
+                               golden.id, pool)
             return update, True
         raise dpm_exception.GoldenCacheExhausted(image_id=image_id,
                                                  volume_id=volume.id)
@@ -522,6 +528,9 @@ class GoldenImageCache:
             golden.save()
             return False
         golden.destroy()
+        cache_stats.notify(golden._context, cache_stats.EVICT,
+                           golden.metadata.get(MD_IMAGE), golden.host,
+                           golden.id, golden.metadata.get(MD_POOL))
         accounting.release(golden)
         self.capacity.remove(golden)
         return True

@@ -6,6 +6,7 @@ from typing import Any
 
 from oslo_log import log as logging
 
+from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral.image_cache import cache
 from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral import opts
@@ -107,6 +108,9 @@ class GoldenCacheDriverMixin:
         self.image_cache.periodic(
             self.host, self.configuration.safe_get(
                 'dpm_ephemeral_image_cache_cleanup_interval') or 0)
+        # golden volumes, GiB and clones per pool (cinder get-pools --detail)
+        cache_stats.pool_figures(self.image_cache, self.host,
+                                 self._stats.get('pools') or [])
 
     def delete_volume(self, volume: Any) -> None:
         # A golden volume that clones still depend on is refused (on SVC

@@ -1,0 +1,93 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""The golden cache as Cinder's monitoring sees it, through real Cinder.
+
+Notifications with the event types of Cinder's image-volume cache (its
+own test base routes ``cinder.rpc.get_notifier`` to Cinder's fake
+notifier), and the pool statistics the volume service reports.
+"""
+
+import uuid
+
+from cinder import context as cinder_context
+
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import array_views
+
+MiB = 1024 * 1024
+
+INTERNAL_PROJECT = uuid.uuid4().hex
+INTERNAL_USER = uuid.uuid4().hex
+
+
+class SVCCacheVisibilityTest(array_views.SVCArray,
+                             cinder_harness.CinderHarness):
+
+    def default_options(self):
+        opts = dict(self.backend.default_options())
+        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
+                     'cinder_internal_tenant_user_id': INTERNAL_USER})
+        return opts
+
+    def backend_options(self):
+        return self.backend.backend_options(self.BACKEND)
+
+    def _events(self):
+        return [(n['event_type'], n['payload'])
+                for n in self.notifier.notifications
+                if n['event_type'].startswith('image_volume_cache.')]
+
+    def test_hit_miss_evict_and_pool_figures(self):
+        image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=7,
+                                  name='visible')
+        meta = self.add_image(image)
+        self.notifier.reset()
+        first = self.wait_for_volume(
+            self.create_volume(1, image_id=meta['id'])['id'], timeout=300)
+        second = self.wait_for_volume(
+            self.create_volume(1, image_id=meta['id'])['id'], timeout=300)
+        self.assertEqual('available', second['status'], second)
+        ictx = cinder_context.get_internal_tenant_context()
+        (golden,) = self.driver.image_cache.goldens(ictx)
+        events = self._events()
+        self.assertEqual(['image_volume_cache.miss',
+                          'image_volume_cache.hit'], [e for e, _ in events])
+        for _event, payload in events:
+            self.assertEqual(meta['id'], payload['image_id'])
+            self.assertEqual(golden.id, payload['golden_volume_id'])
+            self.assertEqual('pool0', payload['pool'])
+            self.assertEqual(first['os-vol-host-attr:host'], payload['host'])
+
+        # the pool's stats carry the cache's figures
+        self.driver._update_volume_stats()
+        [pool] = self.driver._stats['pools']
+        self.assertEqual(1, pool['dpm_golden_volumes'])
+        self.assertEqual(golden.size, pool['dpm_golden_gb'])
+        self.assertEqual(2, pool['dpm_golden_clones'])
+
+        # eviction: clones gone, the image gone from Glance, clean-up
+        for v in (first, second):
+            self.delete_volume(v['id'])
+        self.notifier.reset()
+        self.images.remove(meta['id'])
+        self.driver.image_cache.collect_garbage(self.images.service())
+        self.assertEqual([], self.driver.image_cache.goldens(ictx))
+        events = self._events()
+        self.assertEqual(['image_volume_cache.evict'],
+                         [e for e, _ in events])
+        self.assertEqual(meta['id'], events[0][1]['image_id'])
+        self.driver._update_volume_stats()
+        [pool] = self.driver._stats['pools']
+        self.assertEqual((0, 0, 0), (pool['dpm_golden_volumes'],
+                                     pool['dpm_golden_gb'],
+                                     pool['dpm_golden_clones']))
