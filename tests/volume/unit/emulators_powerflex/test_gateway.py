@@ -401,8 +401,8 @@ class WriteCostTest(GatewayTestCase):
                          self.gw.write(snap, 100, b'c' * 100))
         self.assertEqual({'write': 0}, self.gw.write(snap, 300, b'c'))
         # a whole-unit write copies nothing; an unallocated unit neither
-        self.assertEqual({'write': 0}, self.gw.write(vol, 5 * MiB,
-                                                    b'd' * MiB))
+        self.assertEqual({'write': 0},
+                         self.gw.write(vol, 5 * MiB, b'd' * MiB))
         self.assertEqual({'write': 0}, self.gw.write(vol, 9 * MiB, b'e'))
         self.assertEqual(b'b' * 10, self.gw.array.luns.read(
             snap, 5 * MiB, 10))
