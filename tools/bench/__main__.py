@@ -224,4 +224,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
+    if sys.argv[1:2] == ['cloud']:
+        # Time to ACTIVE on the whole cloud (tools/bench/cloud.py).
+        from tools.bench import cloud
+        sys.exit(cloud.main(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))

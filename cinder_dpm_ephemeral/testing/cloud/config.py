@@ -24,6 +24,7 @@ api-paste.ini is the wheel's own with the project's snippet
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import re
 from typing import Any
@@ -238,6 +239,52 @@ def cinder_backends(lo: lay.Layout) -> Conf:
     }
 
 
+#: ``DPM_CLOUD_STOCK_BACKEND=1`` (the cloud benchmark sets it; default off,
+#: so tests and the demo see two backends) adds a third backend section:
+#: Cinder's in-tree Storwize FC driver on the same emulated SVC and pool,
+#: with Cinder's generic image-volume cache, for the stock side of
+#: ``./run bench cloud``. Any other non-empty value names the driver class.
+STOCK_BACKEND_ENV = 'DPM_CLOUD_STOCK_BACKEND'
+STOCK_SVC_BACKEND = 'stock-svc'
+#: The in-tree StorwizeSVCFCDriver with only the emulation data path mixed
+#: in (image copies reach the emulated LUN files); needs the repository on
+#: PYTHONPATH (the benchmark sets it).
+STOCK_SVC_DRIVER = 'tools.bench.stock_drivers.StockStorwizeFCDriver'
+
+
+def stock_backend_driver() -> str | None:
+    value = os.environ.get(STOCK_BACKEND_ENV, '')
+    if value in ('', '0'):
+        return None
+    return STOCK_SVC_DRIVER if value == '1' else value
+
+
+def stock_svc_backend(lo: lay.Layout, driver: str) -> Conf:
+    """Stock Cinder on the SVC, tuned as an operator would tune it.
+
+    The storage benchmark's STOCK_TUNED (tools/bench/storage.py).
+    """
+    return {STOCK_SVC_BACKEND: {
+        'volume_backend_name': STOCK_SVC_BACKEND,
+        'volume_driver': driver,
+        'san_ip': lay.HOST,
+        'san_ssh_port': lo.ports['svc'],
+        'san_login': 'superuser',
+        'san_password': lo.passwords['svc'],
+        'storwize_svc_volpool_name': lay.SVC_POOL,
+        'dpm_ephemeral_emulator_state_dir':
+            str(lo.data / 'emulators' / 'svc'),
+        # Cinder's generic image-volume cache (entries owned by the
+        # internal tenant set in [DEFAULT]), unlimited in size and count.
+        'image_volume_cache_enabled': True,
+        'image_volume_cache_max_size_gb': 0,
+        'image_volume_cache_max_count': 0,
+        # FlashCopy at the SVC's highest copy and clean rates (2 GiB/s).
+        'storwize_svc_flashcopy_rate': 150,
+        'storwize_svc_clean_rate': 150,
+    }}
+
+
 def cinder(lo: lay.Layout, internal_project_id: str,
            internal_user_id: str) -> Conf:
     common = _common(lo, 'cinder')
@@ -278,6 +325,11 @@ def cinder(lo: lay.Layout, internal_project_id: str,
         'oslo_concurrency': _locks(lo, 'cinder'),
     }
     conf.update(cinder_backends(lo))
+    stock = stock_backend_driver()
+    if stock:
+        conf.update(stock_svc_backend(lo, stock))
+        common['enabled_backends'] = [*common['enabled_backends'],
+                                      STOCK_SVC_BACKEND]
     return conf
 
 
