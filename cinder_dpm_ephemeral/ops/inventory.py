@@ -1,0 +1,166 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Golden caches, backend status, orphans and project default types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cinder import context as cinder_context
+from cinder.db import api as db_api
+from cinder import exception
+from cinder import objects
+from cinder.volume import volume_utils
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.ops import backend as be
+
+LOG = logging.getLogger(__name__)
+
+_CINDER_NAME = re.compile(r'^(volume|snapshot)-([0-9a-f-]{36})$')
+
+
+def _on(volume: Any, backend: str) -> bool:
+    """Whether ``volume`` is on ``backend`` (any volume host serving it).
+
+    The volume service's host name may differ from this one's
+    (``backend_host``, a cluster): the backend section's name decides.
+    """
+    host = volume_utils.extract_host(volume.host, 'backend') or ''
+    return host.partition('@')[2] == backend
+
+
+def _goldens(backend: str) -> list[Any]:
+    ctx = cinder_context.get_admin_context()
+    vols = objects.VolumeList.get_all(
+        ctx, filters={'metadata': {cache.MD_GOLDEN: 'true'}})
+    return [v for v in vols if _on(v, backend)]
+
+
+def cache_list(drivers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every golden volume of our backends, with its clones on the array."""
+    rows = []
+    for name in be.backends():
+        conf = be.backend_conf(name)
+        if not be.array_kind(conf):
+            continue
+        driver = drivers.get(name)
+        limit = None
+        if driver is not None:
+            limit = driver.image_cache.backend.max_clones_per_golden
+        for g in _goldens(name):
+            md = g.metadata
+            clones: int | None = None
+            if driver is not None:
+                try:
+                    clones = int(driver.image_cache.backend.dependents(g))
+                except Exception as exc:
+                    LOG.warning('Clones of golden volume %s not counted: '
+                                '%s', g.id, exc)
+            rows.append({
+                'backend': name,
+                'pool': md.get(cache.MD_POOL) or
+                volume_utils.extract_host(g.host, 'pool'),
+                'golden_volume': g.id, 'image': md.get(cache.MD_IMAGE),
+                'size_gb': g.size, 'state': md.get(cache.MD_STATE),
+                'status': g.status, 'clones': clones,
+                'clone_limit': limit,
+                'last_used': md.get(cache.MD_LAST_USED),
+            })
+    return rows
+
+
+def status(drivers: dict[str, Any]) -> list[dict[str, Any]]:
+    ctx = cinder_context.get_admin_context()
+    out = []
+    for name in be.backends():
+        conf = be.backend_conf(name)
+        if not be.array_kind(conf):
+            continue
+        vols = [v for v in objects.VolumeList.get_all(ctx) if _on(v, name)]
+        goldens = _goldens(name)
+        out.append({
+            'backend': name, 'array': be.array_kind(conf),
+            'reachable': name in drivers,
+            'volumes': len(vols) - len(goldens),
+            'golden_volumes': len(goldens),
+            'golden_gb': sum(g.size for g in goldens),
+        })
+    return out
+
+
+def _known(ctx: Any, kind: str, uuid: str) -> bool:
+    try:
+        if kind == 'volume':
+            db_api.volume_get(ctx, uuid)
+        else:
+            db_api.snapshot_get(ctx, uuid)
+        return True
+    except (exception.VolumeNotFound, exception.SnapshotNotFound):
+        return False
+
+
+def _svc_orphans(name: str, driver: Any) -> list[dict[str, Any]]:
+    """vdisks named like Cinder's whose volume/snapshot Cinder lacks."""
+    ctx = cinder_context.get_admin_context()
+    ssh = driver._helpers.ssh
+    pool = driver.configuration.storwize_svc_volpool_name[0]
+    out = []
+    for vdisk in ssh.lsvdisks_from_filter('mdisk_grp_name', pool):
+        m = _CINDER_NAME.match(vdisk['name'])
+        if not m or _known(ctx, m.group(1), m.group(2)):
+            continue
+        maps = ssh.lsvdiskfcmappings(vdisk['name'])
+        hosts = ssh.lsvdiskhostmap(vdisk['name'])
+        out.append({'backend': name, 'kind': 'vdisk',
+                    'name': vdisk['name'], 'pool': pool,
+                    'fcmaps': [fm['fc_map_name'] for fm in maps],
+                    'host_mappings': [h['host_name'] for h in hosts]})
+    return out
+
+
+def reconcile(drivers: dict[str, Any], apply: bool) -> list[dict[str, Any]]:
+    """Array objects Cinder does not know; removed only with ``apply``."""
+    found = []
+    for name, driver in drivers.items():
+        kind = be.array_kind(driver.configuration)
+        if kind != be.SVC:
+            found.append({'backend': name, 'kind': 'unsupported',
+                          'name': '', 'detail': 'reconcile of %s arrays is '
+                          'not implemented yet' % kind})
+            continue
+        for orphan in _svc_orphans(name, driver):
+            orphan['removed'] = False
+            if apply:
+                # -force removes its FlashCopy maps and host mappings too
+                driver._helpers.ssh.rmvdisk(orphan['name'],
+                                            force_unmap=True,
+                                            force_delete=True)
+                orphan['removed'] = True
+                LOG.info('Removed orphan vdisk %s of backend %s.',
+                         orphan['name'], name)
+            found.append(orphan)
+    return found
+
+
+def set_default_type(type_name: str, projects: list[str]) -> list[dict]:
+    """Make ``type_name`` the default volume type of ``projects``."""
+    ctx = cinder_context.get_admin_context()
+    vtype = db_api.volume_type_get_by_name(ctx, type_name)
+    out = []
+    for project in projects:
+        db_api.project_default_volume_type_set(ctx, vtype['id'], project)
+        out.append({'project': project, 'volume_type': type_name,
+                    'volume_type_id': vtype['id']})
+    return out

@@ -1,0 +1,143 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""``cinder-dpm-ephemeral`` against real Cinder and the emulated SVC.
+
+The command's functions run in this process on the harness's cinder.conf
+(Cinder's global configuration is already loaded from it, as the command
+loads it); one run of the installed console script checks the argument
+parsing and the configuration loading in a process of its own.
+"""
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+
+from cinder import context as cinder_context
+from cinder.db import api as db_api
+
+from cinder_dpm_ephemeral.ops import cli
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import array_views
+
+MiB = 1024 * 1024
+
+INTERNAL_PROJECT = uuid.uuid4().hex
+INTERNAL_USER = uuid.uuid4().hex
+
+
+class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
+
+    def default_options(self):
+        opts = dict(self.backend.default_options())
+        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
+                     'cinder_internal_tenant_user_id': INTERNAL_USER})
+        return opts
+
+    def backend_options(self):
+        return self.backend.backend_options(self.BACKEND)
+
+    def _cli(self, *argv):
+        out = io.StringIO()
+        args = cli.parser().parse_args(['--format', 'json', *argv])
+        rc = cli.execute(args, out)
+        return rc, json.loads(out.getvalue())
+
+    def _vdisks(self):
+        return {v['name'] for v in self._inv()['vdisks']}
+
+    def test_doctor_cache_reconcile_and_a_stopped_array(self):
+        rc, checks = self._cli('doctor')
+        self.assertEqual(0, rc, checks)
+        by_name = {c['name']: c for c in checks}
+        for name in ('config', 'internal tenant', 'qemu-img',
+                     'coordination', 'ssh host key', 'array'):
+            self.assertEqual('OK', by_name[name]['status'], by_name[name])
+
+        image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=3,
+                                  name='ops')
+        meta = self.add_image(image)
+        vol = self.wait_for_volume(
+            self.create_volume(1, image_id=meta['id'])['id'], timeout=300)
+        self.assertEqual('available', vol['status'], vol)
+        rc, rows = self._cli('cache', 'list')
+        self.assertEqual(0, rc)
+        [row] = rows
+        self.assertEqual((self.BACKEND, 'pool0', meta['id'], 1, 256),
+                         (row['backend'], row['pool'], row['image'],
+                          row['clones'], row['clone_limit']))
+        rc, [st] = self._cli('status')
+        self.assertEqual((True, 1, 1), (st['reachable'], st['volumes'],
+                                         st['golden_volumes']))
+
+        # Nothing to reconcile on a consistent backend
+        rc, found = self._cli('reconcile')
+        self.assertEqual([], found)
+
+        # An orphan: Cinder lost the row of a volume whose vdisk remains
+        lost = self.wait_for_volume(self.create_volume(1)['id'])
+        vdisk = 'volume-%s' % lost['id']
+        self.assertIn(vdisk, self._vdisks())
+        db_api.volume_destroy(cinder_context.get_admin_context(), lost['id'])
+        rc, found = self._cli('reconcile')
+        self.assertEqual([vdisk], [f['name'] for f in found])
+        self.assertFalse(found[0]['removed'])
+        self.assertIn(vdisk, self._vdisks())     # a dry run
+        rc, found = self._cli('reconcile', '--apply')
+        self.assertTrue(found[0]['removed'])
+        self.assertNotIn(vdisk, self._vdisks())
+        # the golden and its clone are untouched
+        self.assertIn('volume-%s' % vol['id'], self._vdisks())
+        self.assertEqual([], self._cli('reconcile')[1])
+
+        # the console script, in a process of its own, on the same file
+        # and a copy of this Cinder's (in-memory) database
+        db_file = os.path.join(self.work_dir, 'cinder.sqlite')
+        raw = db_api.get_engine().raw_connection()
+        try:
+            with sqlite3.connect(db_file) as dest:
+                raw.driver_connection.backup(dest)
+        finally:
+            raw.close()
+        db_conf = os.path.join(self.work_dir, 'database.conf')
+        with open(db_conf, 'w') as f:
+            f.write('[database]\nconnection = sqlite:///%s\n' % db_file)
+        script = os.path.join(os.path.dirname(sys.executable),
+                              'cinder-dpm-ephemeral')
+        env = dict(os.environ, PYTHONWARNINGS='ignore')
+        proc = subprocess.run(
+            [script, '--config-file', self.cinder_conf_path,
+             '--config-file', db_conf, 'doctor'],
+            capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn('OK   array [svc]: svc at 127.0.0.1:', proc.stdout)
+        proc = subprocess.run(
+            [script, '--config-file', self.cinder_conf_path,
+             '--config-file', db_conf, '--format', 'json', 'cache', 'list'],
+            capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.assertEqual([meta['id']],
+                         [r['image'] for r in json.loads(proc.stdout)])
+
+        # the array stops: doctor says FAIL and what to do
+        self._close_driver_connections()
+        self.backend.stop()
+        rc, checks = self._cli('doctor')
+        self.assertEqual(1, rc)
+        [array] = [c for c in checks if c['name'] == 'array']
+        self.assertEqual('FAIL', array['status'])
+        self.assertIn('start the array (or its emulator) or fix san_ip',
+                      array['fix'])
