@@ -80,8 +80,9 @@ class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
                          (row['backend'], row['pool'], row['image'],
                           row['clones'], row['clone_limit']))
         rc, [st] = self._cli('status')
-        self.assertEqual((True, 1, 1), (st['reachable'], st['volumes'],
-                                         st['golden_volumes']))
+        self.assertEqual(
+            (True, 1, 1),
+            (st['reachable'], st['volumes'], st['golden_volumes']))
 
         # Nothing to reconcile on a consistent backend
         rc, found = self._cli('reconcile')

@@ -176,7 +176,8 @@ class DevstackPluginTest(testtools.TestCase):
         self.env = {
             'PATH': os.environ['PATH'], 'HOME': str(self.work),
             'WORK': str(self.work), 'PLUGIN': str(REPO / 'devstack'),
-            'DEST': str(self.work / 'opt'), 'DATA_DIR': str(self.work / 'data'),
+            'DEST': str(self.work / 'opt'),
+            'DATA_DIR': str(self.work / 'data'),
             'SERVICE_PASSWORD': 'devstack-secret', 'LINENO': '0',
             'CINDER_CONF': str(self.work / 'cinder.conf'),
             'NOVA_CONF': str(self.work / 'nova' / 'nova.conf'),
@@ -221,7 +222,8 @@ source $PLUGIN/plugin.sh unstack''')
         state = self.work / 'data' / 'dpm-emulator'
         self.assertEqual(str(state / 'known_hosts'),
                          cinder['DEFAULT']['ssh_hosts_key_file'])
-        self.assertEqual('True', cinder['DEFAULT']['strict_ssh_host_key_policy'])
+        self.assertEqual('True',
+                         cinder['DEFAULT']['strict_ssh_host_key_policy'])
         be = cinder['dpm-svc']
         self.assertEqual(
             'cinder_dpm_ephemeral.svc.driver.StorwizeEphemeralDriver',
