@@ -98,9 +98,10 @@ def _table(rows: list[dict[str, Any]], cols: list[str], out: TextIO) -> None:
              for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells))
               for i, c in enumerate(cols)]
-    out.write('  '.join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + '\n')
-    for x in cells:
-        out.write('  '.join(v.ljust(w) for v, w in zip(x, widths, strict=True)) + '\n')
+    for line in [cols, *cells]:
+        out.write('  '.join(v.ljust(w) for v, w in zip(line, widths,
+                                                       strict=True)).rstrip()
+                  + '\n')
 
 
 def execute(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
