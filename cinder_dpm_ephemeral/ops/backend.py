@@ -26,6 +26,7 @@ from typing import Any
 from cinder import context as cinder_context
 from cinder.db import api as db_api
 from cinder.volume import configuration
+from cinder.volume import driver as volume_driver
 from cinder.volume.drivers.san import san
 from cinder.volume import manager
 from oslo_config import cfg
@@ -51,6 +52,7 @@ def backend_conf(backend: str) -> configuration.Configuration:
         # What the driver's __init__ would register (san_*, the in-tree
         # driver's and the golden cache's options), without building it.
         cls = importutils.import_class(conf.volume_driver)
+        conf.append_config_values(volume_driver.volume_opts)
         conf.append_config_values(san.san_opts)
         conf.append_config_values(cls.get_driver_options())
     return conf
