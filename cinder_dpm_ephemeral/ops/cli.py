@@ -17,6 +17,7 @@ driver. Human output by default, ``--format json`` for scripts.
 
     cinder-dpm-ephemeral doctor
     cinder-dpm-ephemeral cache list
+    cinder-dpm-ephemeral cache evict [--image ID]
     cinder-dpm-ephemeral status
     cinder-dpm-ephemeral reconcile [--apply]
     cinder-dpm-ephemeral default-type TYPE PROJECT [PROJECT...]
@@ -51,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser('cache', help='golden volumes')
     csub = c.add_subparsers(dest='cache_command', required=True)
     csub.add_parser('list', help='golden volumes per backend and pool')
+    e = csub.add_parser('evict', help='remove golden volumes no clone '
+                        'shares (the others are never cloned again)')
+    e.add_argument('--image', help='only the golden volumes of this image')
     sub.add_parser('status', help='volumes and golden volumes per backend')
     r = sub.add_parser('reconcile', help='array objects Cinder does not '
                        'know (dry run unless --apply)')
@@ -75,6 +79,13 @@ def load_config(files: list[str]) -> None:
     CONF([], project='cinder',
          default_config_files=files or ['/etc/cinder/cinder.conf'])
     logging.setup(CONF, 'cinder-dpm-ephemeral')
+
+
+def _start_coordination() -> None:
+    """The cache's per-image locks are tooz locks, as in cinder-volume."""
+    from cinder import coordination
+    if not coordination.COORDINATOR.started:
+        coordination.COORDINATOR.start()
 
 
 def _drivers() -> dict[str, Any]:
@@ -131,7 +142,12 @@ def execute(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     else:
         drivers = _drivers()
         try:
-            if args.command == 'cache':
+            if args.command == 'cache' and args.cache_command == 'evict':
+                _start_coordination()
+                rows = inventory.cache_evict(drivers, args.image)
+                cols = ['backend', 'image', 'golden_volume', 'clones',
+                        'result']
+            elif args.command == 'cache':
                 rows = inventory.cache_list(drivers)
                 cols = ['backend', 'pool', 'image', 'golden_volume',
                         'size_gb', 'state', 'clones', 'clone_limit',

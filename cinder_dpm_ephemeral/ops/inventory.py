@@ -81,6 +81,32 @@ def cache_list(drivers: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def cache_evict(drivers: dict[str, Any],
+                image_id: str | None = None) -> list[dict[str, Any]]:
+    """Remove golden volumes no clone shares; retire the others.
+
+    A golden volume that clones still share is kept but never cloned
+    again (the cache removes it after its last clone); it is the cache's
+    own removal, under the image's lock, with its quota given back.
+    """
+    rows = []
+    for name, driver in drivers.items():
+        for g in _goldens(name):
+            md = g.metadata
+            if image_id and md.get(cache.MD_IMAGE) != image_id:
+                continue
+            clones = int(driver.image_cache.backend.dependents(g))
+            # The cache's own removal (lock, array check, quota, notify)
+            removed = driver.image_cache._remove_unused(g)
+            rows.append({'backend': name, 'golden_volume': g.id,
+                         'image': md.get(cache.MD_IMAGE),
+                         'clones': clones,
+                         'result': 'removed' if removed else
+                         'kept until its last clone is deleted; never '
+                         'cloned again'})
+    return rows
+
+
 def status(drivers: dict[str, Any]) -> list[dict[str, Any]]:
     ctx = cinder_context.get_admin_context()
     out = []

@@ -133,6 +133,20 @@ class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
         self.assertEqual([meta['id']],
                          [r['image'] for r in json.loads(proc.stdout)])
 
+        # evict: kept while its clone lives (never cloned again), then gone
+        self.notifier.reset()
+        rc, [row] = self._cli('cache', 'evict', '--image', meta['id'])
+        self.assertEqual((1, False), (row['clones'],
+                                      row['result'] == 'removed'))
+        self.delete_volume(vol['id'])
+        rc, rows = self._cli('cache', 'evict')
+        self.assertEqual([(0, 'removed')],
+                         [(r['clones'], r['result']) for r in rows])
+        self.assertEqual([], self._cli('cache', 'list')[1])
+        self.assertNotIn('volume-%s' % row['golden_volume'], self._vdisks())
+        self.assertIn('image_volume_cache.evict',
+                      [n['event_type'] for n in self.notifier.notifications])
+
         # the array stops: doctor says FAIL and what to do
         self._close_driver_connections()
         self.backend.stop()
