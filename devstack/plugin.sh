@@ -8,56 +8,12 @@
 # devstack sources this file at every phase; the functions below are
 # therefore defined when lib/cinder's configure_cinder and cleanup_cinder
 # look for configure_cinder_backend_<type> / cleanup_cinder_backend_<type>
-# (the backend type is dpm_ephemeral, see override-defaults).
+# (the backend type is dpm_ephemeral, see override-defaults). They live in
+# this plugin's own lib/ (sourced from here, nothing copied into devstack).
 
-# configure_cinder_backend_dpm_ephemeral BACKEND: the backend section
-function configure_cinder_backend_dpm_ephemeral {
-    local be_name=$1
-    iniset $CINDER_CONF $be_name volume_backend_name $be_name
-    iniset $CINDER_CONF $be_name san_ip $DPM_EPHEMERAL_SAN_IP
-    iniset $CINDER_CONF $be_name san_password $DPM_EPHEMERAL_SAN_PASSWORD
-    if [[ "$DPM_EPHEMERAL_ARRAY" == "svc" ]]; then
-        iniset $CINDER_CONF $be_name volume_driver \
-            cinder_dpm_ephemeral.svc.driver.StorwizeEphemeralDriver
-        iniset $CINDER_CONF $be_name san_ssh_port $DPM_EPHEMERAL_SVC_PORT
-        iniset $CINDER_CONF $be_name san_login $DPM_EPHEMERAL_SAN_LOGIN
-        iniset $CINDER_CONF $be_name storwize_svc_volpool_name \
-            $DPM_EPHEMERAL_SVC_POOL
-        iniset $CINDER_CONF DEFAULT strict_ssh_host_key_policy True
-        iniset $CINDER_CONF DEFAULT ssh_hosts_key_file \
-            $DPM_EPHEMERAL_SSH_KNOWN_HOSTS
-    elif [[ "$DPM_EPHEMERAL_ARRAY" == "powerflex" ]]; then
-        if [[ -z "$DPM_EPHEMERAL_CA_CERT" ]]; then
-            die $LINENO "DPM_EPHEMERAL_CA_CERT is not set: give the CA" \
-                "bundle of the PowerFlex gateway's certificate"
-        fi
-        iniset $CINDER_CONF $be_name volume_driver \
-            cinder_dpm_ephemeral.powerflex.driver.PowerFlexEphemeralDriver
-        iniset $CINDER_CONF $be_name powerflex_rest_server_port \
-            $DPM_EPHEMERAL_POWERFLEX_PORT
-        iniset $CINDER_CONF $be_name san_login \
-            ${DPM_EPHEMERAL_POWERFLEX_LOGIN:-admin}
-        iniset $CINDER_CONF $be_name powerflex_storage_pools \
-            $DPM_EPHEMERAL_POWERFLEX_POOLS
-        iniset $CINDER_CONF $be_name driver_ssl_cert_verify True
-        iniset $CINDER_CONF $be_name driver_ssl_cert_path \
-            $DPM_EPHEMERAL_CA_CERT
-    else
-        die $LINENO "DPM_EPHEMERAL_ARRAY=$DPM_EPHEMERAL_ARRAY: use svc" \
-            "or powerflex"
-    fi
-    if is_service_enabled dpm-emulator; then
-        iniset $CINDER_CONF $be_name dpm_ephemeral_emulator_state_dir \
-            $DPM_EPHEMERAL_STATE_DIR
-    fi
-}
-
-# cleanup_cinder_backend_dpm_ephemeral BACKEND: called by cleanup_cinder
-function cleanup_cinder_backend_dpm_ephemeral {
-    if is_service_enabled dpm-emulator; then
-        rm -rf $DPM_EPHEMERAL_STATE_DIR
-    fi
-}
+DPM_EPHEMERAL_PLUGIN_DIR=$(cd $(dirname ${BASH_SOURCE[0]}) && pwd)
+source $DPM_EPHEMERAL_PLUGIN_DIR/lib/cinder_backends_dpm_ephemeral
+source $DPM_EPHEMERAL_PLUGIN_DIR/lib/nova_dpm_compute
 
 function _dpm_ephemeral_extras {
     local extras=""
@@ -119,32 +75,6 @@ function configure_dpm_ephemeral_nova_api {
         $DPM_EPHEMERAL_VOLUME_TYPE
     iniset $NOVA_CONF dpm_boot_from_volume translate_all \
         $DPM_EPHEMERAL_NOVA_ALL_FLAVORS
-}
-
-function configure_dpm_ephemeral_compute {
-    # A large image's first boot: Nova polls the volume this many times.
-    iniset $NOVA_CPU_CONF DEFAULT block_device_allocate_retries \
-        $DPM_EPHEMERAL_BDM_RETRIES
-    [[ "$DPM_COMPUTE" == "True" ]] || return 0
-    local var
-    for var in DPM_HMC DPM_HMC_USERNAME DPM_HMC_PASSWORD DPM_HMC_CA_CERTS \
-            DPM_CPC_OBJECT_ID DPM_PHYSICAL_STORAGE_ADAPTER_MAPPINGS; do
-        if [[ -z "${!var}" ]]; then
-            die $LINENO "DPM_COMPUTE=True needs $var in local.conf"
-        fi
-    done
-    iniset $NOVA_CPU_CONF DEFAULT compute_driver dpm.DPMDriver
-    iniset $NOVA_CPU_CONF dpm hmc $DPM_HMC
-    iniset $NOVA_CPU_CONF dpm hmc_port $DPM_HMC_PORT
-    iniset $NOVA_CPU_CONF dpm hmc_username $DPM_HMC_USERNAME
-    iniset $NOVA_CPU_CONF dpm hmc_password $DPM_HMC_PASSWORD
-    iniset $NOVA_CPU_CONF dpm hmc_verify_cert True
-    iniset $NOVA_CPU_CONF dpm hmc_ca_certs $DPM_HMC_CA_CERTS
-    iniset $NOVA_CPU_CONF dpm cpc_object_id $DPM_CPC_OBJECT_ID
-    iniset $NOVA_CPU_CONF dpm max_processors $DPM_MAX_PROCESSORS
-    iniset $NOVA_CPU_CONF dpm max_memory $DPM_MAX_MEMORY
-    iniset_multiline $NOVA_CPU_CONF dpm physical_storage_adapter_mappings \
-        $DPM_PHYSICAL_STORAGE_ADAPTER_MAPPINGS
 }
 
 function configure_dpm_ephemeral_tempest {

@@ -332,7 +332,9 @@ source $PLUGIN/plugin.sh unstack''')
 
     def test_bashate_clean(self) -> None:
         files = [str(REPO / 'devstack' / f) for f in
-                 ('plugin.sh', 'settings', 'override-defaults')]
+                 ('plugin.sh', 'settings', 'override-defaults',
+                  'lib/cinder_backends_dpm_ephemeral',
+                  'lib/nova_dpm_compute')]
         out = subprocess.run([str(VENV_BIN / 'bashate'), '-v', *files],
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(0, out.returncode, out.stdout + out.stderr)
