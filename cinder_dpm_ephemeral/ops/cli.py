@@ -17,6 +17,7 @@ driver. Human output by default, ``--format json`` for scripts.
 
     cinder-dpm-ephemeral doctor
     cinder-dpm-ephemeral cache list
+    cinder-dpm-ephemeral cache warm IMAGE [--pool POOL] [--backend NAME]
     cinder-dpm-ephemeral cache evict [--image ID]
     cinder-dpm-ephemeral status
     cinder-dpm-ephemeral reconcile [--apply]
@@ -52,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser('cache', help='golden volumes')
     csub = c.add_subparsers(dest='cache_command', required=True)
     csub.add_parser('list', help='golden volumes per backend and pool')
+    w = csub.add_parser('warm', help='build the golden volume of IMAGE '
+                        'now (before a boot storm), with progress')
+    w.add_argument('image')
+    w.add_argument('--pool', help='pool (default: the backend\'s first)')
+    w.add_argument('--backend', help='only this backend section')
     e = csub.add_parser('evict', help='remove golden volumes no clone '
                         'shares (the others are never cloned again)')
     e.add_argument('--image', help='only the golden volumes of this image')
@@ -147,6 +153,14 @@ def execute(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 rows = inventory.cache_evict(drivers, args.image)
                 cols = ['backend', 'image', 'golden_volume', 'clones',
                         'result']
+            elif args.command == 'cache' and args.cache_command == 'warm':
+                from cinder_dpm_ephemeral.ops import warm
+                _start_coordination()
+                rows = [warm.warm(name, d, args.image, args.pool)
+                        for name, d in drivers.items()
+                        if args.backend in (None, name)]
+                cols = ['backend', 'pool', 'image', 'downloaded_bytes',
+                        'rate_mib_s']
             elif args.command == 'cache':
                 rows = inventory.cache_list(drivers)
                 cols = ['backend', 'pool', 'image', 'golden_volume',

@@ -147,6 +147,33 @@ class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
         self.assertIn('image_volume_cache.evict',
                       [n['event_type'] for n in self.notifier.notifications])
 
+        # warm: a new image's golden built ahead of the first boot, the
+        # download shown with bytes and rate, nothing else left behind
+        image2 = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=4,
+                                   name='warm')
+        meta2 = self.add_image(image2)
+        before = self._vdisks()
+        rc, [row] = self._cli('cache', 'warm', meta2['id'], '--pool',
+                              'pool0')
+        self.assertEqual(0, rc)
+        self.assertEqual(os.path.getsize(image2.path),
+                         row['downloaded_bytes'])
+        rc, rows = self._cli('cache', 'list')
+        [golden2] = [r for r in rows if r['image'] == meta2['id']]
+        self.assertEqual((0, 'ready'), (golden2['clones'], golden2['state']))
+        self.assertEqual({'volume-%s' % golden2['golden_volume']},
+                         self._vdisks() - before)
+        # the first boot after it is a clone: no second download
+        self.notifier.reset()
+        vol2 = self.wait_for_volume(
+            self.create_volume(1, image_id=meta2['id'])['id'], timeout=300)
+        self.assertEqual('available', vol2['status'])
+        self.assertEqual(['image_volume_cache.hit'],
+                         [n['event_type']
+                          for n in self.notifier.notifications
+                          if n['event_type'].startswith('image_volume')])
+        self.delete_volume(vol2['id'])
+
         # the array stops: doctor says FAIL and what to do
         self._close_driver_connections()
         self.backend.stop()
