@@ -1,3 +1,14 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
 """Golden volumes: one download per image and pool, thin clones after that.
 
 The cache is array-agnostic. A driver gives it a :class:`CloneBackend` (how
@@ -644,11 +655,11 @@ class GoldenImageCache:
             doomed.append(live.pop(0))
         removed = []
         for g in doomed:
-            if self._remove_unused(g):
+            if self.remove_unused(g):
                 removed.append(g.id)
         return removed
 
-    def _remove_unused(self, golden: objects.Volume) -> bool:
+    def remove_unused(self, golden: objects.Volume) -> bool:
         """Remove ``golden`` unless a clone shares it; True if removed.
 
         Under the image's lock, so that no golden volume is built or

@@ -97,7 +97,7 @@ def cache_evict(drivers: dict[str, Any],
                 continue
             clones = int(driver.image_cache.backend.dependents(g))
             # The cache's own removal (lock, array check, quota, notify)
-            removed = driver.image_cache._remove_unused(g)
+            removed = driver.image_cache.remove_unused(g)
             rows.append({'backend': name, 'golden_volume': g.id,
                          'image': md.get(cache.MD_IMAGE),
                          'clones': clones,

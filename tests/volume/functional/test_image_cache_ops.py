@@ -152,7 +152,7 @@ class _OpsTests:
             # while the clones are being made.
             while not stop:
                 for g in self.goldens(meta['id']):
-                    if image_cache._remove_unused(g):
+                    if image_cache.remove_unused(g):
                         removed.append(g.id)
                 eventlet.sleep(0.005)
 
