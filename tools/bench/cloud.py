@@ -378,13 +378,16 @@ _CREATE = re.compile(_LOG_TIME + r'.*Volume (?:volume-\S+ \()?'
                      r'([0-9a-f-]{36})\)?: (being created|created success)')
 
 
-def cinder_create_seconds(log: pathlib.Path) -> dict[str, Any]:
+def cinder_create_seconds(log: pathlib.Path, offset: int = 0
+                          ) -> dict[str, Any]:
     """Seconds cinder-volume spent per volume create, per driver class.
 
     From cinder-volume's own log (its create flow's "being created" and
     "created successfully" lines); each backend is its own process, told
-    apart by pid. Where the time to ACTIVE goes besides the driver: the
-    API, the scheduler, RPC and Nova's wait for the volume.
+    apart by pid; ``offset``: where this run's part of the log begins
+    (the bench directory's logs are kept across runs). Where the time to
+    ACTIVE goes besides the driver: the API, the scheduler, RPC and Nova's
+    wait for the volume.
     """
     driver_of: dict[str, str] = {}
     started: dict[str, tuple[float, str]] = {}
@@ -394,6 +397,7 @@ def cinder_create_seconds(log: pathlib.Path) -> dict[str, Any]:
         return (int(m.group(1)) * 3600 + int(m.group(2)) * 60 +
                 float(m.group(3)))
     with open(log, errors='replace') as f:
+        f.seek(offset)
         for line in f:
             m = _DRIVER_START.search(line)
             if m:
@@ -444,6 +448,8 @@ def main(argv: list[str]) -> int:
     started = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     load = os.getloadavg()
     cloud.down(lo)  # a cloud an interrupted run left
+    volume_log = lo.logs / 'cinder-volume.log'
+    log_offset = volume_log.stat().st_size if volume_log.exists() else 0
     t0 = time.monotonic()
     try:
         timings = cloud.up(lo)
@@ -457,7 +463,7 @@ def main(argv: list[str]) -> int:
             bench = Bench(api, image, repeats, storm, storm_repeats)
             raw = bench.run()
             image_bytes = os.path.getsize(image.path)
-        creates = cinder_create_seconds(lo.logs / 'cinder-volume.log')
+        creates = cinder_create_seconds(volume_log, log_offset)
     finally:
         if not args.keep:
             cloud.down(lo)
