@@ -45,7 +45,8 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
