@@ -37,9 +37,20 @@ class BootFromImageTest(base.CloudTestCase):
     def _svc_names(self) -> set[str]:
         return {v['name'] for v in self.cloud.svc('lsvdisk')}
 
-    def _mappings(self, host_prefix: str) -> list[dict[str, str]]:
+    @staticmethod
+    def _svc_host(name: str, server_id: str) -> bool:
+        """Whether the SVC host ``name`` is the server's partition's.
+
+        The DPM driver's volume connector names it by the instance uuid;
+        Cinder's Storwize driver makes the SVC host name of that ('_'
+        first, as it must start with a letter or '_', and a random
+        suffix).
+        """
+        return name.startswith((server_id, '_' + server_id))
+
+    def _mappings(self, server_id: str) -> list[dict[str, str]]:
         return [m for m in self.cloud.svc('lshostvdiskmap')
-                if m['name'].startswith(host_prefix)]
+                if self._svc_host(m['name'], server_id)]
 
     def _wait_gone(self, volume_ids: list[str]) -> None:
         def gone() -> bool:
@@ -85,8 +96,7 @@ class BootFromImageTest(base.CloudTestCase):
         # The partition IPLed from the root LUN (the HMC emulator's IPL
         # reads the partition's boot LUN from the SVC emulator's state).
         self.assertEqual('active', self.cloud.partitions()[PARTITION % sid])
-        host_prefix = (PARTITION % sid)[:55]
-        maps = self._mappings(host_prefix)
+        maps = self._mappings(sid)
         self.assertEqual({f'volume-{i}' for i in attached},
                          {m['vdisk_name'] for m in maps})
 
@@ -101,9 +111,9 @@ class BootFromImageTest(base.CloudTestCase):
         self._wait_gone(attached)
         names = self._svc_names()
         self.assertFalse({f'volume-{i}' for i in attached} & names)
-        self.assertEqual([], self._mappings(host_prefix))
+        self.assertEqual([], self._mappings(sid))
         self.assertFalse([h for h in self.cloud.svc('lshost')
-                          if h['name'].startswith(host_prefix)])
+                          if self._svc_host(h['name'], sid)])
         self.assertNotIn(PARTITION % sid, self.cloud.partitions())
         self.assertFalse([g for g in self.cloud.storage_groups()
                           if sid in g])
