@@ -85,6 +85,11 @@ def load_config(files: list[str]) -> None:
     CONF([], project='cinder',
          default_config_files=files or ['/etc/cinder/cinder.conf'])
     logging.setup(CONF, 'cinder-dpm-ephemeral')
+    if not CONF.debug:
+        # The drivers' INFO lines (SSH connects, pool ids) are not what an
+        # operator asked for: warnings and errors only, unless --debug.
+        import logging as py_logging
+        py_logging.getLogger().setLevel(py_logging.WARNING)
 
 
 def _start_coordination() -> None:
