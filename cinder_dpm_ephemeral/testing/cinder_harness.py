@@ -22,8 +22,8 @@ in memory, oslo.messaging ``fake:/``. On top of it this harness:
   single-flight claims are only meaningful with real locks;
 * serves images from :mod:`cinder_dpm_ephemeral.testing.glance` (real bytes,
   streamed, counted);
-* fixes the traps recorded in FIELD-NOTES.md (scheduler start-up wait,
-  service heartbeat row sharing, privsep as root, quotas).
+* fixes the traps of running Cinder's services in one process (scheduler
+  start-up wait, service heartbeat row sharing, privsep as root, quotas).
 
 Subclasses set :attr:`BACKEND` and return the backend section's options from
 :meth:`backend_options`; :meth:`start_backends` runs before Cinder starts

@@ -99,7 +99,8 @@ def _authtoken(lo: lay.Layout, user: str) -> dict[str, Any]:
         'www_authenticate_uri': lo.url('keystone'),
         'region_name': lay.REGION,
         # Nova's calls to Cinder carry a service token (``service`` role);
-        # Cinder refuses attachment deletes without one (FIELD-NOTES).
+        # Cinder refuses attachment deletes without one (it asks Nova unless
+        # the request carries a service token with the service role).
         'service_token_roles': 'service',
         'service_token_roles_required': True,
     })
