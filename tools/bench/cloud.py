@@ -310,7 +310,8 @@ def _pairs(raw: dict, a: str, b: str, field: str = 'active_s'
            ) -> list[float]:
     """Per-repeat ratios a/b (runs of the same repeat were neighbours)."""
     return [x[field] / y[field] for x, y in zip(raw.get(a, []),
-                                                raw.get(b, []))]
+                                                raw.get(b, []),
+                                                strict=False)]
 
 
 def _stat(values: list[float]) -> dict[str, float] | None:
@@ -342,11 +343,12 @@ def figures(raw: dict, repeats: int, storm: int, storm_repeats: int,
         # request's whole time to ACTIVE (what a user waits for).
         'nova_filter_overhead_ms': [
             1000 * (x['post_s'] - y['post_s']) for x, y in zip(
-                raw.get('warm_ours', []), raw.get('warm_ours_direct', []))],
+                raw.get('warm_ours', []), raw.get('warm_ours_direct', []),
+                strict=False)],
         'nova_filter_overhead_pct_of_active': [
             100 * (x['post_s'] - y['post_s']) / x['active_s']
             for x, y in zip(raw.get('warm_ours', []),
-                            raw.get('warm_ours_direct', []))],
+                            raw.get('warm_ours_direct', []), strict=False)],
     }
     out: dict[str, Any] = {}
     spread: dict[str, list[float]] = {}
