@@ -39,25 +39,18 @@ Nothing here logs a password, a session id or a header.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import logging
 import os
 import secrets
-import socket
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from zhmcclient.mock import _urihandler as mock  # private API: pinned
 
+from cinder_dpm_ephemeral.emulators import tls
 from cinder_dpm_ephemeral.emulators.hmc.model import HMCModel
 
 LOG = logging.getLogger(__name__)
@@ -72,52 +65,8 @@ _ASYNC_OPS = ('/operations/start', '/operations/stop')
 def ensure_certificate(state_dir: str | os.PathLike[str]
                        ) -> tuple[str, str]:
     """Create the emulator's self-signed certificate once; return paths."""
-    d = Path(state_dir)
-    cert_path, key_path = d / CERT_FILE, d / KEY_FILE
-    if cert_path.exists() and key_path.exists():
-        return str(cert_path), str(key_path)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1'),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'HMC emulator'),
-    ])
-    now = datetime.datetime.now(datetime.UTC)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address('127.0.0.1')),
-            x509.DNSName('localhost')]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None),
-                       critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=False,
-            content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                ski), critical=False)
-        .sign(key, hashes.SHA256()))
-    key_tmp = key_path.with_name(key_path.name + '.tmp')
-    fd = os.open(key_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    cert_tmp = cert_path.with_name(cert_path.name + '.tmp')
-    cert_tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(key_tmp, key_path)
-    os.replace(cert_tmp, cert_path)
-    return str(cert_path), str(key_path)
+    return tls.ensure_certificate(state_dir, CERT_FILE, KEY_FILE,
+                                  'HMC emulator')
 
 
 class _Job:
@@ -371,29 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
         LOG.debug('HMC emulator %s: ' + format, self.address_string(), *args)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(tls.TLSHTTPServer):
     def __init__(self, listen: tuple[str, int], hmc_api: HMCApi,
                  context: ssl.SSLContext) -> None:
-        super().__init__(listen, _Handler)
+        super().__init__(listen, _Handler, context)
         self.api = hmc_api
-        self.context = context
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, addr = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.context.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            request.do_handshake()
-        except (ssl.SSLError, OSError) as exc:
-            LOG.debug('TLS handshake with %s failed: %s', client_address, exc)
-            return
-        super().finish_request(request, client_address)
 
 
 class HMCEmulator:
