@@ -451,8 +451,7 @@ class GoldenImageCache:
                 if raw_stream is not None:
                     writer.write_raw_stream(
                         self.backend.driver, context, golden, raw_stream,
-                        image_id, image_meta['disk_format'], virtual,
-                        zeros)
+                        virtual, zeros)
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,

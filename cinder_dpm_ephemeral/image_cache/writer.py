@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from cinder import exception
@@ -105,20 +105,20 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
 
 
 def write_raw_stream(driver: Any, context: Any, golden: Any,
-                     chunks: Iterable[bytes], image_id: str,
-                     disk_format: str, expected_size: int,
-                     reads_zeros: bool) -> int:
+                     inspector: formats.StreamInspector,
+                     expected_size: int, reads_zeros: bool) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
-    The stream is inspected as it passes (oslo.utils' format inspector, the
-    rules of :func:`formats.check_stream`): a qcow2, VMDK, VHD or LUKS
+    ``inspector`` is the download, inspected as it passes (oslo.utils'
+    format inspector, the rules of :mod:`.formats`; its head may have been
+    checked already, before the LUN was made): a qcow2, VMDK, VHD or LUKS
     header behind a ``raw`` label is refused, a partition table (MBR or
     GPT) is what a bootable raw disk has and is accepted. The stream must
     be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
     refused before a byte past that size is written, a shorter one at its
     end. Returns the bytes written.
     """
-    inspector = formats.StreamInspector(chunks, image_id, disk_format)
+    image_id = inspector.image_id
     total = 0
     with attached(driver, context, golden) as path, \
             utils.temporary_chown(path), open(path, 'r+b') as dev:
