@@ -56,6 +56,9 @@ class NonRootDataPathTest(testtools.TestCase):
         self.uid = self._system_user()
         self._let_user_reach(os.path.realpath(sys.executable))
         self._let_user_reach(os.path.join(REPO, 'tests'))   # and the venv
+        # Python lists the checkout to import from it: it must be readable
+        # too (a checkout made by mktemp -d is 0700).
+        self._let_user_read(REPO)
         self.rootwrap_conf = self._rootwrap()
         self._sudoers()
         # The array, as root; its LUN files are root's, mode 0600.
@@ -72,6 +75,14 @@ class NonRootDataPathTest(testtools.TestCase):
                             '--shell', '/usr/sbin/nologin', USER],
                            check=True)
             return pwd.getpwnam(USER).pw_uid
+
+    def _let_user_read(self, path):
+        """Give others read and search permission on ``path`` (restored)."""
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        wanted = mode | stat.S_IROTH | stat.S_IXOTH
+        if wanted != mode:
+            os.chmod(path, wanted)
+            self.addCleanup(os.chmod, path, mode)
 
     def _let_user_reach(self, path):
         """Give others search (x) permission on each parent that lacks it.
