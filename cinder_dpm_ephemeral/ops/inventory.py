@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import uuid
 from typing import Any
 
 from cinder import context as cinder_context
@@ -156,26 +159,119 @@ def _svc_orphans(name: str, driver: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _powerflex_cinder_id(name: str) -> str | None:
+    """The Cinder id behind a PowerFlex volume name, or None.
+
+    Cinder's PowerFlex driver names a volume (and a snapshot) after its id
+    in base64 of the 16 uuid bytes, to fit PowerFlex's 31 characters;
+    names that do not decode so are not Cinder's and never touched.
+    """
+    try:
+        raw = base64.b64decode(name, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 16 or base64.b64encode(raw).decode() != name:
+        return None
+    return str(uuid.UUID(bytes=raw))
+
+
+def _pool_orphans(ctx: Any, vols: list[dict[str, Any]]
+                  ) -> list[tuple[dict[str, Any], bool]]:
+    """Orphans among one pool's ``vols``, deepest first, and removability."""
+    by_id = {v['id']: v for v in vols}
+    known = {}
+    for v in vols:
+        cid = _powerflex_cinder_id(v.get('name') or '')
+        known[v['id']] = (cid is None or _known(ctx, 'volume', cid) or
+                          _known(ctx, 'snapshot', cid))
+    children: dict[str, list[str]] = {}
+    for v in vols:
+        if v.get('ancestorVolumeId'):
+            children.setdefault(v['ancestorVolumeId'], []).append(v['id'])
+
+    def depth(vid: str) -> int:
+        d = 0
+        while by_id.get(vid, {}).get('ancestorVolumeId') in by_id:
+            vid = by_id[vid]['ancestorVolumeId']
+            d += 1
+        return d
+
+    def known_below(vid: str) -> bool:
+        return any(known[c] or known_below(c) for c in children.get(vid, []))
+
+    # deepest first, so that a vTree of orphans goes leaf by leaf
+    return [(v, not known_below(v['id']))
+            for v in sorted(vols, key=lambda v: -depth(v['id']))
+            if not known[v['id']]]
+
+
+def _powerflex_orphans(name: str, driver: Any) -> list[dict[str, Any]]:
+    """Volumes and vTree snapshots named by Cinder that Cinder lacks.
+
+    An orphan that still has a descendant Cinder knows (a golden volume
+    whose row was lost while clones share its data) is reported but never
+    removable: removing it would take data a known volume reads.
+    """
+    ctx = cinder_context.get_admin_context()
+    client = driver.primary_client
+    out = []
+    for spec in driver.storage_pools or []:
+        domain, _sep, pool = spec.partition(':')
+        pool_id = client.get_storage_pool_id(domain, pool)
+        r, vols = client.execute_powerflex_get_request(
+            '/instances/StoragePool::%(pool_id)s/relationships/Volume',
+            pool_id=pool_id)
+        if r.status_code != 200 or not isinstance(vols, list):
+            raise RuntimeError('PowerFlex gateway did not list the volumes '
+                               'of pool %s: %s' % (spec, vols))
+        for v, removable in _pool_orphans(ctx, vols):
+            out.append({'backend': name, 'kind': 'volume',
+                        'name': v['name'], 'id': v['id'], 'pool': spec,
+                        'vtree': v.get('vtreeId'),
+                        'ancestor': v.get('ancestorVolumeId'),
+                        'sdc_mappings': [m.get('sdcId') for m in
+                                         v.get('mappedSdcInfo') or []],
+                        'removable': removable})
+    return out
+
+
+def _remove_svc_orphan(driver: Any, orphan: dict[str, Any]) -> None:
+    # -force removes its FlashCopy maps and host mappings too
+    driver._helpers.ssh.rmvdisk(orphan['name'], force_unmap=True,
+                                force_delete=True)
+
+
+def _remove_powerflex_orphan(driver: Any, orphan: dict[str, Any]) -> None:
+    # unmaps it from every SDC first, then removes this volume only
+    driver.primary_client.remove_volume(orphan['id'])
+
+
+_ORPHANS = {be.SVC: (_svc_orphans, _remove_svc_orphan),
+            be.POWERFLEX: (_powerflex_orphans, _remove_powerflex_orphan)}
+
+
 def reconcile(drivers: dict[str, Any], apply: bool) -> list[dict[str, Any]]:
     """Array objects Cinder does not know; removed only with ``apply``."""
     found = []
     for name, driver in drivers.items():
         kind = be.array_kind(driver.configuration)
-        if kind != be.SVC:
-            found.append({'backend': name, 'kind': 'unsupported',
-                          'name': '', 'detail': 'reconcile of %s arrays is '
-                          'not implemented yet' % kind})
+        if kind not in _ORPHANS:
             continue
-        for orphan in _svc_orphans(name, driver):
+        list_orphans, remove = _ORPHANS[kind]
+        for orphan in list_orphans(name, driver):
+            orphan.setdefault('removable', True)
             orphan['removed'] = False
-            if apply:
-                # -force removes its FlashCopy maps and host mappings too
-                driver._helpers.ssh.rmvdisk(orphan['name'],
-                                            force_unmap=True,
-                                            force_delete=True)
+            if apply and orphan['removable']:
+                remove(driver, orphan)
                 orphan['removed'] = True
-                LOG.info('Removed orphan vdisk %s of backend %s.',
-                         orphan['name'], name)
+                LOG.info('Removed orphan %(kind)s %(name)s of backend '
+                         '%(be)s.', {'kind': orphan['kind'],
+                                     'name': orphan['name'], 'be': name})
+            elif apply:
+                LOG.warning('Orphan %(kind)s %(name)s of backend %(be)s '
+                            'kept: volumes Cinder knows still share its '
+                            'data.', {'kind': orphan['kind'],
+                                      'name': orphan['name'], 'be': name})
             found.append(orphan)
     return found
 

@@ -17,6 +17,7 @@ loads it); one run of the installed console script checks the argument
 parsing and the configuration loading in a process of its own.
 """
 
+import base64
 import io
 import json
 import os
@@ -39,8 +40,7 @@ INTERNAL_PROJECT = uuid.uuid4().hex
 INTERNAL_USER = uuid.uuid4().hex
 
 
-class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
-
+class _Cli:
     def default_options(self):
         opts = dict(self.backend.default_options())
         opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
@@ -55,6 +55,65 @@ class SVCOpsCliTest(array_views.SVCArray, cinder_harness.CinderHarness):
         args = cli.parser().parse_args(['--format', 'json', *argv])
         rc = cli.execute(args, out)
         return rc, json.loads(out.getvalue())
+
+
+class PowerFlexReconcileTest(_Cli, array_views.PowerFlexArray,
+                             cinder_harness.CinderHarness):
+    """Orphan volumes and vTree snapshots on PowerFlex."""
+
+    def _names(self):
+        return {v['name'] for v in self._inv()['volumes']}
+
+    @staticmethod
+    def lun_name(volume_id):
+        # how Cinder's PowerFlex driver names a volume: base64 of its id
+        return base64.b64encode(uuid.UUID(volume_id).bytes).decode()
+
+    def test_orphans_found_removed_and_shared_data_kept(self):
+        rc, checks = self._cli('doctor')
+        self.assertEqual(0, rc, checks)
+        image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=5,
+                                  name='pf-ops')
+        meta = self.add_image(image)
+        clone = self.wait_for_volume(
+            self.create_volume(self.VOLUME_GB, image_id=meta['id'])['id'],
+            timeout=300)
+        self.assertEqual('available', clone['status'], clone)
+        plain = self.wait_for_volume(self.create_volume(self.VOLUME_GB)['id'])
+        self.assertEqual([], self._cli('reconcile')[1])
+
+        ctx = cinder_context.get_admin_context()
+        [golden] = [r['golden_volume'] for r in self._cli('cache', 'list')[1]]
+        # Cinder loses the rows of a plain volume and of the golden volume
+        # its clone (a vTree snapshot) still reads through
+        plain_name = self.lun_name(plain['id'])
+        golden_name = self.lun_name(golden)
+        db_api.volume_destroy(ctx, plain['id'])
+        db_api.volume_destroy(ctx, golden)
+        rc, found = self._cli('reconcile')
+        by_name = {f['name']: f for f in found}
+        self.assertEqual({plain_name, golden_name}, set(by_name))
+        self.assertEqual((True, False), (by_name[plain_name]['removable'],
+                                         by_name[golden_name]['removable']))
+        self.assertIn(plain_name, self._names())          # a dry run
+        rc, found = self._cli('reconcile', '--apply')
+        self.assertEqual({plain_name: True, golden_name: False},
+                         {f['name']: f['removed'] for f in found})
+        names = self._names()
+        self.assertNotIn(plain_name, names)
+        self.assertIn(golden_name, names)       # the clone still reads it
+        self.assertIn(self.lun_name(clone['id']), names)
+
+        # once the clone is gone, the golden's volume is an orphan alone
+        self.delete_volume(clone['id'])
+        rc, found = self._cli('reconcile', '--apply')
+        self.assertEqual([(golden_name, True)],
+                         [(f['name'], f['removed']) for f in found])
+        self.assertEqual([], self._cli('reconcile')[1])
+        self.assertEqual(set(), self._names())
+
+
+class SVCOpsCliTest(_Cli, array_views.SVCArray, cinder_harness.CinderHarness):
 
     def _vdisks(self):
         return {v['name'] for v in self._inv()['vdisks']}
