@@ -12,143 +12,30 @@
 """The devstack plugin, sourced the way devstack sources it.
 
 Each test runs one bash process that does what stack.sh, unstack.sh and
-clean.sh do with a plugin: ``override-defaults`` before lib/cinder's
-defaults, then ``settings``, then ``plugin.sh`` at each phase, with
-lib/cinder's own backend loop (``configure_cinder_backend_<type>`` and
-``cleanup_cinder_backend_<type>`` looked up with ``type``) and devstack's
-rule for the volume types (one per backend, named after it) written out
-here. The devstack functions the plugin calls are small stand-ins:
-``iniset`` writes real ini files, ``run_process`` really starts the
-command (the emulated SVC), ``stop_process`` ends it. The resulting
-cinder.conf, nova.conf, nova-cpu.conf, api-paste.ini (a copy of the one
-Nova installs) and tempest.conf are then read back.
+clean.sh do with a plugin (cinder_dpm_ephemeral.testing.devstack: the
+phase order, lib/cinder's backend loop and volume-type rule, stand-ins for
+the devstack functions the plugin calls; ``run_process`` really starts the
+emulated SVC). The resulting cinder.conf, nova.conf, nova-cpu.conf,
+api-paste.ini (a copy of the one Nova installs) and tempest.conf are then
+read back. tests/e2e/test_devstack_config.py applies the same output to
+the whole cloud and boots a server with it.
 """
 
 from __future__ import annotations
 
-import configparser
-import os
 import pathlib
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 
 import testtools
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-VENV_BIN = pathlib.Path(sys.executable).parent
-NOVA_PASTE = VENV_BIN.parent / 'etc' / 'nova' / 'api-paste.ini'
+from cinder_dpm_ephemeral.testing import devstack
+from cinder_dpm_ephemeral.testing.devstack import PHASES
 
-INI_HELPER = r'''
-import configparser, sys
-action, path, section, option, *values = sys.argv[1:]
-cp = configparser.ConfigParser(interpolation=None, strict=False)
-cp.optionxform = str
-cp.read(path)
-if section != 'DEFAULT' and not cp.has_section(section):
-    cp.add_section(section)
-if action == 'set':
-    cp.set(section, option, ' '.join(values))
-else:  # multi: one "option = value" line per value, as devstack writes
-    cp.set(section, option, '\n'.join(values))
-with open(path, 'w') as f:
-    cp.write(f)
-'''
-
-STUBS = r'''
-set -o errexit  # as stack.sh (no nounset there either)
-CALLS=$WORK/calls
-touch $CALLS
-function iniset {
-    python3 $WORK/ini.py set "$@"
-}
-function iniset_multiline {
-    python3 $WORK/ini.py multi "$@"
-}
-function trueorfalse {
-    local default=$1 v=${!2:-}
-    case "${v,,}" in
-        1|yes|true|on) echo True ;;
-        0|no|false|off) echo False ;;
-        *) echo $default ;;
-    esac
-}
-function enable_service {
-    ENABLED_SERVICES+=,$1
-}
-function is_service_enabled {
-    local s
-    for s in "$@"; do
-        [[ ",$ENABLED_SERVICES," == *",$s,"* ]] && return 0
-    done
-    return 1
-}
-function define_plugin {
-    echo "define_plugin $1" >>$CALLS
-}
-function setup_develop {
-    echo "setup_develop $*" >>$CALLS
-}
-function echo_summary {
-    :
-}
-function die {
-    shift
-    echo "die: $*" >&2
-    exit 3
-}
-function run_process {
-    echo "run_process $1" >>$CALLS
-    env "$5" bash -c "exec $2" >$WORK/$1.log 2>&1 &
-    echo $! >$WORK/$1.pid
-}
-function stop_process {
-    echo "stop_process $1" >>$CALLS
-    kill $(cat $WORK/$1.pid)
-    wait $(cat $WORK/$1.pid) || true
-}
-'''
-
-# stack.sh, unstack.sh and clean.sh as far as a Cinder backend plugin sees
-# them (devstack's lib/cinder: the backend loops, enabled_backends,
-# default_volume_type = the first backend).
-PHASES = r'''
-source $PLUGIN/override-defaults
-CINDER_ENABLED_BACKENDS=${CINDER_ENABLED_BACKENDS:-lvm:lvmdriver-1}
-source $PLUGIN/settings
-source $PLUGIN/plugin.sh stack pre-install
-source $PLUGIN/plugin.sh stack install
-if is_service_enabled c-vol; then
-    enabled=""
-    for be in ${CINDER_ENABLED_BACKENDS//,/ }; do
-        be_type=${be%%:*}
-        be_name=${be##*:}
-        if type configure_cinder_backend_${be_type} >/dev/null 2>&1; then
-            configure_cinder_backend_${be_type} ${be_name}
-        fi
-        enabled+=$be_name,
-    done
-    iniset $CINDER_CONF DEFAULT enabled_backends ${enabled%,}
-    iniset $CINDER_CONF DEFAULT default_volume_type ${enabled%%,*}
-    echo "volume types: ${enabled%,}" >>$CALLS
-fi
-source $PLUGIN/plugin.sh stack post-config
-source $PLUGIN/plugin.sh stack extra
-source $PLUGIN/plugin.sh stack test-config
-echo "STACKED" >>$CALLS
-source $PLUGIN/plugin.sh unstack
-if is_service_enabled c-vol; then
-    for be in ${CINDER_ENABLED_BACKENDS//,/ }; do
-        be_type=${be%%:*}
-        if type cleanup_cinder_backend_${be_type} >/dev/null 2>&1; then
-            cleanup_cinder_backend_${be_type} ${be##*:}
-        fi
-    done
-fi
-source $PLUGIN/plugin.sh clean
-'''
+REPO = devstack.REPO
+VENV_BIN = devstack.VENV_BIN
 
 
 def _free_port() -> int:
@@ -157,11 +44,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ini(path: pathlib.Path) -> configparser.ConfigParser:
-    cp = configparser.ConfigParser(interpolation=None, strict=False)
-    cp.optionxform = str  # type: ignore[assignment,method-assign]
-    cp.read(path)
-    return cp
+_ini = devstack.ini
 
 
 class DevstackPluginTest(testtools.TestCase):
@@ -170,31 +53,14 @@ class DevstackPluginTest(testtools.TestCase):
         super().setUp()
         self.work = pathlib.Path(tempfile.mkdtemp(prefix='dpm-devstack-'))
         self.addCleanup(shutil.rmtree, self.work, True)
-        (self.work / 'ini.py').write_text(INI_HELPER)
-        (self.work / 'nova').mkdir()
-        shutil.copy(NOVA_PASTE, self.work / 'nova' / 'api-paste.ini')
-        self.env = {
-            'PATH': os.environ['PATH'], 'HOME': str(self.work),
-            'WORK': str(self.work), 'PLUGIN': str(REPO / 'devstack'),
-            'DEST': str(self.work / 'opt'),
-            'DATA_DIR': str(self.work / 'data'),
-            'SERVICE_PASSWORD': 'devstack-secret', 'LINENO': '0',
-            'CINDER_CONF': str(self.work / 'cinder.conf'),
-            'NOVA_CONF': str(self.work / 'nova' / 'nova.conf'),
-            'NOVA_CPU_CONF': str(self.work / 'nova' / 'nova-cpu.conf'),
-            'NOVA_CONF_DIR': str(self.work / 'nova'),
-            'TEMPEST_CONFIG': str(self.work / 'tempest.conf'),
-            'DPM_EPHEMERAL_BIN_DIR': str(VENV_BIN),
-        }
+        self.stack = devstack.Stack(self.work)
 
     def _stack(self, services: str, script: str = PHASES,
                **local_conf: str) -> subprocess.CompletedProcess:
-        env = dict(self.env, ENABLED_SERVICES=services, **local_conf)
-        return subprocess.run(['bash', '-c', STUBS + script], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return self.stack.run(services, script, **local_conf)
 
     def _calls(self) -> list[str]:
-        return (self.work / 'calls').read_text().splitlines()
+        return self.stack.calls()
 
     def test_all_in_one_with_the_emulated_svc(self) -> None:
         port = _free_port()
