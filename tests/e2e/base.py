@@ -14,15 +14,17 @@
 The cloud (cinder_dpm_ephemeral.testing.cloud) comes up once per run in
 ``.cloud-e2e/`` (or ``$DPM_E2E_CLOUD_DIR``), on ports moved by
 ``E2E_PORT_OFFSET`` so that it does not meet a cloud a user runs from
-``.cloud/``, and goes down after the test class (stestr runs this suite in
-one worker). A cloud left by an interrupted run is ended first. Tests
-drive it with the real ``openstack`` client as the ``dpm-demo`` user, and
-look under it the way an operator would: the SVC's CLI over SSH, the HMC's
-Web Services API through zhmcclient, Glance's access log.
+``.cloud/``, and goes down when the test process exits (stestr runs this
+suite in one worker), shared by every test class of the suite. A cloud
+left by an interrupted run is ended first. Tests drive it with the real
+``openstack`` client as the ``dpm-demo`` user, and look under it the way
+an operator would: the SVC's CLI over SSH, the HMC's Web Services API
+through zhmcclient, Glance's access log.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -236,6 +238,7 @@ def get_cloud() -> Cloud:
         if _failure:
             raise AssertionError(_failure)
         if _cloud is None:
+            atexit.register(take_down)
             try:
                 _cloud = bring_up()
             except AssertionError as exc:
@@ -247,15 +250,11 @@ def get_cloud() -> Cloud:
 class CloudTestCase(testtools.TestCase):
     """Tests against one cloud, as the demo project's member.
 
-    The cloud comes up with the class's first test and goes down after its
-    last (tearDownClass): keep the suite's tests in one class so that the
-    cloud starts once per run.
+    The cloud comes up with the suite's first test and goes down when the
+    test process exits (stestr runs the suite in one process), so that
+    every test class of the suite shares it. A test that stops, restarts or
+    reconfigures a service puts it back as it found it (addCleanup).
     """
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        take_down()
-        super().tearDownClass()
 
     def setUp(self) -> None:
         super().setUp()
