@@ -46,6 +46,13 @@ wherever it was never written. The store keeps, per pool, a sparse
 Which physical extent a real array reuses is its own business; the store
 gives every such new LUN the residue at its own offsets, the worst case
 (the deleted data always shows through where nothing was written).
+
+Write errors (fault campaigns, :meth:`LunStore.set_write_faults`): a
+share of the opens for I/O hand out ``/dev/full`` instead of the LUN's
+file, so every write fails (``ENOSPC``), as writes to a LUN whose paths
+all failed or whose thin pool ran out of space fail on a host (the
+kernel returns an I/O error to the writer; ``/dev/full`` is the
+standard device that fails every write).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import threading
 from collections.abc import Iterator
@@ -68,6 +76,9 @@ _LUN_ID = re.compile(r'^[A-Za-z0-9_.:-]{1,128}$')
 _CHUNK = 8 * 1024 * 1024
 #: counter of the bytes copied into pool residues (emulation artefact)
 RESIDUE_COUNTER = 'residue_bytes'
+#: what an open for I/O hands out when a write error is injected
+FAILING_DEVICE = '/dev/full'
+WRITE_FAULT_COUNTER = 'injected_write_errors'
 
 
 class LunStoreError(Exception):
@@ -396,7 +407,31 @@ class LunStore:
             counter = index['luns'][lun_id].get('cow_counter')
             if counter:
                 self._add(index, counter, moved)
+            if self._write_fault(index):
+                self._add(index, WRITE_FAULT_COUNTER, 1)
+                return FAILING_DEVICE
             return str(self._file(lun_id))
+
+    def set_write_faults(self, rate: float, seed: int | None = None) -> None:
+        """Make a share ``rate`` of :meth:`open_path` calls fail writes.
+
+        Kept in the index, so the volume service's process (which opens
+        LUNs) sees what the emulator's control pipe set. 0 stops it.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f'write fault rate {rate} is not in [0, 1]')
+        with self._locked() as index:
+            index['write_faults'] = {'rate': rate, 'seed': seed or 0,
+                                     'opens': 0}
+
+    @staticmethod
+    def _write_fault(index: dict[str, Any]) -> bool:
+        faults = index.get('write_faults')
+        if not faults or not faults.get('rate'):
+            return False
+        faults['opens'] += 1
+        draw = random.Random(f'{faults["seed"]}-{faults["opens"]}').random()
+        return draw < faults['rate']
 
     def allocated(self, lun_id: str) -> list[tuple[int, int]]:
         """``(offset, end)`` byte ranges of the LUN that hold data.

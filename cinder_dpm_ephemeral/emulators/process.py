@@ -116,6 +116,25 @@ class EmulatorProcess:
     def inventory(self) -> dict[str, Any]:
         return self.call('inventory')
 
+    def set_faults(self, rate: float, seed: int | None = None,
+                   write_rate: float | None = None,
+                   **params: Any) -> None:
+        """Random faults in the running emulator (0: none).
+
+        ``rate`` applies to every management call (SVC CLI command,
+        PowerFlex REST call; modes and their weights in ``modes=``, mode
+        parameters such as ``slow_seconds`` as keywords), ``write_rate``
+        (default ``rate``) to opens of a LUN for I/O, which then fail
+        every write.
+        """
+        self.call('set_faults', rate, seed, **params)
+        self.call('set_write_faults',
+                  rate if write_rate is None else write_rate, seed)
+
+    def fault_stats(self) -> dict[str, Any]:
+        """Faults injected so far, per mode."""
+        return self.call('fault_stats')
+
     @property
     def port(self) -> int:
         return int(self.info['port'])

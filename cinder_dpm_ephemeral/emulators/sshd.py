@@ -37,6 +37,7 @@ from pathlib import Path
 
 import paramiko
 
+from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators import files
 
 LOG = logging.getLogger(__name__)
@@ -188,6 +189,14 @@ class SSHCommandServer:
             else:
                 try:
                     out, err, status = self.handler(argv)
+                except faults.DropConnection as drop:
+                    # A dropped session (fault injection): the whole
+                    # connection goes, no exit status is sent.
+                    LOG.info('SSH: dropping the connection (%s)', drop)
+                    transport = channel.get_transport()
+                    if transport is not None:
+                        transport.close()
+                    return
                 except Exception:  # never leave a client hanging
                     LOG.exception('SSH command handler failed: %s', text)
                     out, err, status = '', 'internal error\n', 1

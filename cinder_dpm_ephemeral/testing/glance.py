@@ -19,15 +19,26 @@ chunks, hands out a new service object per call (as production does, so
 concurrent fetches do not share temporary-image state), and counts every byte
 served per image, so a test or benchmark can say exactly how often an image
 was downloaded.
+
+Download faults (:meth:`ImageStore.set_faults`, for fault campaigns), as
+Cinder sees them from glanceclient: ``truncated`` (the connection ends
+early; glanceclient's integrity check then raises ``IOError(EPIPE,
+'Corrupt image download...')`` at the end of the stream, as its
+``utils.integrity_iter`` does when the checksum of what arrived differs),
+``reset`` (the connection is reset mid-stream: ``ConnectionResetError``)
+and ``short_reads`` (the bytes arrive in chunks of odd, small sizes, as
+reads from a socket return whatever has arrived; the data is intact).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import errno
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import threading
@@ -37,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 4 * 1024 * 1024
+DOWNLOAD_FAULT_MODES = ('truncated', 'reset', 'short_reads')
 
 
 class ImageStore:
@@ -56,6 +68,16 @@ class ImageStore:
         self._files: dict[str, Path] = {}
         self.bytes_served: dict[str, int] = {}
         self.downloads: dict[str, int] = {}
+        self._fault_rate = 0.0
+        self._fault_rng = random.Random(0)
+        #: download faults injected so far, per mode
+        self.faults_injected = {m: 0 for m in DOWNLOAD_FAULT_MODES}
+
+    def set_faults(self, rate: float, seed: int | None = None) -> None:
+        """Fail (or fragment) a share ``rate`` of downloads; 0: none."""
+        with self._lock:
+            self._fault_rate = rate
+            self._fault_rng = random.Random(seed)
 
     def add(self, path: str | os.PathLike[str], disk_format: str,
             image_id: str | None = None, name: str | None = None,
@@ -154,11 +176,34 @@ class ImageStore:
             if path is None:
                 raise exception.ImageNotFound(image_id=image_id)
             self.downloads[image_id] += 1
+            fault, cut = None, 0
+            if (self._fault_rate and
+                    self._fault_rng.random() < self._fault_rate):
+                fault = self._fault_rng.choice(DOWNLOAD_FAULT_MODES)
+                self.faults_injected[fault] += 1
+                cut = self._fault_rng.randrange(max(1, path.stat().st_size))
+            rng = random.Random(cut)
+        sent = 0
         with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b''):
+            while True:
+                size = (rng.randrange(1, 256 * 1024)
+                        if fault == 'short_reads' else _CHUNK)
+                if fault in ('truncated', 'reset'):
+                    size = min(size, cut - sent)
+                chunk = f.read(size) if size > 0 else b''
+                if not chunk:
+                    break
+                sent += len(chunk)
                 with self._lock:
                     self.bytes_served[image_id] += len(chunk)
                 yield chunk
+        if fault == 'truncated':
+            raise OSError(errno.EPIPE, f'Corrupt image download. Size was '
+                                       f'{sent} expected '
+                                       f'{path.stat().st_size}')
+        if fault == 'reset':
+            raise ConnectionResetError(errno.ECONNRESET,
+                                       'Connection reset by peer')
 
     def total_bytes_served(self) -> int:
         with self._lock:

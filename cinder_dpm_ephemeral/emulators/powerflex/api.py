@@ -37,12 +37,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators.powerflex import errors
 from cinder_dpm_ephemeral.emulators.powerflex import state
 
 LOG = logging.getLogger(__name__)
 
 Handler = Callable[['Request'], Any]
+
+#: Fault modes a campaign draws from (:meth:`GatewayAPI.set_faults`), with
+#: their default weights, and what each imitates:
+#:
+#: * ``http500``: HTTP 500 with the gateway's JSON error body, nothing
+#:   done: the gateway answers 500 when the MDM it forwards to fails the
+#:   request (Dell PowerFlex REST API Reference, response codes; the
+#:   in-tree client treats any non-200 as a failure).
+#: * ``http503``: HTTP 503, nothing done: the gateway is up but cannot
+#:   reach the MDM cluster, e.g. during an MDM switch-over (same
+#:   reference: 503 Service Unavailable).
+#: * ``timeout_before`` / ``timeout_after``: the answer is withheld for
+#:   ``timeout_seconds`` (longer than the driver's
+#:   ``powerflex_rest_read_timeout``), the request having changed nothing
+#:   (before) or taken effect (after): an overloaded gateway or a lost
+#:   answer; the client cannot know whether a POST happened.
+#: * ``slow``: the answer comes ``slow_seconds`` late, within the timeout.
+POWERFLEX_FAULT_MODES = {'http500': 3.0, 'http503': 2.0,
+                         'timeout_before': 1.0, 'timeout_after': 2.0,
+                         'slow': 2.0}
 
 
 @dataclass
@@ -68,6 +89,20 @@ def _unquote(segment: str) -> str:
     return urllib.parse.unquote(segment)
 
 
+def _unquote_name(segment: str) -> str:
+    """A volume name in a getByName path, sent quoted once or twice.
+
+    os-brick's ScaleIO connector quotes the name twice (``_get_volume_id``:
+    ``quote(quote(name, ''), '')``): the gateway decodes it twice. Names
+    (base64 of the Cinder id: letters, digits, ``+``, ``/``) never
+    contain ``%`` themselves, so decoding while one is left is exact.
+    """
+    name = urllib.parse.unquote(segment)
+    if '%' in name:
+        name = urllib.parse.unquote(name)
+    return name
+
+
 class GatewayAPI:
     """Dispatch of gateway calls onto a :class:`state.PowerFlexArray`."""
 
@@ -85,6 +120,8 @@ class GatewayAPI:
         self._sleep = sleep
         self._tokens: set[str] = set()
         self._faults: list[Fault] = []
+        #: random faults of a campaign (:meth:`set_faults`)
+        self.dice = faults.FaultDice(POWERFLEX_FAULT_MODES)
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
         v = r'([^/]+)'
@@ -141,7 +178,8 @@ class GatewayAPI:
             lambda r: self.array.volumes())
         add('GET', r'/types/Volume/instances/getByName::(.+)',
             'getVolumeByName',
-            lambda r: self.array.volume_id_by_name(_unquote(r.groups[0])))
+            lambda r: self.array.volume_id_by_name(
+                _unquote_name(r.groups[0])))
         add('POST', r'/types/Volume/instances/action/queryBySelectedIds',
             'queryVolumesByIds',
             lambda r: [self.array.volume(i) for i in self._ids(r)])
@@ -191,6 +229,20 @@ class GatewayAPI:
         with self._lock:
             self._faults.clear()
 
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 0.5,
+                   timeout_seconds: float = 2.0) -> None:
+        """Random faults at ``rate`` per call (0: none).
+
+        Modes and weights: :data:`POWERFLEX_FAULT_MODES`.
+        """
+        self.dice.configure(rate, seed, modes, slow_seconds=slow_seconds,
+                            timeout_seconds=timeout_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.dice.stats()
+
     def _take_fault(self, label: str, path: str
                     ) -> errors.PowerFlexError | None:
         with self._lock:
@@ -208,6 +260,29 @@ class GatewayAPI:
     def handle(self, method: str, raw_path: str,
                auth: tuple[str, str] | None, body: bytes
                ) -> tuple[int, Any]:
+        mode = self.dice.draw()
+        if mode == 'http500':
+            return 500, errors.PowerFlexError(
+                'Injected fault: the MDM failed the request',
+                errors.INJECTED, 500).body()
+        if mode == 'http503':
+            return 503, errors.PowerFlexError(
+                'Injected fault: the MDM cluster is not reachable',
+                errors.INJECTED, 503).body()
+        if mode == 'timeout_before':
+            self._sleep(self.dice.param('timeout_seconds', 2.0))
+            raise faults.DropConnection(f'withheld {method} {raw_path}')
+        if mode == 'slow':
+            self._sleep(self.dice.param('slow_seconds', 0.5))
+        answer = self._handle(method, raw_path, auth, body)
+        if mode == 'timeout_after':
+            self._sleep(self.dice.param('timeout_seconds', 2.0))
+            raise faults.DropConnection(f'withheld {method} {raw_path}')
+        return answer
+
+    def _handle(self, method: str, raw_path: str,
+                auth: tuple[str, str] | None, body: bytes
+                ) -> tuple[int, Any]:
         path = urllib.parse.urlsplit(raw_path).path
         if path.startswith('/api'):
             path = path[len('/api'):]

@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 
+from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators import tls
 from cinder_dpm_ephemeral.emulators.powerflex import (
     api, errors, state, writes)
@@ -80,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, result = self.server.api.handle(method, self.path, auth,
                                                     body)
+        except faults.DropConnection:
+            # fault injection: the answer never comes (the client timed out)
+            self.close_connection = True
+            return
         except Exception:
             LOG.exception('PowerFlex gateway emulator: %s %s failed',
                           method, self.path)
@@ -238,6 +243,20 @@ class PowerFlexGateway:
 
     def clear_faults(self) -> None:
         self.api.clear_faults()
+
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 0.5,
+                   timeout_seconds: float = 2.0) -> None:
+        """Random faults at ``rate`` per REST call (:mod:`.api`)."""
+        self.api.set_faults(rate, seed, modes, slow_seconds, timeout_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.api.fault_stats()
+
+    def set_write_faults(self, rate: float, seed: int | None = None) -> None:
+        """Write errors on a share of LUN opens (the data path)."""
+        self.array.luns.set_write_faults(rate, seed)
 
     def calls_made(self) -> int:
         """REST calls served so far (logins included)."""

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
+from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators.lunstore import LunStore
 from cinder_dpm_ephemeral.emulators.svc import (
     fcmap, grains, host, system, vdisk)
@@ -64,6 +65,25 @@ Handler = Callable[[Ctx, Args], Result]
 #: tenth of a second to a few tenths, so benchmarks use 0.1 s (the lower
 #: end, which favours the driver that runs more commands: stock).
 BENCH_CLI_LATENCY = 0.1
+
+#: Fault modes a campaign draws from (:meth:`SVCArray.set_faults`), with
+#: their default weights, and what each imitates:
+#:
+#: * ``busy``: ``CMMVC5786E The action failed because the cluster is not in
+#:   a stable state``, before the command does anything. The SVC CLI
+#:   answers this while the configuration node is failing over or a node
+#:   is being added (IBM Documentation, CLI messages, CMMVC5786E).
+#: * ``drop_before`` / ``drop_after``: the SSH connection is closed with no
+#:   exit status, before or after the command took effect: a configuration
+#:   node warm start or failover moves the management IP address to
+#:   another node and ends the SSH sessions open on it (IBM
+#:   Documentation, configuration node). After the command took effect
+#:   the client cannot know it did.
+#: * ``slow``: the answer comes ``slow_seconds`` late (a busy
+#:   configuration node; Cinder's SSH pool runs commands without a
+#:   timeout, so slow is only slow).
+SVC_FAULT_MODES = {'busy': 4.0, 'drop_before': 2.0, 'drop_after': 2.0,
+                   'slow': 2.0}
 
 # verb: (handler, options taking a value, flag options)
 _VERBS: dict[str, tuple[Handler, str, str]] = {
@@ -273,6 +293,8 @@ class SVCArray:
         self._random = random.Random(seed)
         self._sleep = sleep
         self._faults: dict[str, list[Any]] = {}
+        #: random faults of a campaign (:meth:`set_faults`)
+        self.dice = faults.FaultDice(SVC_FAULT_MODES)
         # the last commands run, newest last (for tests and debugging)
         self.commands: collections.deque[list[str]] = collections.deque(
             maxlen=10000)
@@ -280,9 +302,38 @@ class SVCArray:
 
     # -- the CLI -------------------------------------------------------------
     def run(self, argv: list[str]) -> tuple[str, str, int]:
-        """Run one command; never raises. Returns (stdout, stderr, status)."""
+        """Run one command. Returns (stdout, stderr, status).
+
+        Raises only :class:`faults.DropConnection` (a random fault of a
+        campaign: the SSH server then drops the connection unanswered).
+        """
         if self.latency > 0:
             self._sleep(self.latency)
+        mode = self.dice.draw()
+        if mode == 'slow':
+            self._sleep(self.dice.param('slow_seconds', 1.0))
+        elif mode == 'busy':
+            return '', E_UNSTABLE + '\n', 1
+        elif mode == 'drop_before':
+            raise faults.DropConnection(f'dropped before {argv[:2]}')
+        answer = self._run_saved(argv)
+        if mode == 'drop_after':
+            raise faults.DropConnection(f'dropped after {argv[:2]}')
+        return answer
+
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 1.0) -> None:
+        """Random faults at ``rate`` per command (0: none).
+
+        Modes and weights: :data:`SVC_FAULT_MODES`.
+        """
+        self.dice.configure(rate, seed, modes, slow_seconds=slow_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.dice.stats()
+
+    def _run_saved(self, argv: list[str]) -> tuple[str, str, int]:
         with self._lock:
             try:
                 return self._run(list(argv))

@@ -61,6 +61,19 @@ class SVCEmulator:
     def inventory(self) -> dict[str, Any]:
         return self.array.inventory()
 
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 1.0) -> None:
+        """Random faults of every CLI command (:data:`cli.SVC_FAULT_MODES`)."""
+        self.array.set_faults(rate, seed, modes, slow_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.array.fault_stats()
+
+    def set_write_faults(self, rate: float, seed: int | None = None) -> None:
+        """Write errors on a share of LUN opens (the data path)."""
+        self.array.luns.set_write_faults(rate, seed)
+
     def calls_made(self) -> int:
         """CLI commands run so far (each one SSH exec round trip)."""
         return self.array.commands_run
