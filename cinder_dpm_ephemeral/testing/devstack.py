@@ -37,20 +37,40 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = pathlib.Path(sys.executable).parent
 NOVA_PASTE = VENV_BIN.parent / 'etc' / 'nova' / 'api-paste.ini'
 
+# devstack's iniset and iniset_multiline (inc/ini-config) edit lines in
+# place, never rewrite the file: a new option goes right below its section
+# header, a known one is replaced where it stands, a new section goes at
+# the end; iniset_multiline first drops the option's lines in the section,
+# then writes one "option = value" line per value, in the given order.
 INI_HELPER = r'''
-import configparser, sys
+import re, sys
 action, path, section, option, *values = sys.argv[1:]
-cp = configparser.ConfigParser(interpolation=None, strict=False)
-cp.optionxform = str
-cp.read(path)
-if section != 'DEFAULT' and not cp.has_section(section):
-    cp.add_section(section)
+try:
+    with open(path) as f:
+        lines = f.read().splitlines()
+except FileNotFoundError:
+    lines = []
+header = '[%s]' % section
+if header not in (l.strip() for l in lines):
+    lines += ['', header]
+start = [l.strip() for l in lines].index(header)
+end = next((i for i in range(start + 1, len(lines))
+            if lines[i].startswith('[')), len(lines))
+is_opt = re.compile(r'^%s[ \t]*=' % re.escape(option)).match
 if action == 'set':
-    cp.set(section, option, ' '.join(values))
-else:  # multi: one "option = value" line per value, as devstack writes
-    cp.set(section, option, '\n'.join(values))
+    value = ' '.join(values)
+    for i in range(start + 1, end):
+        if is_opt(lines[i]):
+            lines[i] = '%s = %s' % (option, value)
+            break
+    else:
+        lines.insert(start + 1, '%s = %s' % (option, value))
+else:
+    lines[start + 1:end] = [l for l in lines[start + 1:end]
+                            if not is_opt(l)]
+    lines[start + 1:start + 1] = ['%s = %s' % (option, v) for v in values]
 with open(path, 'w') as f:
-    cp.write(f)
+    f.write('\n'.join(lines) + '\n')
 '''
 
 STUBS = r'''

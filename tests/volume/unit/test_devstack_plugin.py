@@ -185,7 +185,10 @@ source $PLUGIN/plugin.sh unstack''')
         self.assertEqual('dpm.DPMDriver', cpu['DEFAULT']['compute_driver'])
         self.assertEqual('192.0.2.30', cpu['dpm']['hmc'])
         self.assertEqual('/etc/nova/hmc-ca.pem', cpu['dpm']['hmc_ca_certs'])
-        self.assertIn('a1b2:0\n\ta1b2:1', text)
+        # one line per port, in order, as devstack's iniset_multiline
+        # writes a MultiOpt
+        self.assertIn('physical_storage_adapter_mappings = a1b2:0\n'
+                      'physical_storage_adapter_mappings = a1b2:1\n', text)
         self.assertIn('setup_develop %s/opt/cinder-dpm-ephemeral [nova]'
                       % self.work, self._calls())
 
