@@ -16,7 +16,8 @@ it through ``nova_shim.conf.list_opts`` (entry point ``nova_shim``).
 
 The group and the option names follow nova-dpm and os-dpm, so a nova-dpm
 configuration keeps working; what is new is the TLS verification of the
-HMC (on by default), the HMC port and the partition start/stop timeouts.
+HMC (on by default), the HMC port, the partition start/stop timeouts and
+the wait for a volume Nova gave up on (``volume_settle_timeout``).
 """
 
 from oslo_config import cfg
@@ -120,6 +121,20 @@ dpm_opts = [
         min=1,
         help='Seconds to wait for a partition to reach ``stopped`` after '
              'Stop Partition.'),
+    cfg.IntOpt(
+        'volume_settle_timeout',
+        default=600,
+        min=0,
+        help='When Nova stops waiting for a volume it created for an '
+             'instance (``[DEFAULT] block_device_allocate_retries`` '
+             'exhausted) while Cinder still has it ``creating`` or '
+             '``downloading`` (a golden volume being built for a large '
+             'image), Cinder refuses to delete it and it would stay in the '
+             'project, counted in its quota. The driver then waits up to '
+             'this many seconds for the volume to settle, deletes it, and '
+             'ends the build with a fault naming the volume and the fix. '
+             '0: do not wait (the fault says which volume to delete). The '
+             'build, and a delete of the server, wait meanwhile.'),
 ]
 
 

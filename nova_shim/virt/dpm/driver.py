@@ -25,14 +25,21 @@ Build flow in Nova 34's terms:
 2. ``spawn``: boot device from the root volume (``boot_index`` 0), further
    volumes (the filter's ephemeral and swap volumes) as further LUNs, start.
 3. ``failed_spawn_cleanup`` / ``destroy``: partition, HBAs or storage group
-   removed; both succeed when things are already gone.
+   removed; both succeed when things are already gone. When the build
+   failed because Nova stopped waiting for a volume Cinder was still
+   creating, ``failed_spawn_cleanup`` also waits for that volume and
+   deletes it (``volume_wait``), so that it does not leak.
+
+Encrypted volumes are refused (a partition has no host OS to open LUKS).
 """
 
 import logging
+import sys
 from typing import Any
 
 import os_resource_classes as orc
 import zhmcclient
+from nova import context as nova_context
 from nova.objects import fields
 from nova.virt import driver
 from nova.virt import hardware
@@ -44,6 +51,7 @@ from nova_shim.virt.dpm import hmc
 from nova_shim.virt.dpm import partition
 from nova_shim.virt.dpm import storage
 from nova_shim.virt.dpm import volume
+from nova_shim.virt.dpm import volume_wait
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -214,6 +222,7 @@ class DPMDriver(driver.ComputeDriver):
                       device_type: Any = None, encryption: Any = None
                       ) -> None:
         bdm = {'connection_info': connection_info}
+        self._refuse_encrypted(instance, bdm, encryption)
         data = self._fc_data(instance, bdm)
         part = self.parts.get(instance.uuid)
         # Nova gives no size here; a storage volume's size is the minimum
@@ -229,6 +238,18 @@ class DPMDriver(driver.ComputeDriver):
         if part is None or not volume_id:
             return
         self.store.detach(part, self.parts.name(instance.uuid), volume_id)
+
+    @staticmethod
+    def _refuse_encrypted(instance: Any, bdm: Any,
+                          encryption: Any = None) -> None:
+        why = volume.encrypted(bdm, encryption)
+        if why:
+            LOG.error('Instance %s: refusing encrypted volume %s (%s)',
+                      instance.uuid, volume.bdm_volume_id(bdm), why)
+            raise exception.EncryptedVolumeRefused(
+                why=why,
+                volume_id=volume.bdm_volume_id(bdm) or '?',
+                volume_type='encrypted')
 
     @staticmethod
     def _fc_data(instance: Any, bdm: Any) -> dict[str, Any]:
@@ -253,7 +274,31 @@ class DPMDriver(driver.ComputeDriver):
             raise
 
     def failed_spawn_cleanup(self, instance: Any) -> None:
+        # Nova calls this while it handles the build's failure: when that
+        # is Nova giving up on a volume Cinder is still creating, the
+        # volume is not in the block device mapping and would leak.
+        handled = sys.exc_info()[1]
         self._remove(instance)
+        abandoned = volume_wait.abandoned_volume(handled)
+        if abandoned is None:
+            return
+        timeout = CONF.dpm.volume_settle_timeout
+        LOG.warning('Instance %s: Nova stopped waiting for volume %s after '
+                    '%d s, still %s in Cinder; waiting up to %d s ([dpm] '
+                    'volume_settle_timeout) for it to settle, to delete it',
+                    instance.uuid, abandoned.volume_id, abandoned.seconds,
+                    abandoned.status, timeout)
+        context = (getattr(instance, '_context', None) or
+                   nova_context.get_admin_context())
+        outcome = volume_wait.settle_and_delete(
+            context, abandoned, timeout,
+            CONF.block_device_allocate_retries_interval)
+        reason = volume_wait.reason(outcome)
+        (LOG.warning if outcome.deleted else LOG.error)(
+            'Instance %s: %s (waited %d s more here; last status %s)',
+            instance.uuid, reason, outcome.waited, outcome.status or 'gone')
+        raise exception.VolumeAbandoned(instance_uuid=instance.uuid,
+                                        reason=reason)
 
     def _check_volume_backed(self, instance: Any,
                              block_device_info: Any) -> Any:
@@ -288,6 +333,12 @@ class DPMDriver(driver.ComputeDriver):
               network_info: Any = None, block_device_info: Any = None,
               power_on: bool = True, accel_info: Any = None) -> None:
         root = self._check_volume_backed(instance, block_device_info)
+        try:
+            for bdm in volume.volume_bdms(block_device_info):
+                self._refuse_encrypted(instance, bdm)
+        except exception.EncryptedVolumeRefused:
+            self._remove(instance)
+            raise
         data = self._fc_data(instance, root)
         extras = [(b, self._fc_data(instance, b))
                   for b in volume.extra_bdms(block_device_info)]

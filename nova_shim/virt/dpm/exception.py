@@ -29,6 +29,20 @@ class ConfigError(DPMDriverError):
     msg_fmt = 'Invalid [dpm] configuration: %(reason)s'
 
 
+class HmcCertificateError(ConfigError):
+    """The HMC's TLS certificate did not verify (names HMC and option)."""
+    msg_fmt = ('The TLS certificate of HMC %(hmc)s did not verify '
+               '(%(error)s): set [dpm] hmc_ca_certs to the CA bundle that '
+               'signed it (now: %(ca)s). [dpm] hmc_verify_cert = false '
+               'turns verification off; use that only with a test HMC.')
+
+
+class HmcUnreachable(DPMDriverError):
+    msg_fmt = ('HMC %(hmc)s did not answer (%(error)s): check [dpm] hmc '
+               'and hmc_port, and that the HMC Web Services API is '
+               'enabled for this user.')
+
+
 class CpcNotFound(DPMDriverError):
     msg_fmt = ('CPC with object-id %(object_id)s not found on HMC '
                '%(hmc)s: set [dpm] cpc_object_id to the object-id of a CPC '
@@ -70,3 +84,16 @@ class BootTargetNotFound(DPMDriverError):
 
 class PartitionError(DPMDriverError):
     msg_fmt = ('Partition %(name)s: %(reason)s')
+
+
+class EncryptedVolumeRefused(nova_exception.VolumeEncryptionNotSupported):
+    """An encrypted volume reached the driver (Nova aborts, no reschedule)."""
+    # Nova keeps 255 characters of a build fault, its prefix included.
+    msg_fmt = ('volume %(volume_id)s is encrypted (%(why)s): a DPM '
+               'partition has no host OS to open a LUKS volume; use a '
+               'volume type without encryption.')
+
+
+class VolumeAbandoned(nova_exception.BuildAbortException):
+    """Nova gave up on a volume still being created (see volume_wait)."""
+    msg_fmt = 'Build of instance %(instance_uuid)s aborted: %(reason)s'

@@ -92,12 +92,35 @@ def make_session(conf: cfg.ConfigOpts) -> zhmcclient.Session:
         verify_cert=verify_cert(conf))
 
 
+def connection_error(conf: cfg.ConfigOpts, exc: zhmcclient.ConnectionError
+                     ) -> exception.DPMDriverError:
+    """A clear error for a failed first contact with the HMC."""
+    group = conf[dpm_conf.DPM_GROUP]
+    where = '%s port %d' % (','.join(group.hmc), group.hmc_port)
+    text = '%s %s' % (exc, getattr(exc, 'details', '') or '')
+    if 'CERTIFICATE_VERIFY_FAILED' in text or \
+            'certificate verify failed' in text.lower():
+        detail = 'certificate verify failed'
+        for hint in ('self-signed certificate', 'unable to get local issuer',
+                     'Hostname mismatch', 'certificate has expired',
+                     "IP address mismatch"):
+            if hint.lower() in text.lower():
+                detail += ': ' + hint
+                break
+        return exception.HmcCertificateError(
+            hmc=where, error=detail,
+            ca=group.hmc_ca_certs or 'unset, the system trust store')
+    return exception.HmcUnreachable(hmc=where, error=str(exc)[:200])
+
+
 def find_cpc(client: zhmcclient.Client, conf: cfg.ConfigOpts
              ) -> zhmcclient.Cpc:
     """The configured CPC, checked against the configured subset."""
     group = conf[dpm_conf.DPM_GROUP]
     try:
         cpc = client.cpcs.find(**{'object-id': group.cpc_object_id})
+    except zhmcclient.ConnectionError as exc:
+        raise connection_error(conf, exc) from exc
     except zhmcclient.NotFound:
         raise exception.CpcNotFound(object_id=group.cpc_object_id,
                                     hmc=','.join(group.hmc))

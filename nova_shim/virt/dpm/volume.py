@@ -99,6 +99,24 @@ def extra_bdms(block_device_info: Mapping[str, Any] | None
             if b.get('boot_index') != 0]
 
 
+def encrypted(bdm: Mapping[str, Any], encryption: Any = None) -> str:
+    """Why the mapping's volume is encrypted ('' if it is not).
+
+    Cinder puts ``encrypted`` (the volume has an encryption key) into the
+    connection info's ``data``; Nova passes the volume type's encryption
+    (provider, cipher, ...) to ``attach_volume``.
+    """
+    info = bdm.get('connection_info') or {}
+    if (info.get('data') or {}).get('encrypted'):
+        return 'connection info'
+    if encryption and (not isinstance(encryption, Mapping) or
+                       encryption.get('provider')):
+        provider = (encryption.get('provider')
+                    if isinstance(encryption, Mapping) else None)
+        return 'provider %s' % (provider or 'set')
+    return ''
+
+
 def fc_data(bdm: Mapping[str, Any]) -> dict[str, Any]:
     """The ``data`` of a fibre_channel connection info, else ValueError."""
     info = bdm.get('connection_info') or {}

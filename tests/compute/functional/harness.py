@@ -27,6 +27,7 @@ import os
 import pathlib
 import re
 import threading
+import time
 from typing import Any
 
 import fixtures
@@ -82,11 +83,39 @@ class _Type:
         self.name = vtype['name']
 
 
+class _Encryption:
+    def __init__(self, info: dict[str, Any]) -> None:
+        self._info = info
+
+
+class _EncryptionTypes:
+    """``GET /types/{id}/encryption``: admin only, as Cinder's policy."""
+
+    def __init__(self, owner: 'RecordingCinder', context: Any) -> None:
+        self._owner = owner
+        self._context = context
+
+    def get(self, type_id: str) -> _Encryption:
+        if not self._context.is_admin:
+            raise exception.Forbidden()
+        self._owner.encryption_lookups += 1
+        for vtype in self._owner.volume_types:
+            if vtype['id'] == type_id:
+                provider = self._owner.encrypted_types.get(vtype['name'])
+                return _Encryption(
+                    {'volume_type_id': type_id, 'provider': provider,
+                     'cipher': 'aes-xts-plain64', 'key_size': 256,
+                     'control_location': 'front-end',
+                     'encryption_id': type_id[::-1]} if provider else {})
+        raise exception.VolumeTypeNotFound(id_or_name=type_id)
+
+
 class _FakeCinderClient:
-    """The one cinderclient call the filter makes itself."""
+    """The cinderclient calls the filter makes itself."""
 
     def __init__(self, owner: 'RecordingCinder', context: Any) -> None:
         self.volume_types = self
+        self.volume_encryption_types = _EncryptionTypes(owner, context)
         self._owner = owner
         self._context = context
 
@@ -116,6 +145,9 @@ class RecordingCinder(fixtures.Fixture):
         self.cinder_default_type = 'lvm-1'
         self.project_defaults: dict[str, str] = {}
         self.default_type_lookups = 0
+        # type name -> encryption provider (e.g. 'luks')
+        self.encrypted_types: dict[str, str] = {}
+        self.encryption_lookups = 0
 
     def _setUp(self) -> None:
         patch = {
@@ -197,12 +229,39 @@ class SVCCinder(RecordingCinder):
         self.svc = svc
         self.boot_record = boot_record
         self.maps: dict[str, tuple[str, str]] = {}  # attachment: host, vdisk
+        # A volume from an image stays 'downloading' this many seconds
+        # (a golden volume being built), and Cinder refuses its delete.
+        self.image_copy_seconds = 0.0
+        self._ready_at: dict[str, float] = {}
+        self.refused_deletes: list[str] = []
+        # Cinder says 'encrypted' in the connection info (encryption key).
+        self.encrypted_volumes = False
 
     def _setUp(self) -> None:
         super()._setUp()
         self.useFixture(fixtures.MockPatch(
             'nova.volume.cinder.API.attachment_update',
             side_effect=self._attachment_update, autospec=False))
+        self.useFixture(fixtures.MockPatch(
+            'nova.volume.cinder.API.get', side_effect=self._get,
+            autospec=False))
+
+    def _busy(self, volume_id: str) -> bool:
+        """Whether the volume is still being made from its image."""
+        with self.lock:
+            ready = self._ready_at.get(volume_id)
+            if ready is not None and time.monotonic() >= ready:
+                del self._ready_at[volume_id]
+                ready = None
+            return ready is not None
+
+    def _get(self, context: Any, volume_id: str,
+             microversion: Any = None) -> dict[str, Any]:
+        busy = self._busy(volume_id)
+        volume = self.cinder.fake_get(context, volume_id, microversion)
+        if busy:
+            volume = dict(volume, status='downloading')
+        return volume
 
     def cli(self, *argv: str) -> str:
         out, err, status = self.svc.run(list(argv))
@@ -231,9 +290,24 @@ class SVCCinder(RecordingCinder):
                 uid = self.svc.state.by_name('vdisks', vname)['uid']
                 with open(self.svc.luns.open_path(uid), 'r+b') as f:
                     f.write(self.boot_record)
+            if image_id and self.image_copy_seconds:
+                volume = dict(volume, status='downloading')
+                self._ready_at[volume['id']] = (time.monotonic() +
+                                                self.image_copy_seconds)
         return volume
 
     def _delete(self, context: Any, volume_id: str) -> None:
+        if self._busy(volume_id):
+            with self.lock:
+                self.refused_deletes.append(volume_id)
+                # Cinder's API answers 400, which Nova translates so
+                raise exception.InvalidVolume(
+                    reason='Volume status must be available or error or '
+                           'error_restoring or error_extending or '
+                           'error_managing and must not be migrating, '
+                           'attached, belong to a group, have snapshots, '
+                           'awaiting a transfer, or be disassociated from '
+                           'snapshots after volume transfer.')
         super()._delete(context, volume_id)
         with self.lock:
             if self.svc.state.by_name('vdisks',
@@ -279,6 +353,7 @@ class SVCCinder(RecordingCinder):
                                          for w in connector['wwpns']},
                 'volume_id': volume_id,
                 'discard': False,
+                'encrypted': self.encrypted_volumes,
             },
         }
         return ref

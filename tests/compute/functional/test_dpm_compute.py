@@ -33,7 +33,9 @@ from nova.virt import driver as virt_driver
 from oslo_config import cfg
 
 from cinder_dpm_ephemeral.emulators.svc.cli import SVCArray
+from cinder_dpm_ephemeral.emulators import tls
 from nova_shim.virt.dpm import conf as dpm_conf
+from nova_shim.virt.dpm import exception
 from tests.compute.functional import harness
 from tests.compute.functional import test_bfv_filter
 from tests.compute.unit.dpm import fakes
@@ -383,8 +385,33 @@ class TestStorageGroupRouteOverHTTPS(_OverHTTPS, DPMComputeTestBase):
 class TestHbaRouteOverHTTPS(_OverHTTPS, DPMComputeTestBase):
     STORAGE_GROUPS = False
 
-    def test_untrusted_certificate_refused(self) -> None:
+    def _refused(self, ca: str) -> None:
         driver = self.computes['compute'].driver
+        exc = self.assertRaises(exception.HmcCertificateError,
+                                driver.init_host, HOST)
+        message = str(exc)
+        self.assertIn('HMC 127.0.0.1 port %d' % self.emulator.port, message)
+        self.assertIn('certificate verify failed', message)
+        self.assertIn('[dpm] hmc_ca_certs', message)
+        self.assertIn(ca, message)
+
+    def test_untrusted_certificate_refused(self) -> None:
         self.flags(hmc_ca_certs=None, group='dpm')
         # the emulator's self-signed certificate is in no system store
-        self.assertRaises(zhmcclient.ConnectionError, driver.init_host, HOST)
+        self._refused('the system trust store')
+
+    def test_ca_file_without_the_hmcs_certificate_refused(self) -> None:
+        other, _key = tls.ensure_certificate(
+            harness.temp_dir(self), 'other-ca.crt', 'other-ca.key',
+            'Another CA')
+        self.flags(hmc_ca_certs=other, group='dpm')
+        self._refused(other)
+
+    def test_verification_off_only_when_asked(self) -> None:
+        driver = self.computes['compute'].driver
+        self.flags(hmc_ca_certs=None, hmc_verify_cert=False, group='dpm')
+        log = self.useFixture(fixtures.FakeLogger(
+            name='nova_shim.virt.dpm.hmc'))
+        driver.init_host(HOST)
+        self.assertIs(False, driver._session.verify_cert)
+        self.assertIn('TLS verification of the HMC is off', log.output)
