@@ -27,7 +27,9 @@ already boot from volume, images whose own block device mappings define the
 root disk, legacy ``block_device_mapping``, bodies Nova would reject) goes to
 Nova unchanged, so Nova gives its own answer. The filter's only own errors
 are HTTP 400 (a configured volume type Cinder does not know, a root size it
-cannot work out) and HTTP 503 (Cinder did not answer a volume type check).
+cannot work out, an encrypted volume type for a DPM server, also in a
+request that already boots from volume) and HTTP 503 (Cinder did not
+answer a volume type check).
 
 It must sit after ``keystonecontext`` in both compute API pipelines (it needs
 ``environ['nova.context']``); see etc/nova/api-paste-dpm-bfv.ini.
@@ -239,6 +241,18 @@ def plan_block_devices(server: Mapping[str, Any], image_id: str,
     return planned
 
 
+def requested_volume_types(server: Any) -> list[str]:
+    """The ``volume_type`` values of the request's volume mappings."""
+    if not isinstance(server, dict):
+        return []
+    bdms = server.get('block_device_mapping_v2') or []
+    if not isinstance(bdms, list):
+        return []
+    return [b['volume_type'] for b in bdms
+            if isinstance(b, dict) and isinstance(b.get('volume_type'), str)
+            and b.get('volume_type')]
+
+
 def request_version(environ: Mapping[str, Any],
                     headers: Mapping[str, str]) -> avr.APIVersionRequest:
     """The microversion Nova will use for this request (as Nova parses it).
@@ -329,7 +343,11 @@ class BootFromVolumeFilter:
         except ValueError:
             return
         server = body.get('server') if isinstance(body, dict) else None
-        if not self._is_image_boot(server):
+        image_boot = self._is_image_boot(server)
+        asked_types = requested_volume_types(server)
+        if not image_boot and not asked_types:
+            return
+        if not isinstance(server.get('flavorRef'), (str, int)):
             return
         try:
             version = request_version(environ, req.headers)
@@ -346,6 +364,10 @@ class BootFromVolumeFilter:
             flavor_extra_spec=opts.flavor_extra_spec,
             hypervisor_types=opts.hypervisor_types)
         if not decision.targeted:
+            return
+        if not image_boot:
+            # A DPM boot from volume: its volume types are checked too.
+            self._refuse_encrypted(context, asked_types)
             return
         image_api = glance.API()
         try:
@@ -368,6 +390,8 @@ class BootFromVolumeFilter:
                 b.get('source_type') == 'blank' and
                 b.get('destination_type') == 'local'
                 for b in server.get('block_device_mapping_v2') or [])))
+        self._refuse_encrypted(context, asked_types, opts.volume_type or
+                               self._default_type_name(context))
         new_server = copy.copy(server)
         new_server['block_device_mapping_v2'] = plan_block_devices(
             server, image['id'], root_gb, flavor.ephemeral_gb, flavor.swap,
@@ -382,6 +406,48 @@ class BootFromVolumeFilter:
                   'why': decision.reason, 'gb': root_gb,
                   'n': len(new_server['block_device_mapping_v2']),
                   'ver': version.get_string()})
+
+    def _default_type_name(self, context: Any) -> str | None:
+        """The project's default volume type (no type configured)."""
+        try:
+            return self.types.project_default(context)['name']
+        except Exception:
+            LOG.warning('Could not read the default volume type of project '
+                        '%s to check its encryption', context.project_id,
+                        exc_info=True)
+            return None
+
+    def _refuse_encrypted(self, context: Any, asked: list[str],
+                          configured: str | None = None) -> None:
+        """HTTP 400 when a volume of this DPM server would be encrypted.
+
+        A DPM partition reads its volumes over FCP with no host operating
+        system in between that could open a LUKS volume. A type whose
+        encryption cannot be read is let through with a warning: the DPM
+        compute driver refuses an encrypted volume too.
+        """
+        names = list(dict.fromkeys(
+            ([configured] if configured else []) + asked))
+        for name in names:
+            try:
+                vtype = self.types.find(context, name)
+                if vtype is None:
+                    continue  # unknown: Nova (2.67+) gives its own 400
+                encryption = self.types.encryption(context, vtype)
+            except Exception as exc:
+                LOG.warning('Could not check whether volume type %s is '
+                            'encrypted (%s); the DPM compute driver will '
+                            'refuse it if it is', name, exc)
+                continue
+            if encryption:
+                raise FilterError(
+                    'Volume type %s is encrypted (provider %s): a DPM '
+                    'partition boots from and reads its volumes over FCP '
+                    'with no host operating system that could open an '
+                    'encrypted (LUKS) volume. Use a volume type without '
+                    'encryption for this server.'
+                    % (vtype['name'],
+                       encryption.get('provider') or 'set'))
 
     @staticmethod
     def _is_image_boot(server: Any) -> bool:

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from nova import context as nova_context
 from nova.volume import cinder as nova_cinder
 from oslo_log import log as logging
 
@@ -88,3 +89,31 @@ class VolumeTypeLookup:
                   context.project_id, found['name'])
         self._remember(key, found)
         return found
+
+    def encryption(self, context: Any, vtype: dict[str, Any]
+                   ) -> dict[str, Any]:
+        """The encryption of volume type ``vtype`` ({} when it has none).
+
+        ``GET /types/{id}/encryption`` is an administrator's call in
+        Cinder's default policy: asked with Nova's ``[cinder]`` service
+        credentials (an admin context without a token), else with the
+        user's token. Raises when neither may ask.
+        """
+        key = ('encryption', vtype['id'])
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        errors = []
+        for ctx in (nova_context.get_admin_context(), context):
+            try:
+                client = nova_cinder.cinderclient(ctx)
+                enc = client.volume_encryption_types.get(vtype['id'])
+                info = dict(getattr(enc, '_info', None) or {})
+            except Exception as exc:
+                errors.append('%s: %s' % (type(exc).__name__, exc))
+                continue
+            found = info if (info.get('provider') or
+                             info.get('encryption_id')) else {}
+            self._remember(key, found)
+            return found
+        raise RuntimeError('; '.join(errors))

@@ -94,8 +94,12 @@ class FilterTestBase(testtools.TestCase):
         client.volume_types.default.side_effect = (
             lambda: types.SimpleNamespace(id='id-x',
                                           name=self.project_default))
+        # no volume type is encrypted (GET /types/{id}/encryption: {})
+        client.volume_encryption_types.get.return_value = (
+            types.SimpleNamespace(_info={}))
         self.cinderclient = self.useFixture(fixtures.MockPatch(
             'nova.volume.cinder.cinderclient', return_value=client)).mock
+        self.default_type = client.volume_types.default
         self.app = RecordingApp()
         self.filter = bfv_filter.BootFromVolumeFilter(self.app)
 
@@ -210,7 +214,7 @@ class TestTranslate(FilterTestBase):
             'destination_type': 'volume', 'boot_index': 0,
             'delete_on_termination': True, 'volume_size': 5,
             'volume_type': 'dpm-svc'}], server['block_device_mapping_v2'])
-        self.cinderclient.assert_not_called()
+        self.default_type.assert_not_called()
 
     def test_2_66_relies_on_project_default(self):
         self.project_default = 'dpm-svc'
@@ -233,7 +237,7 @@ class TestTranslate(FilterTestBase):
         self.images[IMG]['properties'] = {
             'cinder_img_volume_type': 'id-dpm'}
         self._translated(version='2.1')
-        self.cinderclient.assert_not_called()
+        self.default_type.assert_not_called()
         # a blank volume would still get the project default: refused
         self.flavors['dpm'].ephemeral_gb = 1
         original, resp = self._send(self._server(), version='2.1')
