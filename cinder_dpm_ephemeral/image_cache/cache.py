@@ -57,6 +57,7 @@ from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
+from cinder_dpm_ephemeral.image_cache import recovery
 from cinder_dpm_ephemeral.image_cache import signature
 from cinder_dpm_ephemeral.image_cache import stream
 from cinder_dpm_ephemeral.image_cache import writer
@@ -85,6 +86,8 @@ ADMIN_MD_GOLDEN = 'dpm_golden_volume_id'
 
 STATE_BUILDING = 'building'
 STATE_READY = 'ready'
+#: being removed (status ``deleting``) under the image's lock
+STATE_REMOVING = 'removing'
 
 
 class CloneBackend(Protocol):
@@ -156,6 +159,8 @@ class GoldenImageCache:
         #: (the periodic clean-up covers the rest)
         self.cleanup_pending = True
         self.capacity = accounting.CapacityBook(backend.driver)
+        #: golden volumes this process is building or removing now
+        self.building: set[str] = set()
 
     # -- configuration --------------------------------------------------------
     @property
@@ -204,10 +209,10 @@ class GoldenImageCache:
         pool = volume_utils.extract_host(volume.host, 'pool')
         built = False
         for _attempt in range(4):
-            golden = self._find_usable(ictx, volume.host, image_id, version)
+            golden = self._find_usable(ictx, volume, image_id, version)
             if golden is None:
                 with self._lock(image_id, pool):
-                    golden = self._find_usable(ictx, volume.host, image_id,
+                    golden = self._find_usable(ictx, volume, image_id,
                                                version)
                     if golden is None:
                         try:
@@ -325,10 +330,22 @@ class GoldenImageCache:
             out.append(v)
         return out
 
-    def _find_usable(self, ictx: Any, host: str, image_id: str,
+    def _pool_goldens(self, ictx: Any, volume: objects.Volume,
+                      image_id: str) -> list[objects.Volume]:
+        """The image's golden volumes in ``volume``'s pool.
+
+        In a cluster, any service of it may have built them (Cinder gives
+        a volume the host of whichever service the scheduler last heard).
+        """
+        if not volume.cluster_name:
+            return self.goldens(ictx, volume.host, image_id)
+        return [g for g in self.goldens(ictx, None, image_id)
+                if g.cluster_name == volume.cluster_name]
+
+    def _find_usable(self, ictx: Any, volume: objects.Volume, image_id: str,
                      version: str) -> objects.Volume | None:
         best = None
-        for g in self.goldens(ictx, host, image_id):
+        for g in self._pool_goldens(ictx, volume, image_id):
             md = g.metadata
             if (md.get(MD_VERSION) != version or
                     md.get(MD_STATE) != STATE_READY or
@@ -365,6 +382,7 @@ class GoldenImageCache:
                 return chunks
             return signature.verified(chunks, verifier, image_id)
 
+        golden: objects.Volume | None = None
         try:
             start = timeutils.utcnow()
             raw_stream: formats.StreamInspector | None = None
@@ -408,7 +426,8 @@ class GoldenImageCache:
             self._refuse_if_too_big(image_id, virtual, volume)
             generation = 1 + max(
                 [int(g.metadata.get(MD_GENERATION, 0))
-                 for g in self.goldens(ictx, volume.host, image_id)] or [0])
+                 for g in self._pool_goldens(ictx, volume, image_id)]
+                or [0])
             golden = objects.Volume(
                 context=ictx,
                 size=self.backend.golden_size_gb(virtual),
@@ -430,7 +449,9 @@ class GoldenImageCache:
                               volume.host, 'pool') or '',
                           MD_GENERATION: str(generation),
                           MD_STATE: STATE_BUILDING,
-                          MD_LAST_USED: _now()})
+                          MD_LAST_USED: _now(),
+                          # who builds it, since when (recovery.py)
+                          **recovery.builder_metadata(self.backend.driver)})
             # Counted like Cinder's own image-cache volumes (quota of the
             # internal tenant, the pool's allocated capacity) from the
             # moment the row exists.
@@ -440,6 +461,8 @@ class GoldenImageCache:
             except Exception:
                 accounting.rollback(ictx, reservations)
                 raise
+            # (a clean-up looking before this still finds the lock taken)
+            self.building.add(golden.id)
             accounting.commit(ictx, reservations)
             self.capacity.add(golden)
             try:
@@ -491,6 +514,8 @@ class GoldenImageCache:
                       'size': golden.size, 'sec': seconds})
             return golden
         finally:
+            if golden is not None:
+                self.building.discard(golden.id)
             if streamed is not None:
                 streamed.close()
             if tmp:
@@ -528,7 +553,7 @@ class GoldenImageCache:
                      golden.id)
             golden.status = 'available'
             golden.save()
-            self._set_md(golden, {MD_FULL: 'true'})
+            self._set_md(golden, {MD_FULL: 'true', MD_STATE: STATE_READY})
             return False
         except Exception:
             LOG.exception('Could not delete the array object of golden '
@@ -598,10 +623,11 @@ class GoldenImageCache:
         """Remove golden volumes that are stale or evicted and unused.
 
         Stale: the image is gone from Glance or has other bytes now, or the
-        golden was never finished. Evicted: over the configured count or
-        size, least recently used first. A golden is only removed once no
-        clone depends on it; until then it is kept (and not used for new
-        clones if stale). Returns the ids of removed golden volumes.
+        golden was never finished: its build failed, or can never finish
+        (its builder died: :mod:`.recovery`). Evicted: over the configured
+        count or size, least recently used first. A golden is only removed
+        once no clone depends on it; until then it is kept (and not used for
+        new clones if stale). Returns the ids of removed golden volumes.
 
         ``glance_context`` is what Glance is asked with (see
         :mod:`.glance_access`); the internal tenant's context by default.
@@ -612,17 +638,29 @@ class GoldenImageCache:
         gctx = glance_context or ictx
         goldens = self.goldens(ictx, None)
         if host is not None:
-            goldens = [g for g in goldens
-                       if volume_utils.extract_host(g.host) ==
-                       volume_utils.extract_host(host)]
+            # this backend's, or its cluster's (any service of it)
+            mine = (volume_utils.extract_host(host),
+                    getattr(self.backend.driver, 'cluster_name', None))
+            goldens = [g for g in goldens if
+                       volume_utils.extract_host(g.host) == mine[0] or
+                       (mine[1] and g.cluster_name and volume_utils.
+                        extract_host(g.cluster_name) == mine[1])]
         doomed: list[objects.Volume] = []
         live: list[objects.Volume] = []
         current: dict[str, str | None] = {}
+        removed = []
         for g in goldens:
             md = g.metadata
+            if g.status in ('creating', 'deleting') and \
+                    g.id not in self.building:
+                # A build or removal of a service that died?
+                why = (recovery.dead_build(self, g) if g.status ==
+                       'creating' else 'its removal was interrupted'
+                       if md.get(MD_STATE) == STATE_REMOVING else None)
+                if why and recovery.remove_dead(self, g, why):
+                    removed.append(g.id)
+                continue
             if md.get(MD_STATE) != STATE_READY:
-                if g.status == 'creating':
-                    continue  # being built right now
                 doomed.append(g)
                 continue
             img = md.get(MD_IMAGE, '')
@@ -652,7 +690,6 @@ class GoldenImageCache:
         while live and ((max_count and len(live) > max_count) or
                         (max_gb and sum(g.size for g in live) > max_gb)):
             doomed.append(live.pop(0))
-        removed = []
         for g in doomed:
             if self.remove_unused(g):
                 removed.append(g.id)
@@ -678,7 +715,10 @@ class GoldenImageCache:
                 return False
             LOG.info('Removing golden volume %(g)s of image %(img)s.',
                      {'g': golden.id, 'img': md.get(MD_IMAGE)})
+            # marked so that a removal cut short (the service killed) is
+            # finished by the next clean-up (recovery.py)
             golden.status = 'deleting'
+            golden.metadata = {**golden.metadata, MD_STATE: STATE_REMOVING}
             golden.save()
             return self._destroy(golden)
 
