@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from cinder import exception
+from cinder.message import api as message_api
+from cinder.message import message_field
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral.image_cache import cache
 from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral import opts
+from cinder_dpm_ephemeral import security
 
 LOG = logging.getLogger(__name__)
 
@@ -102,8 +106,13 @@ class GoldenCacheDriverMixin:
     def cache_driver_options() -> list[Any]:
         return list(opts.emulation_opts) + list(opts.image_cache_opts)
 
+    def do_setup(self, context: Any) -> None:
+        with security.explained(self.configuration):
+            super().do_setup(context)  # type: ignore[misc]
+
     def check_for_setup_error(self) -> None:
-        super().check_for_setup_error()  # type: ignore[misc]
+        with security.explained(self.configuration):
+            super().check_for_setup_error()  # type: ignore[misc]
         for problem in cache.setup_problems(self.configuration):
             LOG.warning('Backend %(backend)s: %(problem)s.',
                         {'backend': self.configuration.config_group,
@@ -111,8 +120,22 @@ class GoldenCacheDriverMixin:
 
     def clone_image(self, context: Any, volume: Any, image_location: Any,
                     image_meta: dict, image_service: Any) -> tuple:
-        return self.image_cache.clone_image(context, volume, image_meta,
-                                            image_service)
+        try:
+            return self.image_cache.clone_image(context, volume, image_meta,
+                                                image_service)
+        except exception.ImageUnacceptable as exc:
+            # Cinder records no user message when clone_image refuses an
+            # image (only its own download path does): say it here, with
+            # the closest of Cinder's fixed texts; the reason is logged.
+            LOG.error('Volume %(vol)s: %(exc)s', {'vol': volume.id,
+                                                  'exc': exc})
+            detail = (message_field.Detail.NOT_ENOUGH_SPACE_FOR_IMAGE
+                      if 'larger than the requested volume' in str(exc)
+                      else message_field.Detail.IMAGE_FORMAT_UNACCEPTABLE)
+            message_api.API().create(
+                context, message_field.Action.COPY_IMAGE_TO_VOLUME,
+                resource_uuid=volume.id, detail=detail)
+            raise
 
     def _update_volume_stats(self) -> None:
         super()._update_volume_stats()  # type: ignore[misc]

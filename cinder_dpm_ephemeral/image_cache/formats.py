@@ -37,6 +37,7 @@ from cinder import exception
 from cinder.image import image_utils
 from oslo_config import cfg
 from oslo_utils.imageutils import format_inspector
+from oslo_utils import uuidutils
 
 CONF = cfg.CONF
 
@@ -54,6 +55,16 @@ HEAD_BYTES = 1024 * 1024
 def check_request(image_meta: dict[str, Any]) -> None:
     """Refuse, before anything is downloaded, what Cinder would refuse."""
     image_id = image_meta.get('id')
+    if not uuidutils.is_uuid_like(image_id):
+        # Glance gives every image a UUID. The id names the golden volume,
+        # its lock (tooz: ASCII, a file name with file locks) and its
+        # download file: anything else (a path, shell metacharacters, a
+        # newline) is refused before it reaches any of them. Stricter than
+        # Cinder's own path, which only passes the id back to Glance.
+        raise exception.ImageUnacceptable(
+            image_id=repr(image_id),
+            reason=('its id is not a UUID, as every Glance image id is: '
+                    'check the Glance service that served it'))
     disk_format = image_meta.get('disk_format')
     image_utils.check_image_conversion_disable(
         disk_format, 'raw', image_id, upload=False)
@@ -82,6 +93,46 @@ def streams_as_raw(image_meta: dict[str, Any]) -> bool:
 
 def _names(inspectors: list[Any] | None) -> set[str]:
     return {str(i) for i in inspectors or []}
+
+
+#: what each safety check of oslo.utils' inspector refuses, and the fix
+_SAFETY_FIXES = {
+    'backing_file': ('it has a backing file (qemu would read another '
+                     'file, e.g. one of the host\'s)', 'upload a '
+                     'standalone image (qemu-img convert -O qcow2 without '
+                     '-B, or qemu-img rebase -b "")'),
+    'data_file': ('it has an external data file (qcow2 data_file: its '
+                  'data would be read from a file of the host)',
+                  'upload an image that holds its own data (qemu-img '
+                  'convert -O qcow2)'),
+    'descriptor': ('its VMDK descriptor is not a single extent in the '
+                   'image itself (monolithicFlat, twoGbMaxExtent* or '
+                   'extents naming other files are refused: they would '
+                   'be read from the host)', 'upload a monolithicSparse or '
+                   'streamOptimized VMDK (qemu-img convert -O vmdk -o '
+                   'subformat=streamOptimized)'),
+    'unknown_features': ('it uses qcow2 features this service does not '
+                         'know', 'convert it with qemu-img convert -O '
+                         'qcow2'),
+}
+
+
+def safety_reason(exc: format_inspector.SafetyCheckFailed) -> str:
+    """A refusal naming each failed safety check and its fix.
+
+    Cinder's ``check_image_format`` and ``qemu_img_info`` apply the same
+    oslo.utils checks (``format_inspector.detect_file_format`` then
+    ``safety_check``) and refuse the same images; their message names the
+    checks only ("Safety checks failed: backing_file").
+    """
+    failures = getattr(exc, 'failures', None) or {}
+    parts = []
+    for name in sorted(failures) or ['unknown']:
+        what, fix = _SAFETY_FIXES.get(
+            name, (f'it fails the image safety check {name} '
+                   f'({failures.get(name)})', 'upload a plain image'))
+        parts.append(f'{what}: {fix}')
+    return 'refused by the image safety checks: ' + '; '.join(parts)
 
 
 def refuse_mismatch(image_id: str, disk_format: str,
@@ -160,8 +211,7 @@ class StreamInspector:
                 fmt.safety_check()
         except format_inspector.SafetyCheckFailed as exc:
             raise exception.ImageUnacceptable(
-                image_id=self.image_id,
-                reason=f'it fails the image safety checks: {exc}')
+                image_id=self.image_id, reason=safety_reason(exc))
         except format_inspector.ImageFormatError as exc:
             raise exception.ImageUnacceptable(
                 image_id=self.image_id,
@@ -171,6 +221,7 @@ class StreamInspector:
 
 #: oslo.utils' inspector names that qemu-img calls otherwise
 _QEMU_NAMES = {'vhd': 'vpc'}
+_INSPECTOR_NAMES = {v: k for k, v in _QEMU_NAMES.items()}
 
 
 def qemu_img_info(path: str, image_id: str) -> Any:
@@ -191,8 +242,7 @@ def qemu_img_info(path: str, image_id: str) -> Any:
         inspector.safety_check()
     except format_inspector.SafetyCheckFailed as exc:
         raise exception.ImageUnacceptable(
-            image_id=image_id,
-            reason=f'it fails the image safety checks: {exc}')
+            image_id=image_id, reason=safety_reason(exc))
     except format_inspector.ImageFormatError as exc:
         raise exception.ImageUnacceptable(
             image_id=image_id, reason=f'its format is ambiguous: {exc}')
@@ -202,8 +252,19 @@ def qemu_img_info(path: str, image_id: str) -> Any:
         cpu_time=CONF.image_introspection_cpu_limit,
         address_space=CONF.image_introspection_address_space_limit *
         units.Gi)
-    out, _err = utils.execute('env', 'LC_ALL=C', 'qemu-img', 'info', '-f',
-                              fmt, '--output=json', path, prlimit=limits)
+    try:
+        out, _err = utils.execute('env', 'LC_ALL=C', 'qemu-img', 'info',
+                                  '-f', fmt, '--output=json', path,
+                                  prlimit=limits)
+    except processutils.ProcessExecutionError as exc:
+        # e.g. a crafted header with an impossible virtual size ("Image is
+        # too big"), or qemu-img over its CPU or memory limit. Cinder's own
+        # qemu_img_info lets the bare ProcessExecutionError through; the
+        # golden path names the image and the cause.
+        raise exception.ImageUnacceptable(
+            image_id=image_id,
+            reason=(f'qemu-img cannot read it as {fmt}: '
+                    f'{(exc.stderr or exc.description or "").strip()}'))
     return imageutils.QemuImgInfo(out, format='json')
 
 
@@ -236,6 +297,15 @@ def check_downloaded(path: str, image_meta: dict[str, Any]) -> Any:
                     f'file ({info.backing_file}); upload a standalone '
                     f'image'))
     disk_format = image_meta.get('disk_format')
+    if disk_format and disk_format not in RAW_LIKE and disk_format not in (
+            'ami', 'aki', 'ari'):
+        # Cinder's check_image_format below refuses the same images, in
+        # words that name neither the content nor the fix ("The image
+        # format was claimed to be 'vhdx' but the image data appears to
+        # be in a different format").
+        refuse_mismatch(image_id, disk_format,
+                        {_INSPECTOR_NAMES.get(info.file_format,
+                                              info.file_format)})
     src_format = (image_utils.fixup_disk_format(disk_format)
                   if disk_format else None)
     image_utils.check_image_format(path, src_format=src_format,

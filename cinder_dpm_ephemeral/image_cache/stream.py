@@ -59,6 +59,7 @@ from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils.imageutils import format_inspector
 
+from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import nbd
 
 LOG = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ class StreamedQcow2:
         try:
             header.safety_check()
         except format_inspector.SafetyCheckFailed as exc:
-            self._refuse(f'qcow2 header refused: {exc}')
+            # Before qemu-img opens anything: the same checks Cinder's
+            # qemu_img_info runs on the whole file (stricter in time, as
+            # strict in what is refused).
+            self._refuse(f'qcow2 header {formats.safety_reason(exc)}')
         self.virtual_size = int(header.virtual_size)
         _write_all(self._file, head)
         self.bytes_read = len(head)
@@ -183,8 +187,9 @@ class StreamedQcow2:
                 raise format_inspector.ImageFormatError(
                     f'content is {getattr(fmt, "NAME", "unknown")}')
             fmt.safety_check()
-        except (format_inspector.ImageFormatError,
-                format_inspector.SafetyCheckFailed) as exc:
+        except format_inspector.SafetyCheckFailed as exc:
+            self._refuse(f'labelled qcow2, {formats.safety_reason(exc)}')
+        except format_inspector.ImageFormatError as exc:
             self._refuse(f'labelled qcow2, refused after download: {exc}')
 
     def close(self) -> None:
