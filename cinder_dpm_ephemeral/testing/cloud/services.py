@@ -165,6 +165,14 @@ def service_env(lo: lay.Layout) -> dict[str, str]:
 
 
 # -- start --------------------------------------------------------------------
+_URL_PASSWORD = re.compile(r'(://[^:/@\s]+:)[^@\s]+@')
+
+
+def shown(argv: list[str]) -> str:
+    """A command line for a log: URL passwords (transport URLs) masked."""
+    return _URL_PASSWORD.sub(r'\1***@', ' '.join(argv))
+
+
 def start(lo: lay.Layout, svc: Service) -> int:
     pid = recorded_pid(lo, svc.name)
     if pid is not None:
@@ -182,7 +190,7 @@ def start(lo: lay.Layout, svc: Service) -> int:
     env.update(svc.env)
     env.setdefault('PYTHONWARNINGS', 'ignore')
     with open(lo.logs / f'{svc.name}.log', 'ab') as log:
-        log.write(f'==== {time.ctime()}: {" ".join(svc.argv)}\n'.encode())
+        log.write(f'==== {time.ctime()}: {shown(svc.argv)}\n'.encode())
         log.flush()
         proc = subprocess.Popen(svc.argv, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT,
@@ -334,7 +342,7 @@ def run_once(lo: lay.Layout, name: str, argv: list[str],
     full_env.setdefault('PYTHONWARNINGS', 'ignore')
     log_path = lo.logs / f'setup-{name}.log'
     with open(log_path, 'ab') as log:
-        log.write(f'==== {time.ctime()}: {" ".join(argv)}\n'.encode())
+        log.write(f'==== {time.ctime()}: {shown(argv)}\n'.encode())
         log.flush()
         rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=log,
                              stderr=subprocess.STDOUT, env=full_env,
@@ -343,5 +351,5 @@ def run_once(lo: lay.Layout, name: str, argv: list[str],
         tail = '\n'.join(log_path.read_text(errors='replace')
                          .splitlines()[-15:])
         raise ServiceError(f'set-up step {name} failed (exit {rc}): '
-                           f'{" ".join(argv[:3])}...; end of {log_path}:\n'
+                           f'{shown(argv[:3])}...; end of {log_path}:\n'
                            f'{tail}')
