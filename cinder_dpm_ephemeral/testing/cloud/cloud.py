@@ -202,6 +202,25 @@ def up(lo: lay.Layout) -> dict[str, float]:
     return timings
 
 
+def restart_compute(lo: lay.Layout,
+                    overrides: config.Conf | None = None) -> float:
+    """Restart nova-compute with ``overrides`` over nova.conf (None: none).
+
+    Returns the seconds until the new process reported to Nova.
+    """
+    override = procs.compute_override(lo)
+    if overrides:
+        config.write_ini(override, overrides)
+    else:
+        override.unlink(missing_ok=True)
+    svcs.stop(lo, 'nova-compute')
+    [service] = [s for s in procs.rpc_services(lo)
+                 if s.name == 'nova-compute']
+    t0 = time.monotonic()
+    svcs.start(lo, service)
+    return svcs.wait_healthy(lo, [service], t0)['nova-compute']
+
+
 def down(lo: lay.Layout) -> list[str]:
     """Stop everything this cloud started; returns what was running."""
     stopped = []

@@ -253,8 +253,21 @@ def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
                             f'{lay.STORAGE_HOST}@{lay.SVC_BACKEND}'),
                         fatal=fatal)]
     for binary in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
-        out.append(svcs.Service(binary, launch(binary, *nova_conf),
+        conf = list(nova_conf)
+        override = compute_override(lo)
+        if binary == 'nova-compute' and override.exists():
+            conf += ['--config-file', str(override)]
+        out.append(svcs.Service(binary, launch(binary, *conf),
                                 health=lists.check('nova', binary,
                                                    lay.COMPUTE_HOST),
                                 fatal=fatal))
     return out
+
+
+def compute_override(lo: lay.Layout) -> pathlib.Path:
+    """Options nova-compute reads after nova.conf, when the file exists.
+
+    A test that needs other compute options (cloud.restart_compute) writes
+    it and restarts nova-compute; nothing else of the cloud reads it.
+    """
+    return lo.conf('nova', 'nova-compute-override.conf')
