@@ -97,6 +97,10 @@ class ClusterTest(base.CloudTestCase):
     def test_storms_across_two_services(self) -> None:
         lo = self.cloud.lo
         self.vs = vs = vsvc.VolumeServices(lo)
+        # The suite's other tests may share this cloud: its own
+        # cinder-volume (both backends, no cluster) comes back at the end.
+        self.addCleanup(vs.start, 'cinder-volume')
+        self.addCleanup(svcs.stop, lo, 'cinder-volume')
         etcd = vsvc.Etcd(lo.root / 'etcd')
         self.addCleanup(etcd.stop)
         self.addCleanup(svcs.stop, lo, 'cinder-volume-b')
