@@ -57,7 +57,7 @@ Handler = Callable[['Request'], Any]
 #:   reference: 503 Service Unavailable).
 #: * ``timeout_before`` / ``timeout_after``: the answer is withheld for
 #:   ``timeout_seconds`` (longer than the driver's
-#:   ``powerflex_rest_read_timeout``), the request having changed nothing
+#:   ``rest_api_read_timeout``), the request having changed nothing
 #:   (before) or taken effect (after): an overloaded gateway or a lost
 #:   answer; the client cannot know whether a POST happened.
 #: * ``slow``: the answer comes ``slow_seconds`` late, within the timeout.
@@ -122,6 +122,7 @@ class GatewayAPI:
         self._faults: list[Fault] = []
         #: random faults of a campaign (:meth:`set_faults`)
         self.dice = faults.FaultDice(POWERFLEX_FAULT_MODES)
+        self._timeouts: list[list[Any]] = []
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
         v = r'([^/]+)'
@@ -228,6 +229,38 @@ class GatewayAPI:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._timeouts.clear()
+
+    def inject_timeout(self, target: str, count: int = 1,
+                       after: bool = True) -> None:
+        """Withhold the answer of the next ``count`` calls of ``target``.
+
+        Past the driver's read timeout (``timeout_seconds`` of
+        :meth:`set_faults`, 2 s by default), the call having taken effect
+        (``after``) or not. ``target`` as for :meth:`inject_fault`.
+        """
+        with self._lock:
+            self._timeouts.append([target, count, after])
+
+    def _take_timeout(self, method: str, raw_path: str) -> str | None:
+        if not self._timeouts:
+            return None
+        path = urllib.parse.urlsplit(raw_path).path
+        path = path[len('/api'):] if path.startswith('/api') else path
+        try:
+            _h, label, _g = self._route(method, path)
+        except errors.PowerFlexError:
+            label = ''
+        with self._lock:
+            for t in self._timeouts:
+                hit = (t[0] == label if not t[0].startswith('/')
+                       else t[0] in path)
+                if hit and t[1] > 0:
+                    t[1] -= 1
+                    if t[1] == 0:
+                        self._timeouts.remove(t)
+                    return 'timeout_after' if t[2] else 'timeout_before'
+        return None
 
     def set_faults(self, rate: float, seed: int | None = None,
                    modes: dict[str, float] | None = None,
@@ -260,7 +293,7 @@ class GatewayAPI:
     def handle(self, method: str, raw_path: str,
                auth: tuple[str, str] | None, body: bytes
                ) -> tuple[int, Any]:
-        mode = self.dice.draw()
+        mode = self._take_timeout(method, raw_path) or self.dice.draw()
         if mode == 'http500':
             return 500, errors.PowerFlexError(
                 'Injected fault: the MDM failed the request',

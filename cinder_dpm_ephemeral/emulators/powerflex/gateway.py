@@ -254,6 +254,11 @@ class PowerFlexGateway:
     def fault_stats(self) -> dict[str, Any]:
         return self.api.fault_stats()
 
+    def inject_timeout(self, action_or_path: str, count: int = 1,
+                       after: bool = True) -> None:
+        """Withhold the next ``count`` answers past the client's timeout."""
+        self.api.inject_timeout(action_or_path, count, after)
+
     def set_write_faults(self, rate: float, seed: int | None = None) -> None:
         """Write errors on a share of LUN opens (the data path)."""
         self.array.luns.set_write_faults(rate, seed)

@@ -292,7 +292,8 @@ class SVCArray:
         self.fail_rate = fail_rate
         self._random = random.Random(seed)
         self._sleep = sleep
-        self._faults: dict[str, list[Any]] = {}
+        #: faults injected per verb, in order: [count, error or drop mode]
+        self._faults: dict[str, list[list[Any]]] = {}
         #: random faults of a campaign (:meth:`set_faults`)
         self.dice = faults.FaultDice(SVC_FAULT_MODES)
         # the last commands run, newest last (for tests and debugging)
@@ -309,7 +310,14 @@ class SVCArray:
         """
         if self.latency > 0:
             self._sleep(self.latency)
-        mode = self.dice.draw()
+        words = [a for a in argv if a not in ('svcinfo', 'svctask')]
+        mode = self._take_fault(_unquote(words[0]) if words else '')
+        if mode is not None and mode not in ('drop_before', 'drop_after'):
+            with self._lock:
+                self.commands.append(argv)
+                self.commands_run += 1
+            return '', mode + '\n', 1
+        mode = mode or self.dice.draw()
         if mode == 'slow':
             self._sleep(self.dice.param('slow_seconds', 1.0))
         elif mode == 'busy':
@@ -320,6 +328,17 @@ class SVCArray:
         if mode == 'drop_after':
             raise faults.DropConnection(f'dropped after {argv[:2]}')
         return answer
+
+    def _take_fault(self, verb: str) -> str | None:
+        """The next fault :meth:`inject_fault` queued for ``verb``."""
+        with self._lock:
+            queue = self._faults.get(verb)
+            while queue and queue[0][0] <= 0:
+                queue.pop(0)
+            if not queue:
+                return None
+            queue[0][0] -= 1
+            return queue[0][1]
 
     def set_faults(self, rate: float, seed: int | None = None,
                    modes: dict[str, float] | None = None,
@@ -351,10 +370,6 @@ class SVCArray:
         self.commands.append(argv)
         self.commands_run += 1
         handler, args = parse(argv)
-        fault = self._faults.get(args.verb)
-        if fault and fault[0] > 0:
-            fault[0] -= 1
-            raise CLIError(fault[1])
         if self.fail_rate > 0 and self._random.random() < self.fail_rate:
             raise CLIError(E_UNSTABLE)
         fcmap.tick(self.ctx)
@@ -365,11 +380,15 @@ class SVCArray:
     def inject_fault(self, verb: str, count: int, error: str) -> None:
         """Fail the next ``count`` calls of ``verb`` with ``error``.
 
+        Faults injected for one verb are used in the order injected.
+
         ``error`` is a CMMVC message, e.g.
-        ``'CMMVC5786E The action failed ...'``.
+        ``'CMMVC5786E The action failed ...'``, or ``'drop_before'`` /
+        ``'drop_after'``: the SSH connection is dropped unanswered before
+        or after the command took effect (see :data:`SVC_FAULT_MODES`).
         """
         with self._lock:
-            self._faults[verb] = [count, error]
+            self._faults.setdefault(verb, []).append([count, error])
 
     def tick(self) -> None:
         """Advance background copies to the clock's now."""
