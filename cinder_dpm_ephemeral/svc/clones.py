@@ -45,6 +45,8 @@ GiB = 1024 ** 3
 # the maximum number of mappings (256) for the source volume was reached."
 SVC_FCMAP_SOURCE_LIMIT = 256
 ERR_FCMAP_LIMIT = ('CMMVC6432E', 'CMMVC5878E', 'CMMVC6425E')
+#: "The specified object does not exist ..." (IBM CLI messages)
+ERR_NOT_FOUND = ('CMMVC5753E', 'CMMVC5754E')
 #: names the no-copy FlashCopy map of each thin clone (63 characters max)
 CLONE_MAP_PREFIX = 'dpmc-'
 
@@ -215,8 +217,15 @@ class SVCClones(cache_driver.ArrayClones):
             return False
         try:
             rows = d._helpers.ssh.lsvdiskfcmappings(volume.name)
-        except exception.VolumeBackendAPIException:
-            return False        # gone or unreadable: the in-tree path knows
+        except exception.VolumeBackendAPIException as exc:
+            if _not_found(exc):
+                return False    # gone: the in-tree path knows what to do
+            # Anything else (a busy cluster, a dropped session) says
+            # nothing about the vdisk: the delete fails and is retried.
+            # The in-tree path would treat a thin clone as a full volume
+            # (stop and remove its map, rmvdisk without -force) and,
+            # faulted half-way, strand the map.
+            raise
         if [row['name'] for row in rows] != [clone_map_name(volume)]:
             return False
         d._helpers.ssh.rmvdisk(volume.name, force_unmap=True,
@@ -225,7 +234,15 @@ class SVCClones(cache_driver.ArrayClones):
         return True
 
     def dependents(self, golden: Any) -> int:
-        return len(self.driver._helpers._get_vdisk_fc_mappings(golden.name))
+        try:
+            return len(self.driver._helpers._get_vdisk_fc_mappings(
+                golden.name))
+        except exception.VolumeBackendAPIException as exc:
+            if _not_found(exc):
+                # Gone already (its delete took effect, its answer was
+                # lost): nothing depends on it.
+                return 0
+            raise
 
     def delete_golden_lun(self, golden: Any) -> None:
         """Delete the golden vdisk only if no FlashCopy map uses it.
@@ -249,3 +266,7 @@ class SVCClones(cache_driver.ArrayClones):
     def is_clone_limit(self, error: Exception) -> bool:
         text = str(error)
         return any(code in text for code in ERR_FCMAP_LIMIT)
+
+
+def _not_found(error: Exception) -> bool:
+    return any(code in str(error) for code in ERR_NOT_FOUND)

@@ -23,11 +23,13 @@ from typing import Any
 from cinder import interface
 from cinder.volume.drivers.ibm.storwize_svc import storwize_svc_fc
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from cinder_dpm_ephemeral import emulation
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral.svc import clones
+from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 
 LOG = logging.getLogger(__name__)
 
@@ -46,9 +48,14 @@ class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                 path (dpm_ephemeral_emulator_state_dir).
         0.2.0 - clone_image: golden volume per image and pool, FlashCopy
                 no-copy thin clones.
+        0.2.1 - CLI commands: a lost SSH session is an error (not an empty
+                success); busy-cluster answers and lost sessions of
+                listings and removals retried (svc/ssh.py). A failed
+                initialize_connection removes the mapping and host it
+                may have made.
     """
 
-    VERSION = '0.2.0'
+    VERSION = '0.2.1'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -59,6 +66,37 @@ class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
     def get_driver_options() -> list[Any]:
         return (storwize_svc_fc.StorwizeSVCFCDriver.get_driver_options() +
                 cache_driver.GoldenCacheDriverMixin.cache_driver_options())
+
+    def _ssh_execute(self, sshpool: Any, command: str,
+                     check_exit_code: bool = True,
+                     attempts: int = 1) -> tuple[str, str]:
+        """One CLI command; see :mod:`cinder_dpm_ephemeral.svc.ssh`."""
+        def once() -> tuple[str, str]:
+            with sshpool.item() as ssh:
+                return svc_ssh.execute(ssh, command, check_exit_code)
+        return svc_ssh.run(once, command)
+
+    def initialize_connection(self, volume: Any, connector: Any) -> Any:
+        """The in-tree connection, undone if it fails half-way.
+
+        The in-tree code makes the host (``mkhost``), then the mapping
+        (``mkvdiskhostmap``), and cleans up nothing when a later step
+        fails: the host, or a mapping whose answer was lost, stays with
+        no attachment to own it. They are removed the way a detach
+        removes them (the mapping, then the host if nothing else is
+        mapped to it). Volumes here are attached once (DPM root and
+        ephemeral volumes are not multiattach).
+        """
+        try:
+            return super().initialize_connection(volume, connector)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                try:
+                    self.terminate_connection(volume, connector)
+                except Exception:
+                    LOG.exception('Volume %s: undoing a failed connection '
+                                  'failed; a host or host mapping may be '
+                                  'left on the array.', volume.id)
 
     def _emulated_lun_id(self, volume: Any) -> str:
         attrs = self._helpers.get_vdisk_attributes(volume.name)
