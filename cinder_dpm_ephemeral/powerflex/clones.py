@@ -116,8 +116,9 @@ class PowerFlexClones(cache_driver.ArrayClones):
         return max(0, int(stats.get('numOfVolumes', 1)) - 1)
 
     def delete_golden_lun(self, golden: Any) -> None:
-        if golden.provider_id:
-            self.driver.delete_volume(golden)
+        # Also without a provider_id: a golden whose create answer was
+        # lost is found by name (PowerFlexEphemeralDriver.delete_volume).
+        self.driver.delete_volume(golden)
 
     def is_clone_limit(self, error: Exception) -> bool:
         if isinstance(error, exception.SnapshotLimitReached):

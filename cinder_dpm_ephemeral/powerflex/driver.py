@@ -18,10 +18,14 @@ its vTree.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
+from cinder import exception as cinder_exception
 from cinder import interface
 from cinder.volume.drivers.dell_emc.powerflex import driver as powerflex
+from cinder.volume.drivers.dell_emc.powerflex import rest_client
+from cinder.volume.drivers.dell_emc.powerflex import utils as flex_utils
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral import emulation
@@ -44,9 +48,12 @@ class PowerFlexEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
 
         0.2.0 - clone_image: golden volume per image and pool, snapshots
                 in the golden vTree; emulation data path.
+        0.2.1 - A volume or snapshot the array made but whose answer was
+                lost (timeout, 5xx after the fact) is found by its name
+                and removed when its Cinder volume is deleted.
     """
 
-    VERSION = '0.2.0'
+    VERSION = '0.2.1'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,6 +64,50 @@ class PowerFlexEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
     def get_driver_options() -> list[Any]:
         return (powerflex.PowerFlexDriver.get_driver_options() +
                 cache_driver.GoldenCacheDriverMixin.cache_driver_options())
+
+    def delete_volume(self, volume: Any) -> None:
+        """Delete ``volume``, also when Cinder never learnt its array id.
+
+        A create whose answer was lost (the gateway timed out or failed
+        after the array made the volume or snapshot) leaves the volume in
+        ``error`` with no ``provider_id``, while the array holds an object
+        named after it. The in-tree delete then deletes nothing and the
+        object would leak: it is found by name and removed.
+        """
+        if not volume.provider_id:
+            found = self.find_lun_by_name(volume.id)
+            if found:
+                LOG.info('Volume %(vol)s has no provider_id but the array '
+                         'holds %(lun)s under its name (its create\'s '
+                         'answer was lost); removing it.',
+                         {'vol': volume.id, 'lun': found})
+                volume.provider_id = found
+        super().delete_volume(volume)
+
+    def find_lun_by_name(self, object_id: str) -> str | None:
+        """The array id of the volume or snapshot named after ``object_id``.
+
+        The in-tree driver names what it creates ``id_to_base64(id)``. The
+        gateway's ``getByName`` takes the name quoted twice, as os-brick's
+        ScaleIO connector sends it. None if there is none; an error if
+        the array cannot be asked (the caller must not assume it gone).
+        """
+        name = flex_utils.id_to_base64(object_id)
+        quoted = urllib.parse.quote(urllib.parse.quote(name, ''), '')
+        client = self._get_client()
+        r, answer = client.execute_powerflex_get_request(
+            '/types/Volume/instances/getByName::%(name)s', name=quoted)
+        if r.status_code == 200 and isinstance(answer, str):
+            return answer
+        code = (answer or {}).get('errorCode') if isinstance(
+            answer, dict) else None
+        if code in (rest_client.VOLUME_NOT_FOUND_ERROR,
+                    rest_client.OLD_VOLUME_NOT_FOUND_ERROR):
+            return None
+        raise cinder_exception.VolumeBackendAPIException(data=(
+            f'Cannot tell whether the array holds a volume named {name} '
+            f'(Cinder volume {object_id}): getByName answered '
+            f'{r.status_code} {answer}; try the delete again'))
 
     def _emulated_lun_id(self, volume: Any) -> str:
         if not volume.provider_id:
