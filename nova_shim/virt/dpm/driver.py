@@ -277,11 +277,17 @@ class DPMDriver(driver.ComputeDriver):
         # Nova calls this while it handles the build's failure: when that
         # is Nova giving up on a volume Cinder is still creating, the
         # volume is not in the block device mapping and would leak.
-        handled = sys.exc_info()[1]
-        self._remove(instance)
-        abandoned = volume_wait.abandoned_volume(handled)
+        abandoned = volume_wait.abandoned_volume(sys.exc_info()[1])
         if abandoned is None:
+            self._remove(instance)
             return
+        try:
+            self._remove(instance)
+        except Exception:
+            # The volume matters more here; Nova's destroy at the server's
+            # delete removes the partition again.
+            LOG.exception('Instance %s: removing its partition failed',
+                          instance.uuid)
         timeout = CONF.dpm.volume_settle_timeout
         LOG.warning('Instance %s: Nova stopped waiting for volume %s after '
                     '%d s, still %s in Cinder; waiting up to %d s ([dpm] '
