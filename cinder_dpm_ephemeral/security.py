@@ -78,7 +78,7 @@ def setup_failure_hint(exc: BaseException, configuration: Any) -> str | None:
                 f'driver_ssl_cert_verify = False turns verification off '
                 f'and lets anyone on the path impersonate the array')
     if ('Authentication failed' in text or 'AuthenticationException' in text
-            or 'status code: 401' in text or 'Unauthorized' in text or
+            or 'tatus code: 401' in text or 'Unauthorized' in text or
             'Error getting token' in text):
         return (f'[{group}] the array at {host} refused the login of user '
                 f'{login!r}: check san_login and san_password in '

@@ -45,6 +45,16 @@ class SVCArray:
         return self.backend.luns.counters().get('svc_background_copy_bytes',
                                                 0)
 
+    def array_objects(self):
+        """Every object the array holds, by name, for leak comparisons."""
+        inv = self._inv()
+        return {'vdisks': sorted(v['name'] for v in inv['vdisks']),
+                'fcmaps': sorted(m['name'] for m in inv['fcmaps']),
+                'hosts': sorted(h['name'] for h in inv['hosts']),
+                'host_mappings': sorted(
+                    (m['host_name'], m['vdisk_name'])
+                    for m in inv['host_mappings'])}
+
     def lun_of(self, volume_id):
         for v in self._inv()['vdisks']:
             if v['name'] == f'volume-{volume_id}':
@@ -74,6 +84,12 @@ class PowerFlexArray:
 
     def array_bytes_copied(self):
         return self._inv()['lun_counters'].get('array_copied_bytes', 0)
+
+    def array_objects(self):
+        """Every volume and snapshot, with its SDC mappings."""
+        return {'volumes': sorted(
+            (v['id'], v['name'], tuple(v['mapped_sdcs']))
+            for v in self._inv()['volumes'])}
 
     def lun_of(self, volume_id):
         return objects.Volume.get_by_id(cinder_context.get_admin_context(),
