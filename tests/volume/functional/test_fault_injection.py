@@ -1,0 +1,209 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Faults injected into the arrays and Glance: nothing stuck, nothing leaked.
+
+A slice of the fault campaign (``./run faults``, doc/faults.md) per array
+through real Cinder, and one test per leak the campaign found, each with
+the fault made deterministic.
+"""
+
+import time
+
+from cinder import context as cinder_context
+from cinder import objects
+
+from cinder_dpm_ephemeral.emulators.svc import common as svc_common
+from cinder_dpm_ephemeral.testing import audit
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+from tools.faults import campaign
+
+MiB = 1024 * 1024
+
+
+class _FaultTests(campaign.CampaignHarness):
+    params = campaign.params_for(True, rate=0.3, seed=7, lifecycles=6)
+    params.update(settle_seconds=30, timeout=120, concurrency=2)
+
+    def test_campaign_slice_leaves_nothing_stuck_or_leaked(self):
+        res = self.campaign(self.BACKEND, self.params)
+        injected = res['faults_injected']
+        self.assertGreater(sum(injected['management'].values()), 0, res)
+        self.assertEqual(0, res['stuck'], res['stuck_detail'])
+        self.assertEqual(0, res['leaked'], res['leaked_detail'])
+        self.assertEqual(0, res['corrupt'], res['failures_sample'])
+        self.assertEqual(res['lifecycles'],
+                         res['succeeded'] + res['failed_cleanly'])
+
+    # -- helpers --------------------------------------------------------------
+    def _image(self, seed):
+        image = images.make_image(self.work_dir, 2 * MiB, 'raw', seed=seed,
+                                  name=f'fi-{seed}')
+        return self.add_image(image)
+
+    def _from_image(self, image_id):
+        vol = self.create_volume(self.VOLUME_GB, image_id=image_id)
+        return self.wait_for_volume(vol['id'])
+
+    def _goldens(self):
+        ictx = cinder_context.get_internal_tenant_context()
+        return self.driver.image_cache.goldens(ictx, None)
+
+    def assert_clean(self):
+        res = audit.audit(self.BACKEND, self.backend.emulator.inventory(),
+                          self.params['max_count'])
+        self.assertEqual([], res['stuck'])
+        self.assertEqual({}, {k: v for k, v in res['leaked'].items() if v})
+
+
+class SVCFaultTests(_FaultTests, cinder_harness.CinderHarness):
+    BACKEND = 'svc'
+    VOLUME_GB = 1
+
+    def _maps(self, vol_id):
+        return [m for m in self.backend.emulator.inventory()['fcmaps']
+                if m['target'] == f'volume-{vol_id}']
+
+    def test_clone_delete_fails_cleanly_on_lookup_error(self):
+        # An error other than "does not exist" from the clone's map lookup
+        # says nothing about the clone: the delete fails (to be tried
+        # again); the in-tree path, which treats the thin clone as a full
+        # volume (stops and removes its map, rmvdisk without -force), is
+        # never taken.
+        meta = self._image(21)
+        vol = self._from_image(meta['id'])
+        self.assertEqual('available', vol['status'])
+        self.backend.emulator.call('array.inject_fault', 'lsvdiskfcmappings',
+                                   1, svc_common.E_UNSUPPORTED)
+        self.api.delete_volume(vol['id'])
+        failed = self.wait_for_volume(vol['id'], ('error_deleting',))
+        self.assertEqual('error_deleting', failed['status'])
+        (fcmap,) = self._maps(vol['id'])
+        self.assertEqual('0', str(fcmap['copy_rate']))
+        # an operator resets it (Cinder refuses deletes in error_deleting)
+        self.api.api_post(f'/volumes/{vol["id"]}/action',
+                          {'os-reset_status': {'status': 'error'}},
+                          check_response_status=[202])
+        self.delete_volume(vol['id'])
+        self.assertEqual([], self._maps(vol['id']))
+        self.assert_clean()
+
+    def test_lost_ssh_session_of_a_delete_is_not_a_success(self):
+        # The SSH session of rmvdisk drops with no exit status, before
+        # (nothing done) or after (done) the command ran. Without an exit
+        # status the in-tree SSH call reports success: the first clone's
+        # vdisk would stay with no volume to own it.
+        meta = self._image(24)
+        vols = [self._from_image(meta['id']) for _ in range(2)]
+        for vol, when in zip(vols, ('drop_before', 'drop_after'),
+                             strict=True):
+            self.backend.emulator.call('array.inject_fault', 'rmvdisk', 1,
+                                       when)
+            self.delete_volume(vol['id'])
+            names = {v['name'] for v in
+                     self.backend.emulator.inventory()['vdisks']}
+            self.assertNotIn(f'volume-{vol["id"]}', names, when)
+            self.assertEqual([], self._maps(vol['id']))
+        self.assert_clean()
+
+    def test_failed_connection_leaves_no_host_or_mapping(self):
+        # mkvdiskhostmap ran but its answer was lost: the attachment fails
+        # (Nova then deletes it); the mapping and the host made for it
+        # must not stay on the array.
+        vol = self.create_volume(self.VOLUME_GB)
+        self.wait_for_volume(vol['id'])
+        att = self.api.api_post('/attachments', {'attachment': {
+            'volume_uuid': vol['id']}})['attachment']
+        self.backend.emulator.call('array.inject_fault', 'mkvdiskhostmap',
+                                   1, 'drop_after')
+        self.assertRaises(
+            cinder_harness.api_client.OpenStackApiException,
+            self.api.api_put, f'/attachments/{att["id"]}',
+            {'attachment': {'connector': self.connector()}})
+        inv = self.backend.emulator.inventory()
+        self.assertEqual([], inv['host_mappings'])
+        self.assertEqual([], inv['hosts'])
+        self.api.api_delete(f'/attachments/{att["id"]}')
+        self.delete_volume(vol['id'])
+        self.assert_clean()
+
+    def test_golden_whose_delete_answer_was_lost_is_removed(self):
+        # rmvdisk of an evicted golden took effect but every answer was
+        # lost: the golden is left in error while its vdisk is gone. The
+        # next clean-up must see that nothing depends on a vdisk that does
+        # not exist (not fail on "does not exist") and remove the row.
+        meta = self._image(22)
+        vol = self._from_image(meta['id'])
+        self.delete_volume(vol['id'])
+        (golden,) = self._goldens()
+        # the first rmvdisk runs, its session drops; the retries meet a
+        # busy cluster until they give up
+        self.backend.emulator.call('array.inject_fault', 'rmvdisk', 1,
+                                   'drop_after')
+        self.backend.emulator.call('array.inject_fault', 'rmvdisk', 9,
+                                   svc_common.E_UNSTABLE)
+        self.assertFalse(self.driver.image_cache.remove_unused(golden))
+        golden.refresh()
+        self.assertEqual('error', golden.status)
+        self.assertEqual([], self.backend.emulator.inventory()['vdisks'])
+        self.driver.image_cache.collect_garbage(None, golden.host)
+        self.assertEqual([], self._goldens())
+        self.assert_clean()
+
+
+class PowerFlexFaultTests(_FaultTests, cinder_harness.CinderHarness):
+    BACKEND = 'powerflex'
+    VOLUME_GB = 8
+
+    def _array_names(self):
+        return {v['name'] for v in
+                self.backend.emulator.inventory()['volumes']}
+
+    def _name(self, vol_id):
+        from cinder.volume.drivers.dell_emc.powerflex import utils
+        return utils.id_to_base64(vol_id)
+
+    def _provider_id(self, vol_id):
+        return objects.Volume.get_by_id(
+            cinder_context.get_admin_context(), vol_id).provider_id
+
+    def _names_of(self, vol_id):
+        return [n for n in self._array_names() if n == self._name(vol_id)]
+
+    def test_volume_whose_create_answer_was_lost_is_removed(self):
+        # createVolume took effect, its answer came after the driver's
+        # read timeout: Cinder never learnt the array id. Cinder deletes
+        # the volume before it reschedules the create, and the user
+        # deletes it at the end: each time the driver finds the array's
+        # volume by its name.
+        self.backend.emulator.call('inject_timeout', 'createVolume', 1, True)
+        vol = self.create_volume(self.VOLUME_GB)
+        vol = self.wait_for_volume(vol['id'])
+        time.sleep(2.5)     # the withheld call has long run on the array
+        self.assertLessEqual(len(self._names_of(vol['id'])), 1)
+        self.delete_volume(vol['id'])
+        self.assertEqual([], self._names_of(vol['id']))
+        self.assert_clean()
+
+    def test_clone_whose_snapshot_answer_was_lost_is_removed(self):
+        meta = self._image(23)
+        first = self._from_image(meta['id'])
+        self.assertEqual('available', first['status'])
+        self.backend.emulator.call('inject_timeout', 'snapshotVolumes', 1,
+                                   True)
+        vol = self._from_image(meta['id'])
+        time.sleep(2.5)
+        self.assertLessEqual(len(self._names_of(vol['id'])), 1)
+        self.delete_volume(vol['id'])
+        self.delete_volume(first['id'])
+        self.assertEqual([], self._names_of(vol['id']))
+        self.assert_clean()
