@@ -101,3 +101,34 @@ def explained(configuration: Any) -> Iterator[None]:
         if hint is None:
             raise
         raise exception.VolumeDriverException(message=hint) from exc
+
+
+def insecure_settings(configuration: Any) -> list[str]:
+    """The secure defaults this backend runs without, each with the fix.
+
+    Cinder's own defaults verify neither the SVC's SSH host key
+    (``strict_ssh_host_key_policy = False`` accepts the key of a host never
+    seen) nor the PowerFlex gateway's certificate (``driver_ssl_cert_verify
+    = False``); this project's configuration helpers, devstack plugin and
+    documentation turn both on. Turning them off stays possible, as an
+    explicit choice that is named at every start.
+    """
+    group = getattr(configuration, 'config_group', None) or 'backend'
+    out = []
+    if (configuration.safe_get('storwize_svc_volpool_name') and
+            not cfg.CONF.strict_ssh_host_key_policy):
+        out.append(f'[{group}] strict_ssh_host_key_policy is False in '
+                   f'[DEFAULT]: an SSH host key never seen before is '
+                   f'accepted, so anyone answering at '
+                   f'{configuration.safe_get("san_ip")} gets the array '
+                   f'password. Add the array\'s key to '
+                   f'{cfg.CONF.ssh_hosts_key_file} and set '
+                   f'strict_ssh_host_key_policy = True')
+    if (configuration.safe_get('powerflex_storage_pools') and
+            not configuration.safe_get('driver_ssl_cert_verify')):
+        out.append(f'[{group}] driver_ssl_cert_verify is False: the '
+                   f'PowerFlex gateway\'s TLS certificate is not verified, '
+                   f'so anyone on the path gets the array password. Set '
+                   f'driver_ssl_cert_verify = True and driver_ssl_cert_path '
+                   f'to the CA that signed the gateway\'s certificate')
+    return out

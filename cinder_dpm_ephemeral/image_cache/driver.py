@@ -113,6 +113,8 @@ class GoldenCacheDriverMixin:
     def check_for_setup_error(self) -> None:
         with security.explained(self.configuration):
             super().check_for_setup_error()  # type: ignore[misc]
+        for warning in security.insecure_settings(self.configuration):
+            LOG.warning('%s.', warning)
         for problem in cache.setup_problems(self.configuration):
             LOG.warning('Backend %(backend)s: %(problem)s.',
                         {'backend': self.configuration.config_group,

@@ -145,12 +145,15 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         # The wheel installs api-paste.ini under <prefix>/etc/cinder, while
         # the base class looks beside the source tree.
         from cinder import service
-        CONF.api_paste_config = os.path.join(sys.prefix, 'etc', 'cinder',
-                                             'api-paste.ini')
+        CONF.api_paste_config = self.api_paste_config()
         self.osapi = service.WSGIService('osapi_volume')
         self.osapi.start()
         self.auth_url = (f'http://{self.osapi.host}:{self.osapi.port}/v'
                          f'{self.osapi_version_major}')
+
+    def api_paste_config(self) -> str:
+        """The API's paste pipeline (the wheel's; tests may add filters)."""
+        return os.path.join(sys.prefix, 'etc', 'cinder', 'api-paste.ini')
 
     def start_service(self, name: str, host: str | None = None,
                       **kwargs: Any) -> Any:
