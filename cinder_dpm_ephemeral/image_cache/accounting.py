@@ -30,6 +30,7 @@ manager recounts every volume row of the host, golden ones included.)
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 from cinder import exception
@@ -84,30 +85,51 @@ def release(golden: objects.Volume) -> None:
 class CapacityBook:
     """The volume manager's ``allocated_capacity_gb``, told by the driver.
 
-    The manager that owns ``driver`` is found once among the objects that
-    refer to the driver (Cinder hands a driver no reference to its
-    manager); without one (a driver used on its own) nothing is counted.
+    Cinder hands a driver no reference to its manager. The manager that
+    owns ``driver`` is looked for among the callers on the stack (every
+    golden volume is made or removed inside a manager call: create_volume,
+    delete_volume, the stats report) and, failing that, among the objects
+    that refer to the driver. Without one (the operator's command, a
+    driver used on its own) nothing is counted; the manager counts every
+    volume of its host again when it starts.
     """
 
     def __init__(self, driver: Any) -> None:
         self._driver = driver
         self._manager: Any = None
-        self._looked = False
+
+    def _owns(self, obj: Any) -> bool:
+        from cinder.volume import manager as volume_manager
+        return (isinstance(obj, volume_manager.VolumeManager) and
+                obj.driver is self._driver)
+
+    def _on_stack(self) -> Any:
+        frame = sys._getframe(2)
+        while frame is not None:
+            obj = frame.f_locals.get('self')
+            for candidate in (obj, getattr(obj, 'manager', None)):
+                if candidate is not None and self._owns(candidate):
+                    return candidate
+            frame = frame.f_back
+        return None
+
+    def _referring(self) -> Any:
+        for ref in gc.get_referrers(self._driver):
+            owners = [ref] + (gc.get_referrers(ref)
+                              if isinstance(ref, dict) else [])
+            for owner in owners:
+                if self._owns(owner):
+                    return owner
+        return None
 
     def _find_manager(self) -> Any:
-        if not self._looked:
-            self._looked = True
-            from cinder.volume import manager as volume_manager
-            for ref in gc.get_referrers(self._driver):
-                owners = [ref] + [o for o in gc.get_referrers(ref)
-                                  if isinstance(ref, dict)]
-                for owner in owners:
-                    if (isinstance(owner, volume_manager.VolumeManager) and
-                            owner.driver is self._driver):
-                        self._manager = owner
-                        return owner
-            LOG.info('No volume manager owns this driver: golden volumes '
-                     'are not added to allocated_capacity_gb.')
+        if self._manager is None:
+            self._manager = self._on_stack() or self._referring()
+            if self._manager is None:
+                LOG.info('No volume manager owns this driver: golden '
+                         'volumes are not added to allocated_capacity_gb '
+                         'until the volume service counts them at its '
+                         'next start.')
         return self._manager
 
     def add(self, golden: objects.Volume) -> None:

@@ -99,6 +99,24 @@ def _start_coordination() -> None:
         coordination.COORDINATOR.start()
 
 
+def _start_data_path() -> None:
+    """What cinder-volume sets up before it writes an image onto a LUN.
+
+    os-brick attaches the golden LUN through its privsep daemon, started
+    with Cinder's root helper (``sudo cinder-rootwrap``, as cinder-volume's
+    command does), and the cache's notifications go out on Cinder's
+    message bus.
+    """
+    import shlex
+
+    from cinder import rpc
+    from cinder import utils
+    from oslo_privsep import priv_context
+    priv_context.init(root_helper=shlex.split(utils.get_root_helper()))
+    if not rpc.initialized():
+        rpc.init(CONF)
+
+
 def _drivers() -> dict[str, Any]:
     from cinder_dpm_ephemeral.ops import backend as be
     out = {}
@@ -161,6 +179,7 @@ def execute(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             elif args.command == 'cache' and args.cache_command == 'warm':
                 from cinder_dpm_ephemeral.ops import warm
                 _start_coordination()
+                _start_data_path()
                 rows = [warm.warm(name, d, args.image, args.pool)
                         for name, d in drivers.items()
                         if args.backend in (None, name)]

@@ -76,18 +76,29 @@ class Progress:
 
 
 class _CountingImageService:
-    """Cinder's image service, with the download counted as it streams."""
+    """Cinder's image service, with the download counted as it streams.
 
-    def __init__(self, service: Any, progress: Progress) -> None:
+    Glance is asked with ``glance_context`` (Cinder's service user), not
+    the context the cache passes (the internal tenant's, which cannot see
+    a tenant's private image and holds no token in this command).
+    """
+
+    def __init__(self, service: Any, progress: Progress,
+                 glance_context: Any) -> None:
         self._service = service
         self._progress = progress
+        self._gctx = glance_context
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._service, name)
 
+    def show(self, context: Any, image_id: str, *args: Any,
+             **kwargs: Any) -> Any:
+        return self._service.show(self._gctx, image_id, *args, **kwargs)
+
     def download(self, context: Any, image_id: str, *args: Any,
                  **kwargs: Any) -> Iterator[bytes]:
-        for chunk in self._service.download(context, image_id, *args,
+        for chunk in self._service.download(self._gctx, image_id, *args,
                                             **kwargs):
             self._progress.add(len(chunk))
             yield chunk
@@ -112,7 +123,11 @@ def warm(backend: str, driver: Any, image_id: str, pool: str | None,
         raise WarmError('set cinder_internal_tenant_project_id and '
                         'cinder_internal_tenant_user_id in cinder.conf')
     service = glance.get_default_image_service()
-    image_meta = service.show(glance_access.service_context(ictx), image_id)
+    # Glance is asked, and the image downloaded, as Cinder's service user
+    # ([glance] credentials): a private image of a tenant is not visible
+    # to the internal tenant itself.
+    gctx = glance_access.service_context(ictx)
+    image_meta = service.show(gctx, image_id)
     if pool is None:
         stats = driver.get_volume_stats(refresh=True)
         pool = stats['pools'][0]['pool_name']
@@ -128,7 +143,7 @@ def warm(backend: str, driver: Any, image_id: str, pool: str | None,
     try:
         update, done = driver.image_cache.clone_image(
             ictx, volume, image_meta, _CountingImageService(service,
-                                                            progress))
+                                                            progress, gctx))
         if not done:
             raise WarmError('the golden cache does not apply to backend %s '
                             '(dpm_ephemeral_image_cache_enabled, the '
