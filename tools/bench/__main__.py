@@ -239,4 +239,8 @@ if __name__ == '__main__':
         # Time to ACTIVE on the whole cloud (tools/bench/cloud.py).
         from tools.bench import cloud
         sys.exit(cloud.main(sys.argv[2:]))
+    if sys.argv[1:2] == ['cold']:
+        # A cold golden build against the copy limit (tools/bench/cold.py).
+        from tools.bench import cold
+        sys.exit(cold.main(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))

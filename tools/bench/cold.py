@@ -1,0 +1,385 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""./run bench cold: a cold golden build against the machine's copy limit.
+
+One run, side by side, ``repeats`` times each (default 5):
+
+* the **reference**, what the issue calls the copy limit:
+  ``qemu-img convert -q -f FMT -O raw IMAGE DEST`` of the very image file
+  Glance serves (in the page cache, as Glance's store is here) to a new
+  file ``DEST`` in the same file system as the emulated LUNs, then
+  ``fsync(DEST)``; timed just before and just after each of our builds,
+  the two averaged (:func:`tools.bench.storage.raw_reference_seconds`);
+* **ours**: the first volume from that image, never seen before, through
+  the real Cinder (API, scheduler, volume service) on the emulated SVC
+  and the file-backed Glance stand-in; the time is the golden volume's
+  own ``build_seconds`` (download start to image durable on the LUN: LUN
+  creation, attach, download, conversion, fsync, detach included).
+
+The image is a realistic boot disk made once per run: a GPT with an EFI
+System partition and an ext4 root file system filled to ``--fill`` (0.8)
+of its size with files like a distribution's (text, binaries with
+zero-padded sections, compressed archives, preallocated data files), as
+qcow2 (``qemu-img convert -O qcow2``, what image builders run) and raw.
+
+The fraction is reference / ours, per trial (paired: the reference is
+measured around that very build), reported as the median with min and
+max. Results: ``doc/results/bench-cold.json`` (``--out`` to change); the
+last line printed is its ``headline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from typing import Any
+
+MiB = 1024 * 1024
+#: targets of issue 12 point 5 (reference / ours)
+TARGETS = {'qcow2': 0.7, 'raw': 0.9}
+
+_WORDS = (b'the of and to in is for on that with kernel device driver '
+          b'module config option value user system file path error '
+          b'return status volume image disk partition boot service '
+          b'network address package version license copyright library '
+          b'function struct static const void int char unsigned').split()
+
+
+def _text(rng: random.Random, n: int) -> bytes:
+    lines = []
+    size = 0
+    while size < n:
+        line = b' '.join(rng.choices(_WORDS, k=rng.randint(4, 14))) + b'\n'
+        lines.append(line)
+        size += len(line)
+    return b''.join(lines)[:n]
+
+
+def _binary(rng: random.Random, n: int, strings: bytes) -> bytes:
+    """An executable-like file: code, string tables, zero padding."""
+    out = bytearray(b'\x7fELF\x02\x01\x01' + bytes(57))
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.6:
+            out += rng.randbytes(rng.randint(4, 64) * 1024)       # code
+        elif kind < 0.8:
+            off = rng.randrange(len(strings) - 65536)
+            out += strings[off:off + rng.randint(4, 64) * 1024]   # strings
+        else:
+            out += bytes(4096 - len(out) % 4096)                  # padding
+            out += bytes(rng.randint(1, 4) * 4096)
+    return bytes(out[:n])
+
+
+def fill_tree(root: str, total: int, seed: int) -> int:
+    """Write files like a distribution's under ``root``; their bytes."""
+    rng = random.Random(seed)
+    strings = _text(rng, 4 * MiB)
+    written = 0
+    n = 0
+    # (share of the bytes, directory, size range, maker)
+    kinds = [
+        (0.15, 'usr/share/doc', (2048, 256 * 1024), 'text'),
+        (0.45, 'usr/lib', (64 * 1024, 8 * MiB), 'binary'),
+        (0.30, 'var/cache/apt/archives', (256 * 1024, 24 * MiB), 'random'),
+        (0.10, 'var/lib/db', (MiB, 16 * MiB), 'prealloc'),
+    ]
+    for share, sub, (lo, hi), kind in kinds:
+        quota = int(total * share)
+        d = os.path.join(root, sub)
+        os.makedirs(d, exist_ok=True)
+        while quota > 0:
+            size = min(quota, rng.randint(lo, hi))
+            if kind == 'text':
+                data = _text(rng, size)
+            elif kind == 'binary':
+                data = _binary(rng, size, strings)
+            elif kind == 'random':
+                data = rng.randbytes(size)
+            else:
+                # a preallocated data file: a used head, zeros behind it
+                used = size // 3
+                data = rng.randbytes(used) + bytes(size - used)
+            with open(os.path.join(d, f'f{n:05d}'), 'wb') as f:
+                f.write(data)
+            n += 1
+            quota -= size
+            written += size
+    etc = os.path.join(root, 'etc')
+    os.makedirs(etc, exist_ok=True)
+    with open(os.path.join(etc, 'os-release'), 'wb') as f:
+        f.write(b'NAME="dpm cold bench"\nVERSION_ID="%d"\n' % seed)
+    return written
+
+
+def make_full_disk(path: str, size: int, seed: int = 0,
+                   fill: float = 0.8) -> dict[str, Any]:
+    """A raw GPT boot disk whose ext4 root is ``fill`` full; its facts."""
+    from cinder_dpm_ephemeral.testing import disks
+    sector = disks.SECTOR
+    sectors = size // sector
+    esp_first = disks.ALIGN
+    esp_last = esp_first + 16 * MiB // sector - 1
+    root_first = esp_last + 1
+    root_last = ((sectors - 2 - disks.GPT_ENTRY_SECTORS + 1)
+                 // disks.ALIGN * disks.ALIGN - 1)
+    rng = random.Random(seed)
+    parts = [
+        disks.Partition(1, esp_first, esp_last, 'vfat',
+                        gpt_type=disks.ESP_TYPE, name='EFI System Partition'),
+        disks.Partition(2, root_first, root_last, 'ext4',
+                        gpt_type=disks.LINUX_FS_TYPE, name='rootfs'),
+    ]
+    work = tempfile.mkdtemp(prefix='cold-disk-',
+                            dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        esp, rootfs, tree = (os.path.join(work, n)
+                             for n in ('esp', 'root', 'tree'))
+        disks.make_fat16(esp, parts[0].size, {
+            'EFI/BOOT/BOOTX64.EFI': b'MZ' + rng.randbytes(200 * 1024)},
+            hidden_sectors=esp_first)
+        files = fill_tree(tree, int(parts[1].size * fill), seed)
+        with open(rootfs, 'wb') as f:
+            f.truncate(parts[1].size)
+        subprocess.run(['mkfs.ext4', '-q', '-F', '-L', 'rootfs', '-d', tree,
+                        rootfs], check=True, capture_output=True)
+        shutil.rmtree(tree)
+        with open(path, 'wb') as disk:
+            disk.truncate(size)
+            for p, src in zip(parts, (esp, rootfs), strict=True):
+                disks._copy_into(disk, p.offset, src)
+            guid = uuid.UUID(int=rng.getrandbits(128), version=4)
+            for lba, blob in disks.gpt_structures(sectors, parts, guid, seed):
+                disk.seek(lba * sector)
+                disk.write(blob)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(4 * MiB), b''):
+            h.update(chunk)
+    return {'file_bytes': files, 'sha256': h.hexdigest()}
+
+
+def _allocated(path: str, fmt: str) -> int:
+    """Bytes of data (not zeros, not holes) in the image, by qemu-img."""
+    out = subprocess.run(['qemu-img', 'map', '--output=json', '-f', fmt,
+                          path], check=True, capture_output=True, text=True)
+    return sum(e['length'] for e in json.loads(out.stdout)
+               if e.get('data') and not e.get('zero'))
+
+
+def images_for(work: str, size: int, fill: float, seed: int
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from cinder_dpm_ephemeral.testing import images
+    raw = os.path.join(work, 'cold-disk.raw')
+    facts = make_full_disk(raw, size, seed, fill)
+    qcow2 = os.path.join(work, 'cold-disk.qcow2')
+    images.convert_raw(raw, 'qcow2', qcow2)
+    made = {}
+    for fmt, path in (('raw', raw), ('qcow2', qcow2)):
+        made[fmt] = images.TestImage(
+            path=path, disk_format=fmt, virtual_size=size,
+            file_size=os.path.getsize(path), raw_sha256=facts['sha256'])
+    info = {'virtual_size': size, 'fill': fill, 'seed': seed,
+            'root_fs_file_bytes': facts['file_bytes'],
+            'data_bytes': _allocated(raw, 'raw'),
+            'qcow2_file_bytes': made['qcow2'].file_size,
+            'raw_file_bytes': made['raw'].file_size,
+            'raw_sha256': facts['sha256']}
+    return made, info
+
+
+class Phases:
+    """Where a golden build's time goes: each step's seconds, per build.
+
+    Wraps (for the benchmark only, never in the service) the steps of
+    :meth:`GoldenImageCache._build_golden`: the LUN's creation, the array's
+    answer whether it reads zeros, os-brick's connector properties, the
+    attach and detach, and the data copy (raw stream, or qcow2 conversion,
+    download and fsync included); each step's own time, without the steps
+    nested in it. ``other`` is the rest of the build (database rows,
+    quota, metadata, the header's download and checks).
+    """
+
+    def __init__(self) -> None:
+        self.builds: list[dict[str, float]] = []
+        self._undo: list[tuple[Any, str, Any]] = []
+        # steps under way: [label, seconds of the steps nested in it]
+        self._stack: list[list[Any]] = []
+
+    def _wrap(self, owner: Any, name: str, label: str,
+              new_build: bool = False) -> None:
+        import eventlet.patcher
+        clock = eventlet.patcher.original('time').monotonic
+        orig = getattr(owner, name)
+        phases = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if new_build:
+                phases.builds.append({})
+            frame = [label, 0.0]
+            phases._stack.append(frame)
+            t0 = clock()
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                took = clock() - t0
+                phases._stack.pop()
+                if phases._stack:
+                    phases._stack[-1][1] += took
+                if phases.builds:
+                    # each step's own time, without the steps within it
+                    b = phases.builds[-1]
+                    b[label] = b.get(label, 0.0) + took - frame[1]
+        self._undo.append((owner, name, orig))
+        setattr(owner, name, timed)
+
+    def __enter__(self) -> Phases:
+        from cinder.volume import volume_utils
+
+        from cinder_dpm_ephemeral import emulation
+        from cinder_dpm_ephemeral.image_cache import cache
+        from cinder_dpm_ephemeral.image_cache import driver
+        from cinder_dpm_ephemeral.image_cache import stream
+        from cinder_dpm_ephemeral.image_cache import writer
+        from cinder_dpm_ephemeral.svc import clones
+        self._wrap(cache.GoldenImageCache, '_build_golden', 'other', True)
+        self._wrap(driver.ArrayClones, 'create_golden_lun', 'lun_create')
+        self._wrap(clones.SVCClones, 'reads_zeros', 'reads_zeros')
+        self._wrap(volume_utils, 'brick_get_connector_properties',
+                   'connector_properties')
+        self._wrap(emulation.EmulatedDataPathMixin, '_attach_volume',
+                   'attach')
+        self._wrap(emulation.EmulatedDataPathMixin, '_detach_volume',
+                   'detach')
+        self._wrap(writer, 'write_raw_stream', 'copy')
+        self._wrap(stream, 'convert_qcow2_to_device', 'copy')
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for owner, name, orig in reversed(self._undo):
+            setattr(owner, name, orig)
+
+    def summary(self) -> dict[str, Any]:
+        from tools.bench import storage
+        labels = sorted({k for b in self.builds for k in b})
+        out = {k: storage.summary([b.get(k) for b in self.builds])
+               for k in labels}
+        out['total'] = storage.summary([sum(b.values())
+                                        for b in self.builds])
+        return out
+
+
+def headline(storage: dict[str, Any]) -> dict[str, Any]:
+    res = storage.get('ours-svc', {})
+    out: dict[str, Any] = {}
+    met = {}
+    for fmt, target in TARGETS.items():
+        cold = res.get(f'cold_{fmt}') or {}
+        fr = cold.get('fraction_copy') or {}
+        key = f'cold_{fmt}_fraction_of_reference'
+        out[key] = fr.get('median')
+        out[f'{key}_spread'] = [fr.get('min'), fr.get('max')]
+        for k in ('copy_seconds', 'reference_seconds', 'glance_bytes',
+                  'fraction_end_to_end'):
+            out[f'cold_{fmt}_{k}'] = (cold.get(k) or {}).get('median')
+        met[key] = (None if fr.get('min') is None
+                    else fr['min'] >= target)
+    out['targets'] = {f'cold_{f}_fraction_of_reference': f'>= {t}'
+                      for f, t in TARGETS.items()}
+    out['targets_met'] = met
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog='./run bench cold')
+    parser.add_argument('--size-mib', type=int, default=1024,
+                        help='virtual size of the image (default 1024)')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--fill', type=float, default=0.8,
+                        help='share of the root file system holding files')
+    parser.add_argument('--formats', default='qcow2,raw')
+    parser.add_argument('--out', default=os.path.join(
+        'doc', 'results', 'bench-cold.json'))
+    args = parser.parse_args(argv)
+    warnings.simplefilter('ignore')
+    from cinder import monkey_patch
+    monkey_patch.patch()
+    from cinder_dpm_ephemeral.emulators.svc import cli as svc_cli
+    from tools.bench import storage
+
+    results: dict[str, Any] = {
+        'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'load_average': os.getloadavg(), 'cpus': os.cpu_count(),
+        'qemu_img': subprocess.run(['qemu-img', '--version'],
+                                   capture_output=True, text=True
+                                   ).stdout.splitlines()[0],
+        'reference': ('qemu-img convert -q -f FMT -O raw IMAGE DEST; '
+                      'fsync(DEST); DEST a new file beside the LUN files, '
+                      'IMAGE the file Glance serves, in the page cache'),
+        'ours': 'golden build_seconds, real Cinder, emulated SVC'}
+    work = tempfile.mkdtemp(prefix='bench-cold-')
+    try:
+        t = time.monotonic()
+        made, info = images_for(work, args.size_mib * MiB, args.fill, 7)
+        info['make_seconds'] = time.monotonic() - t
+        results['image'] = info
+        print(f'image: {json.dumps(info)}', flush=True)
+        formats = [f for f in args.formats.split(',') if f]
+        params = {
+            'repeats': args.repeats,
+            'cold_formats': formats,
+            'cold_images': made,
+            'image_bytes': args.size_mib * MiB,
+            'svc_latency': svc_cli.BENCH_CLI_LATENCY,
+            'idle_timeout': 600,
+            'timeout': 1800,
+        }
+        storage_results: dict[str, Any] = {
+            'params': {k: v for k, v in params.items()
+                       if k != 'cold_images'}}
+        phases = {}
+        for fmt in formats:
+            params['cold_formats'] = [fmt]
+            res: dict[str, Any] = {}
+            with Phases() as timer:
+                storage.run_case('ours-svc', params, res, 'run_cold')
+            phases[fmt] = timer.summary()
+            storage_results.setdefault('ours-svc', {}).update(
+                res.get('ours-svc', {}))
+            if 'errors' in res:
+                storage_results.setdefault('errors', {}).update(
+                    {f'{k}-{fmt}': v for k, v in res['errors'].items()})
+        results['storage'] = storage_results
+        # seconds per step of one golden build (median, min, max)
+        results['phases'] = phases
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results['headline'] = head = headline(results['storage'])
+    results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    results['load_average_end'] = os.getloadavg()
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(results, f, indent=2, default=str)
+    print(f'results: {args.out}')
+    print(json.dumps(head))
+    return 0
