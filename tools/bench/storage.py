@@ -122,16 +122,24 @@ class _RSSSampler:
         self._t.join(1)
 
 
-def raw_reference_seconds(image_path: str, fmt: str, work: str) -> float:
+def raw_reference_seconds(image_path: str, fmt: str, work: str,
+                          existing_size: int | None = None) -> float:
     """The machine's raw copy: qemu-img convert of the image to a file.
 
     Timed like our cold path writes: buffered into a regular file (the
     emulated LUN is one), then fsync'ed, as our writers fsync the LUN.
+    With ``existing_size`` the file exists already, sparse, of that size
+    (made before the clock starts), and ``qemu-img`` writes into it with
+    ``-n``, as our path writes into the LUN the array made.
     """
     dst = os.path.join(work, 'reference.raw')
+    cmd = ['qemu-img', 'convert', '-q', '-f', fmt, '-O', 'raw']
+    if existing_size is not None:
+        with open(dst, 'wb') as f:
+            f.truncate(existing_size)
+        cmd.append('-n')
     t = time.monotonic()
-    subprocess.run(['qemu-img', 'convert', '-q', '-f', fmt, '-O', 'raw',
-                    image_path, dst], check=True)
+    subprocess.run(cmd + [image_path, dst], check=True)
     fd = os.open(dst, os.O_RDONLY)
     os.fsync(fd)
     os.close(fd)
@@ -372,9 +380,18 @@ def _scenario_case(config: str, params: dict[str, Any],
                     self.work_dir, params['image_bytes'], fmt,
                     seed=11 + trial, name=f'cold-{fmt}-{trial}')
                 meta = self.add_image(image)
+                # the reference: into a new file, or (cold benchmark) into
+                # an existing sparse file as the LUN is
+                existing = (image.virtual_size if
+                            params.get('reference_into_existing') else None)
                 os.sync()
                 ref_before = raw_reference_seconds(image.path, fmt,
-                                                   self.work_dir)
+                                                   self.work_dir, existing)
+                new_before = new_after = None
+                if existing:
+                    os.sync()
+                    new_before = raw_reference_seconds(image.path, fmt,
+                                                       self.work_dir)
                 os.sync()
                 served0 = self.images.total_bytes_served()
                 s0 = self._snap()
@@ -397,8 +414,14 @@ def _scenario_case(config: str, params: dict[str, Any],
                         'conversion_early_reads')
                 os.sync()
                 ref_after = raw_reference_seconds(image.path, fmt,
-                                                  self.work_dir)
+                                                  self.work_dir, existing)
+                if existing:
+                    os.sync()
+                    new_after = raw_reference_seconds(image.path, fmt,
+                                                      self.work_dir)
                 ref = (ref_before + ref_after) / 2
+                new_ref = (None if new_before is None or new_after is None
+                           else (new_before + new_after) / 2)
                 trials.append({
                     'seconds': op['seconds'], 'op': op,
                     'leftover': leftover,
@@ -406,6 +429,10 @@ def _scenario_case(config: str, params: dict[str, Any],
                     'reference_seconds': ref,
                     'fraction_copy': (ref / copy_seconds if copy_seconds
                                       else None),
+                    'reference_new_file_seconds': new_ref,
+                    'fraction_copy_new_file': (
+                        new_ref / copy_seconds if copy_seconds and new_ref
+                        else None),
                     'fraction_end_to_end': ref / op['seconds'],
                     'glance_bytes': (self.images.total_bytes_served()
                                      - served0),
@@ -420,6 +447,8 @@ def _scenario_case(config: str, params: dict[str, Any],
             out: dict[str, Any] = {'trials': trials}
             for key in ('seconds', 'copy_seconds', 'reference_seconds',
                         'fraction_copy', 'fraction_end_to_end',
+                        'reference_new_file_seconds',
+                        'fraction_copy_new_file',
                         'glance_bytes', 'peak_rss_mb',
                         'peak_rss_delta_mb'):
                 out[key] = summary([t[key] for t in trials])
