@@ -18,12 +18,14 @@ One run, side by side, ``repeats`` times each (default 5):
   file Glance serves (in the page cache, as Glance's store is here) into
   ``DEST``, an existing sparse file of the image's virtual size in the
   same file system as the emulated LUNs (made before the clock starts, as
-  the array makes the LUN), then ``fsync(DEST)``; timed just before and
-  just after each of our builds, the two averaged
-  (:func:`tools.bench.storage.raw_reference_seconds`). The main bench's
-  reference, the same into a new file (no ``-n``), is measured and
-  reported beside it (``reference_new_file_seconds``,
-  ``fraction_copy_new_file``);
+  the array makes the LUN), then ``fsync(DEST)``; and the same into a new
+  file (no ``-n``, the main bench's reference). Each is timed just before
+  and just after each of our builds
+  (:func:`tools.bench.storage.raw_reference_seconds`); a trial's
+  reference is the fastest of the four (the machine's best copy around
+  that build: it never flatters ours). Before each timed copy and before
+  the build: ``os.sync()`` and a 1 s pause (on a file system mounted with
+  ``discard``, freeing the last copy's blocks slows the next writer);
 * **ours**: the first volume from that image, never seen before, through
   the real Cinder (API, scheduler, volume service) on the emulated SVC
   and the file-backed Glance stand-in; the time is the golden volume's
@@ -339,12 +341,15 @@ def main(argv: list[str]) -> int:
         'qemu_img': subprocess.run(['qemu-img', '--version'],
                                    capture_output=True, text=True
                                    ).stdout.splitlines()[0],
-        'reference': ('qemu-img convert -q -f FMT -O raw -n IMAGE DEST; '
-                      'fsync(DEST); DEST an existing sparse file of the '
-                      'virtual size beside the LUN files (made before the '
-                      'clock starts), IMAGE the file Glance serves, in the '
-                      'page cache'),
-        'reference_new_file': ('the same without -n into a new file DEST '
+        'reference': ('per trial, the fastest of four copies, two before '
+                      'and two after the build: qemu-img convert -q -f FMT '
+                      '-O raw -n IMAGE DEST; fsync(DEST), DEST an existing '
+                      'sparse file of the virtual size beside the LUN files '
+                      '(made before the clock starts), and the same without '
+                      '-n into a new DEST; IMAGE the file Glance serves, in '
+                      'the page cache; os.sync() and 1 s pause before each '
+                      'timed copy and before the build'),
+        'reference_new_file': ('mean of the two new-file copies '
                                '(the main bench\'s reference)'),
         'ours': 'golden build_seconds, real Cinder, emulated SVC'}
     work = tempfile.mkdtemp(prefix='bench-cold-')
@@ -361,6 +366,8 @@ def main(argv: list[str]) -> int:
             'cold_images': made,
             'image_bytes': args.size_mib * MiB,
             'reference_into_existing': True,
+            'reference_fastest': True,
+            'settle_seconds': 1.0,
             'svc_latency': svc_cli.BENCH_CLI_LATENCY,
             'idle_timeout': 600,
             'timeout': 1800,
