@@ -220,6 +220,10 @@ class GoldenImageCache:
                                 context, ictx, volume, image_meta,
                                 image_service, version)
                             built = True
+                            # Its first clone is made after the lock is
+                            # released: until then the clean-up must not
+                            # take it for an unused golden volume.
+                            self.building.add(golden.id)
                         except exception.OverQuota as exc:
                             LOG.warning(
                                 'Golden volume for image %(img)s not made: '
@@ -251,6 +255,9 @@ class GoldenImageCache:
                               'vol': volume.id})
                     continue
                 raise
+            finally:
+                if built:
+                    self.building.discard(golden.id)
             if (volume.size > golden.size and
                     not self.backend.extension_reads_zeros(golden, volume)):
                 # What the array had past the golden's end must not show
@@ -514,7 +521,8 @@ class GoldenImageCache:
                       'size': golden.size, 'sec': seconds})
             return golden
         finally:
-            if golden is not None:
+            # (no id yet when the internal tenant's quota refused it)
+            if golden is not None and golden.obj_attr_is_set('id'):
                 self.building.discard(golden.id)
             if streamed is not None:
                 streamed.close()
@@ -661,7 +669,10 @@ class GoldenImageCache:
                     removed.append(g.id)
                 continue
             if md.get(MD_STATE) != STATE_READY:
-                doomed.append(g)
+                # (unless this process is finishing it: its status is
+                # 'available' a moment before its state is 'ready')
+                if g.id not in self.building:
+                    doomed.append(g)
                 continue
             img = md.get(MD_IMAGE, '')
             if md.get(MD_STALE) == 'true':
@@ -687,9 +698,24 @@ class GoldenImageCache:
         max_gb = self.configuration.safe_get(
             'dpm_ephemeral_image_cache_max_size_gb') or 0
         live.sort(key=lambda g: g.metadata.get(MD_LAST_USED, ''))
-        while live and ((max_count and len(live) > max_count) or
+        over = list(live)
+        recent = _now(-2 * TOUCH_EVERY)
+        while over and ((max_count and len(live) > max_count) or
                         (max_gb and sum(g.size for g in live) > max_gb)):
-            doomed.append(live.pop(0))
+            g = over.pop(0)
+            if g.id in self.building or (
+                    g.metadata.get(MD_LAST_USED, '') >= recent and
+                    self.backend.dependents(g)):
+                # Just built (its first clone under way), or cloned within
+                # the last minutes and still shared: retiring it would only
+                # make the next create of its image build another golden
+                # volume (a storm over more images than the limit then
+                # built one per create, up to the internal tenant's quota).
+                # Kept usable; looked at again when a clone is deleted.
+                self.cleanup_pending = True
+                continue
+            live.remove(g)
+            doomed.append(g)
         for g in doomed:
             if self.remove_unused(g):
                 removed.append(g.id)

@@ -319,6 +319,11 @@ class _CacheTests:
         vol_a = self._create(meta_a['id'])[0]
         _img_b, meta_b = self._image(mib=8, seed=9, name='b')
         vol_b = self._create(meta_b['id'])[0]
+        # A was last cloned long ago (a golden cloned in the last minutes
+        # is not retired: test_races).
+        (golden_a,) = self.goldens(meta_a['id'])
+        self.driver.image_cache._set_md(
+            golden_a, {cache.MD_LAST_USED: cache._now(-3600)})
         self.delete_volume(vol_b['id'])
         # Two goldens, limit one: A is the least recently used, but a clone
         # depends on it, so it is kept (and no longer cloned); B is then
