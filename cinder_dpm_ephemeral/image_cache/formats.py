@@ -120,10 +120,13 @@ _SAFETY_FIXES = {
 def safety_reason(exc: format_inspector.SafetyCheckFailed) -> str:
     """A refusal naming each failed safety check and its fix.
 
-    Cinder's ``check_image_format`` and ``qemu_img_info`` apply the same
-    oslo.utils checks (``format_inspector.detect_file_format`` then
-    ``safety_check``) and refuse the same images; their message names the
-    checks only ("Safety checks failed: backing_file").
+    As strict as Cinder: ``check_image_format`` and ``qemu_img_info`` in
+    cinder/image/image_utils.py apply the same oslo.utils checks
+    (``format_inspector.detect_file_format`` then ``safety_check``) and
+    refuse the same images, but their message names the checks only
+    ("Safety checks failed: backing_file"). Earlier on the streamed qcow2
+    path (the header, before ``qemu-img`` opens anything; Cinder checks
+    the whole downloaded file).
     """
     failures = getattr(exc, 'failures', None) or {}
     parts = []
