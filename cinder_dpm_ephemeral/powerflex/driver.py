@@ -31,6 +31,7 @@ from oslo_log import log as logging
 from cinder_dpm_ephemeral import emulation
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
+from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.powerflex import clones
 
 LOG = logging.getLogger(__name__)
@@ -66,23 +67,51 @@ class PowerFlexEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                 cache_driver.GoldenCacheDriverMixin.cache_driver_options())
 
     def delete_volume(self, volume: Any) -> None:
-        """Delete ``volume``, also when Cinder never learnt its array id.
+        """Delete ``volume``, and whatever the array holds under its name.
 
         A create whose answer was lost (the gateway timed out or failed
-        after the array made the volume or snapshot) leaves the volume in
-        ``error`` with no ``provider_id``, while the array holds an object
-        named after it. The in-tree delete then deletes nothing and the
-        object would leak: it is found by name and removed.
+        after the array made the volume or snapshot) leaves no
+        ``provider_id``, or the one of an earlier attempt (Cinder
+        reschedules a failed create to the same backend and deletes the
+        earlier attempt's object only after the next attempt is on its
+        way), while the array holds an object named after the volume.
+        The in-tree delete removes only the recorded one: the object
+        under the volume's name is found and removed too.
         """
-        if not volume.provider_id:
-            found = self.find_lun_by_name(volume.id)
-            if found:
-                LOG.info('Volume %(vol)s has no provider_id but the array '
-                         'holds %(lun)s under its name (its create\'s '
-                         'answer was lost); removing it.',
-                         {'vol': volume.id, 'lun': found})
-                volume.provider_id = found
+        if reschedule.rescheduled_create(volume):
+            # see cinder_dpm_ephemeral.reschedule
+            with reschedule.lock(volume):
+                if not reschedule.newer_attempt(volume):
+                    self._delete_by_id_and_name(volume)
+            return
+        self._delete_by_id_and_name(volume)
+
+    def create_volume(self, volume: Any) -> Any:
+        with reschedule.lock(volume):
+            return super().create_volume(volume)
+
+    def clone_image(self, context: Any, volume: Any, image_location: Any,
+                    image_meta: dict, image_service: Any) -> tuple:
+        with reschedule.lock(volume):
+            return super().clone_image(context, volume, image_location,
+                                       image_meta, image_service)
+
+    def _delete_by_id_and_name(self, volume: Any) -> None:
+        found = self.find_lun_by_name(volume.id)
+        recorded = volume.provider_id
+        if not recorded and found:
+            LOG.warning('Volume %(vol)s has no provider_id but the array '
+                        'holds %(lun)s under its name (its create\'s '
+                        'answer was lost); removing it.',
+                        {'vol': volume.id, 'lun': found})
+            volume.provider_id = found
         super().delete_volume(volume)
+        if recorded and found and found != recorded:
+            LOG.warning('Volume %(vol)s: the array also holds %(lun)s under '
+                        'its name (a create attempt whose answer was '
+                        'lost); removing it.',
+                        {'vol': volume.id, 'lun': found})
+            self._get_client().remove_volume(found)
 
     def find_lun_by_name(self, object_id: str) -> str | None:
         """The array id of the volume or snapshot named after ``object_id``.

@@ -28,6 +28,7 @@ from oslo_utils import excutils
 from cinder_dpm_ephemeral import emulation
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
+from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.svc import clones
 from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 
@@ -52,7 +53,8 @@ class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                 success); busy-cluster answers and lost sessions of
                 listings and removals retried (svc/ssh.py). A failed
                 initialize_connection removes the mapping and host it
-                may have made.
+                may have made. The clean-up Cinder runs after rescheduling
+                a failed create leaves the LUN to the volume's own delete.
     """
 
     VERSION = '0.2.1'
@@ -97,6 +99,25 @@ class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                     LOG.exception('Volume %s: undoing a failed connection '
                                   'failed; a host or host mapping may be '
                                   'left on the array.', volume.id)
+
+    def create_volume(self, volume: Any) -> Any:
+        with reschedule.lock(volume):
+            return super().create_volume(volume)
+
+    def clone_image(self, context: Any, volume: Any, image_location: Any,
+                    image_meta: dict, image_service: Any) -> tuple:
+        with reschedule.lock(volume):
+            return super().clone_image(context, volume, image_location,
+                                       image_meta, image_service)
+
+    def delete_volume(self, volume: Any) -> None:
+        if reschedule.rescheduled_create(volume):
+            # see cinder_dpm_ephemeral.reschedule
+            with reschedule.lock(volume):
+                if not reschedule.newer_attempt(volume):
+                    super().delete_volume(volume)
+            return
+        super().delete_volume(volume)
 
     def _emulated_lun_id(self, volume: Any) -> str:
         attrs = self._helpers.get_vdisk_attributes(volume.name)
