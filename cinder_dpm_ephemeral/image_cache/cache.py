@@ -717,8 +717,16 @@ class GoldenImageCache:
             live.remove(g)
             doomed.append(g)
         for g in doomed:
-            if self.remove_unused(g):
-                removed.append(g.id)
+            try:
+                if self.remove_unused(g):
+                    removed.append(g.id)
+            except Exception:
+                # one golden volume (removed meanwhile by a concurrent
+                # clean-up, or its array call failed) must not keep the
+                # others from being looked at; the next clean-up retries
+                LOG.exception('Golden volume %s: removal failed; the next '
+                              'clean-up tries again.', g.id)
+                self.cleanup_pending = True
         return removed
 
     def remove_unused(self, golden: objects.Volume) -> bool:
