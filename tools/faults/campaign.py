@@ -76,8 +76,12 @@ def params_for(quick: bool, rate: float, seed: int,
         'timeout': 180,
         'svc_slow_seconds': 0.5,
         'powerflex_slow_seconds': 0.5,
-        # above the driver's read timeout (rest_api_read_timeout 1)
-        'powerflex_timeout_seconds': 1.5,
+        # the driver's read timeout (rest_api_read_timeout), well above
+        # slow answers even on a loaded machine: an answer that comes
+        # after the client gave up is a withheld one, not a slow one
+        'powerflex_read_timeout': 3,
+        # withheld answers: past the read timeout
+        'powerflex_timeout_seconds': 4.0,
     }
 
 
@@ -107,8 +111,10 @@ class CampaignHarness(lifecycles.LifecycleMixin):
         # update itself, as the manager's timer would)
         opts['dpm_ephemeral_image_cache_cleanup_interval'] = 0
         if self.BACKEND == 'powerflex':
-            opts['rest_api_read_timeout'] = 1
-            opts['rest_api_connect_timeout'] = 1
+            opts['rest_api_read_timeout'] = self.params[
+                'powerflex_read_timeout']
+            opts['rest_api_connect_timeout'] = self.params[
+                'powerflex_read_timeout']
         return opts
 
     def default_options(self) -> dict[str, Any]:
@@ -125,6 +131,9 @@ class CampaignHarness(lifecycles.LifecycleMixin):
             f'/os-quota-sets/{self.internal_project}',
             {'quota_set': {'volumes': -1, 'gigabytes': -1, 'snapshots': -1,
                            'per_volume_gigabytes': -1}})
+        # no random faults yet, but the mode parameters set (how long a
+        # withheld answer is withheld, for targeted faults too)
+        self.arm(0.0)
 
     def connector(self) -> dict[str, Any]:
         if self.BACKEND == 'svc':

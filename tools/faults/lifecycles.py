@@ -33,6 +33,16 @@ from cinder_dpm_ephemeral.testing import images
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 API_ERRORS = (api_client.OpenStackApiException, AssertionError)
+#: statuses Cinder's API deletes a volume from
+DELETABLE = ('available', 'error', 'error_restoring', 'error_extending',
+             'error_managing')
+
+
+def _log_filter(record: logging.LogRecord) -> bool:
+    """Warnings and errors, and what this project's code says."""
+    return (record.levelno >= logging.WARNING or
+            record.name.startswith(('cinder_dpm_ephemeral',
+                                    'cinder.volume.manager')))
 
 
 def _why(exc: Exception) -> str:
@@ -109,19 +119,22 @@ class LifecycleMixin:
     def _delete(self, rec: dict[str, Any], vol_id: str) -> bool:
         """Delete, retried; an ``error_deleting`` volume is reset first.
 
-        Cinder's API refuses to delete a volume in ``error_deleting``: an
-        operator resets it to ``error`` (``cinder reset-state``) and
-        deletes again; each such reset is counted (``operator_resets``).
+        Cinder's API refuses to delete a volume in ``error_deleting`` (or
+        ``error_detaching``...): an operator resets it to ``error``
+        (``cinder reset-state``) and deletes again; each such reset is
+        counted (``operator_resets``).
         """
-        for attempt in range(self._params['delete_attempts']):
-            if attempt and rec.get('last_status') == 'error_deleting':
+        for _attempt in range(self._params['delete_attempts']):
+            if rec.get('last_status') not in (None,) + DELETABLE:
                 try:
                     self.api.api_post(f'/volumes/{vol_id}/action',
                                       {'os-reset_status':
-                                       {'status': 'error'}},
+                                       {'status': 'error',
+                                        'attach_status': 'detached'}},
                                       check_response_status=[202])
                     rec['operator_resets'] = rec.get('operator_resets',
                                                      0) + 1
+                    rec['last_status'] = 'error'
                 except API_ERRORS as exc:
                     rec['steps'].append(f'reset refused: {_why(exc)}')
             try:
@@ -157,7 +170,8 @@ class LifecycleMixin:
             else:
                 sha = self._lun_sha(array, vol_id, image.virtual_size)
                 if sha != image.raw_sha256:
-                    rec['corrupt'] = True
+                    # None: no LUN on the array behind an available volume
+                    rec['corrupt'] = 'no LUN' if sha is None else sha[:12]
                     rec['ok'] = False
                 if kind == 'attach':
                     self._attach_detach(rec, vol_id)
@@ -195,7 +209,8 @@ class LifecycleMixin:
         if params.get('log'):
             # the services' log, warnings and errors, for the root causes
             handler = logging.FileHandler(params['log'])
-            handler.setLevel(logging.WARNING)
+            handler.setLevel(logging.INFO)
+            handler.addFilter(_log_filter)
             handler.setFormatter(logging.Formatter(
                 '%(asctime)s %(levelname)s %(name)s %(message)s'))
             logging.getLogger().addHandler(handler)
@@ -250,6 +265,7 @@ class LifecycleMixin:
         out.update(self._settle(array, params, records))
         out['periodic_errors'] = self._periodic_errors[:5]
         out['failures_sample'] = [r for r in records if not r['ok']][:8]
+        out['corrupt_detail'] = [r for r in records if r.get('corrupt')]
         return out
 
     def _settle(self, array: str, params: dict[str, Any],
@@ -276,8 +292,11 @@ class LifecycleMixin:
                     self.api.api_delete(f'/attachments/{att.id}')
                 except API_ERRORS:
                     pass
-            rec: dict[str, Any] = {'steps': [],
-                                   'last_status': vol.status}
+            try:
+                status = self.api.get_volume(vid)['status']
+            except API_ERRORS:
+                status = None
+            rec: dict[str, Any] = {'steps': [], 'last_status': status}
             if not self._delete(rec, vid):
                 leftover.append(f'{vid}: {rec["steps"][-1:]}')
             settle_resets += rec.get('operator_resets', 0)
