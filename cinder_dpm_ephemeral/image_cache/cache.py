@@ -55,6 +55,7 @@ from oslo_utils import timeutils
 from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
+from cinder_dpm_ephemeral.image_cache import eviction
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
 from cinder_dpm_ephemeral.image_cache import recovery
@@ -220,9 +221,7 @@ class GoldenImageCache:
                                 context, ictx, volume, image_meta,
                                 image_service, version)
                             built = True
-                            # Its first clone is made after the lock is
-                            # released: until then the clean-up must not
-                            # take it for an unused golden volume.
+                            # unused to no clean-up until its first clone
                             self.building.add(golden.id)
                         except exception.OverQuota as exc:
                             LOG.warning(
@@ -669,8 +668,7 @@ class GoldenImageCache:
                     removed.append(g.id)
                 continue
             if md.get(MD_STATE) != STATE_READY:
-                # (unless this process is finishing it: its status is
-                # 'available' a moment before its state is 'ready')
+                # (not while this process finishes it: 'available' first)
                 if g.id not in self.building:
                     doomed.append(g)
                 continue
@@ -698,24 +696,7 @@ class GoldenImageCache:
         max_gb = self.configuration.safe_get(
             'dpm_ephemeral_image_cache_max_size_gb') or 0
         live.sort(key=lambda g: g.metadata.get(MD_LAST_USED, ''))
-        over = list(live)
-        recent = _now(-2 * TOUCH_EVERY)
-        while over and ((max_count and len(live) > max_count) or
-                        (max_gb and sum(g.size for g in live) > max_gb)):
-            g = over.pop(0)
-            if g.id in self.building or (
-                    g.metadata.get(MD_LAST_USED, '') >= recent and
-                    self.backend.dependents(g)):
-                # Just built (its first clone under way), or cloned within
-                # the last minutes and still shared: retiring it would only
-                # make the next create of its image build another golden
-                # volume (a storm over more images than the limit then
-                # built one per create, up to the internal tenant's quota).
-                # Kept usable; looked at again when a clone is deleted.
-                self.cleanup_pending = True
-                continue
-            live.remove(g)
-            doomed.append(g)
+        doomed += eviction.victims(self, live, max_count, max_gb)
         for g in doomed:
             try:
                 if self.remove_unused(g):
