@@ -53,6 +53,20 @@ def lock(volume: Any) -> Any:
     return coordination.COORDINATOR.get_lock(f'dpm-create-{volume.id}')
 
 
+class LockedCreatesMixin:
+    """A driver's creates under the volume's :func:`lock` (first base)."""
+
+    def create_volume(self, volume: Any) -> Any:
+        with lock(volume):
+            return super().create_volume(volume)  # type: ignore[misc]
+
+    def clone_image(self, context: Any, volume: Any, image_location: Any,
+                    image_meta: dict, image_service: Any) -> tuple:
+        with lock(volume):
+            return super().clone_image(  # type: ignore[misc]
+                context, volume, image_location, image_meta, image_service)
+
+
 def rescheduled_create(volume: Any) -> bool:
     """True for the delete Cinder runs after rescheduling a create.
 

@@ -38,7 +38,8 @@ LOG = logging.getLogger(__name__)
 
 
 @interface.volumedriver
-class PowerFlexEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
+class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
+                               cache_driver.GoldenCacheDriverMixin,
                                emulation.EmulatedDataPathMixin,
                                powerflex.PowerFlexDriver):
     """PowerFlex driver for DPM ephemeral root volumes.
@@ -85,16 +86,6 @@ class PowerFlexEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                     self._delete_by_id_and_name(volume)
             return
         self._delete_by_id_and_name(volume)
-
-    def create_volume(self, volume: Any) -> Any:
-        with reschedule.lock(volume):
-            return super().create_volume(volume)
-
-    def clone_image(self, context: Any, volume: Any, image_location: Any,
-                    image_meta: dict, image_service: Any) -> tuple:
-        with reschedule.lock(volume):
-            return super().clone_image(context, volume, image_location,
-                                       image_meta, image_service)
 
     def _delete_by_id_and_name(self, volume: Any) -> None:
         found = self.find_lun_by_name(volume.id)

@@ -36,7 +36,8 @@ LOG = logging.getLogger(__name__)
 
 
 @interface.volumedriver
-class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
+class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
+                              cache_driver.GoldenCacheDriverMixin,
                               emulation.EmulatedDataPathMixin,
                               storwize_svc_fc.StorwizeSVCFCDriver):
     """Storwize/SVC FC driver for DPM ephemeral root volumes.
@@ -99,16 +100,6 @@ class StorwizeEphemeralDriver(cache_driver.GoldenCacheDriverMixin,
                     LOG.exception('Volume %s: undoing a failed connection '
                                   'failed; a host or host mapping may be '
                                   'left on the array.', volume.id)
-
-    def create_volume(self, volume: Any) -> Any:
-        with reschedule.lock(volume):
-            return super().create_volume(volume)
-
-    def clone_image(self, context: Any, volume: Any, image_location: Any,
-                    image_meta: dict, image_service: Any) -> tuple:
-        with reschedule.lock(volume):
-            return super().clone_image(context, volume, image_location,
-                                       image_meta, image_service)
 
     def delete_volume(self, volume: Any) -> None:
         if reschedule.rescheduled_create(volume):
