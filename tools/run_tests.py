@@ -13,17 +13,24 @@
 
 Cinder and Nova cannot be imported into one Python process (both register
 options such as ``default_availability_zone`` on the global oslo.config
-object), so the suite is separate stestr runs, one per side; the third,
-tests/e2e, drives the whole cloud (./run cloud) from outside, one worker.
+object), so the suite is separate stestr runs, one per side. The third,
+tests/e2e, drives the whole cloud (./run cloud) from outside with one
+worker; it mostly waits on the cloud's services, so it runs alongside the
+other two (its own stestr repository, its lines prefixed ``[e2e]``) and
+the suite takes the longer of the two paths instead of their sum.
 """
 
 import os
 import subprocess
 import sys
+import threading
 
-SUITES = ('./tests/volume', './tests/compute', './tests/e2e')
-# The end-to-end suite shares one cloud per process (tests/e2e/base.py).
-SERIAL = ('./tests/e2e',)
+# Run one after the other, each with stestr's default concurrency.
+SUITES = ('./tests/volume', './tests/compute')
+# Runs alongside SUITES: one worker, one cloud per process (tests/e2e/base.py).
+ALONGSIDE = './tests/e2e'
+ALONGSIDE_REPO = '.stestr-e2e'
+DEFAULT_REPO = '.stestr'
 
 _COUNTER = r'''
 import sys
@@ -38,18 +45,27 @@ skipped = len(summary.skipped)
 print(summary.testsRun - failed - skipped, failed, skipped)
 '''
 
+_print_lock = threading.Lock()
 
-def _next_stream() -> str:
+
+def _say(line: str) -> None:
+    with _print_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _next_stream(repo: str) -> str:
     try:
-        with open(os.path.join('.stestr', 'next-stream')) as f:
+        with open(os.path.join(repo, 'next-stream')) as f:
             return f.read().strip()
     except OSError:
         return ''
 
 
-def _counts() -> tuple[int, int, int]:
-    last = subprocess.run([sys.executable, '-m', 'stestr', 'last',
-                           '--subunit'], capture_output=True, check=False)
+def _counts(repo: str) -> tuple[int, int, int]:
+    last = subprocess.run([sys.executable, '-m', 'stestr', '--repo-url', repo,
+                           'last', '--subunit'],
+                          capture_output=True, check=False)
     out = subprocess.run([sys.executable, '-c', _COUNTER], input=last.stdout,
                          capture_output=True, check=False)
     try:
@@ -59,35 +75,80 @@ def _counts() -> tuple[int, int, int]:
     return p, f, s
 
 
+def _command(suite: str, repo: str, argv: list[str],
+             extra: list[str]) -> list[str]:
+    return [sys.executable, '-m', 'stestr', '--repo-url', repo,
+            '--test-path', suite, '--top-dir', './', 'run'] + extra + argv
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Cinder's and Nova's own deprecation notices drown the results.
+    env.setdefault('PYTHONWARNINGS', 'ignore::DeprecationWarning')
+    return env
+
+
+def _result(rc: int, repo: str, before: str,
+            argv: list[str]) -> tuple[int, int, int, int]:
+    """(rc, passed, failed, skipped) of the run that just ended in repo."""
+    if _next_stream(repo) == before:
+        # No new run was recorded (e.g. a filter matching nothing on
+        # this side): count nothing rather than the previous run.
+        return (0 if argv else rc), 0, 0, 0
+    p, f, s = _counts(repo)
+    if rc != 0 and f == 0:
+        f = 1  # a run that failed before running tests still failed
+    return rc, p, f, s
+
+
+class _Alongside(threading.Thread):
+    """The e2e suite in the background, its output prefixed line by line."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.argv = argv
+        self.before = _next_stream(ALONGSIDE_REPO)
+        self.proc = subprocess.Popen(
+            _command(ALONGSIDE, ALONGSIDE_REPO, argv,
+                     ['--concurrency', '1']),
+            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors='replace')
+
+    def run(self) -> None:
+        for line in self.proc.stdout:
+            _say(f'[e2e] {line}')
+
+    def result(self) -> tuple[int, int, int, int]:
+        self.join()
+        rc = self.proc.wait()
+        return _result(rc, ALONGSIDE_REPO, self.before, self.argv)
+
+
 def main(argv: list[str]) -> int:
-    passed = failed = skipped = 0
-    worst = 0
+    _say(f'=== stestr: {ALONGSIDE} (alongside, lines prefixed [e2e]) ===\n')
+    alongside = _Alongside(argv)
+    alongside.start()
+    results = []
     for suite in SUITES:
-        print(f'=== stestr: {suite} ===', flush=True)
-        before = _next_stream()
-        env = dict(os.environ)
-        # Cinder's and Nova's own deprecation notices drown the results.
-        env.setdefault('PYTHONWARNINGS', 'ignore::DeprecationWarning')
-        extra = ['--concurrency', '1'] if suite in SERIAL else []
-        rc = subprocess.call([sys.executable, '-m', 'stestr', '--test-path',
-                              suite, '--top-dir', './', 'run'] + extra + argv,
-                             env=env)
-        if _next_stream() == before:
-            # No new run was recorded (e.g. a filter matching nothing on
-            # this side): count nothing rather than the previous run.
-            p = f = s = 0
-            if argv:
-                rc = 0
-        else:
-            p, f, s = _counts()
-        if rc != 0 and f == 0:
-            f = 1  # a run that failed before running tests still failed
-        passed, failed, skipped = passed + p, failed + f, skipped + s
-        worst = worst or rc
+        _say(f'=== stestr: {suite} ===\n')
+        before = _next_stream(DEFAULT_REPO)
+        proc = subprocess.Popen(_command(suite, DEFAULT_REPO, argv, []),
+                                env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                errors='replace')
+        for line in proc.stdout:
+            _say(line)
+        results.append(_result(proc.wait(), DEFAULT_REPO, before, argv))
+    _say(f'=== waiting for {ALONGSIDE} ===\n')
+    results.append(alongside.result())
+    worst = next((r[0] for r in results if r[0]), 0)
+    passed = sum(r[1] for r in results)
+    failed = sum(r[2] for r in results)
+    skipped = sum(r[3] for r in results)
     line = f'{passed} passed, {failed} failed'
     if skipped:
         line += f', {skipped} skipped'
-    print(f'\n{line}')  # alone on its line, whatever stestr left open
+    _say(f'\n{line}\n')  # alone on its line, whatever stestr left open
     if worst == 0 and passed == 0:
         return 1
     return 1 if failed else worst

@@ -247,6 +247,19 @@ def get_cloud() -> Cloud:
         return _cloud
 
 
+def wait_for(what: str, check: Any, timeout: float = 120,
+             interval: float = 2) -> Any:
+    """check()'s first true result; a test failure after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f'{what}: not after {timeout:.0f} s')
+        time.sleep(interval)
+
+
 class CloudTestCase(testtools.TestCase):
     """Tests against one cloud, as the demo project's member.
 
@@ -289,11 +302,4 @@ class CloudTestCase(testtools.TestCase):
 
     def wait_for(self, what: str, check: Any, timeout: float = 120,
                  interval: float = 2) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                self.fail(f'{what}: not after {timeout:.0f} s')
-            time.sleep(interval)
+        return wait_for(what, check, timeout, interval)

@@ -41,6 +41,7 @@ from cinder_dpm_ephemeral.testing.cloud import keystone
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
 from cinder_dpm_ephemeral.testing.cloud import processes as procs
 from cinder_dpm_ephemeral.testing.cloud import services as svcs
+from tests.e2e import base
 
 TRANSITIONAL = ('creating', 'downloading', 'deleting', 'attaching',
                 'detaching', 'extending')
@@ -254,14 +255,8 @@ def procs_alive(pid: int) -> bool:
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120,
              interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not after {timeout:.0f} s')
-        time.sleep(interval)
+    """base.wait_for, polling fast enough to catch a step in progress."""
+    return base.wait_for(what, check, timeout, interval)
 
 
 class FifoImage:

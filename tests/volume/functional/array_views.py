@@ -11,10 +11,33 @@
 # under the License.
 """What the emulated arrays hold, for tests that compare it with Cinder."""
 
+import uuid
+
 from cinder import context as cinder_context
 from cinder import objects
 
 from cinder_dpm_ephemeral.testing import backends
+
+# The internal tenant that owns golden volumes in the tests that set one.
+INTERNAL_PROJECT = uuid.uuid4().hex
+INTERNAL_USER = uuid.uuid4().hex
+
+
+class InternalTenant:
+    """The backend's options plus an internal tenant, and its goldens."""
+
+    def default_options(self):
+        opts = dict(self.backend.default_options())
+        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
+                     'cinder_internal_tenant_user_id': INTERNAL_USER})
+        return opts
+
+    def backend_options(self):
+        return self.backend.backend_options(self.BACKEND)
+
+    def goldens(self, image_id=None):
+        ictx = cinder_context.get_internal_tenant_context()
+        return self.driver.image_cache.goldens(ictx, None, image_id)
 
 
 class SVCArray:

@@ -56,8 +56,7 @@ from tests.volume.functional import log_capture
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 
 _BUILT: dict = {}
 _TMP_ROOT = tempfile.gettempdir()
@@ -191,21 +190,8 @@ def _why(case):
     return _MISMATCH
 
 
-class _Views:
+class _Views(array_views.InternalTenant):
     """Cinder's books and the array's state, for before/after checks."""
-
-    def default_options(self):
-        opts = dict(self.backend.default_options())
-        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                     'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return opts
-
-    def backend_options(self):
-        return self.backend.backend_options(self.BACKEND)
-
-    def goldens(self, image_id=None):
-        ictx = cinder_context.get_internal_tenant_context()
-        return self.driver.image_cache.goldens(ictx, None, image_id)
 
     def _books(self):
         """Quota usage of the tenant and of the internal tenant."""
@@ -485,34 +471,30 @@ class _RefusedAtStart(log_capture.CapturedLogs, _Views):
         return [self.backend.login[1]]
 
 
-class SVCWrongPasswordTest(_RefusedAtStart, array_views.SVCArray,
+class _WrongPassword(_RefusedAtStart):
+    """The array refuses the configured password; neither is logged."""
+
+    WRONG = 'wrong-' + uuid.uuid4().hex
+
+    def backend_options(self):
+        opts = super().backend_options()
+        opts['san_password'] = self.WRONG
+        return opts
+
+    def secrets(self):
+        return [self.backend.login[1], self.WRONG]
+
+
+class SVCWrongPasswordTest(_WrongPassword, array_views.SVCArray,
                            cinder_harness.CinderHarness):
     WHY = (r'\[svc\] the array at 127.0.0.1 refused the login of user '
            r"'superuser': check san_login and san_password")
-    WRONG = 'wrong-' + uuid.uuid4().hex
-
-    def backend_options(self):
-        opts = self.backend.backend_options(self.BACKEND)
-        opts['san_password'] = self.WRONG
-        return opts
-
-    def secrets(self):
-        return [self.backend.login[1], self.WRONG]
 
 
-class PowerFlexWrongPasswordTest(_RefusedAtStart, array_views.PowerFlexArray,
+class PowerFlexWrongPasswordTest(_WrongPassword, array_views.PowerFlexArray,
                                  cinder_harness.CinderHarness):
     WHY = (r'\[powerflex\] the array at 127.0.0.1 refused the login of '
            r"user 'admin': check san_login and san_password")
-    WRONG = 'wrong-' + uuid.uuid4().hex
-
-    def backend_options(self):
-        opts = self.backend.backend_options(self.BACKEND)
-        opts['san_password'] = self.WRONG
-        return opts
-
-    def secrets(self):
-        return [self.backend.login[1], self.WRONG]
 
 
 class PowerFlexUntrustedCertificateTest(_RefusedAtStart,
@@ -522,7 +504,7 @@ class PowerFlexUntrustedCertificateTest(_RefusedAtStart,
            r'verify against .*other-ca.*driver_ssl_cert_path')
 
     def backend_options(self):
-        opts = self.backend.backend_options(self.BACKEND)
+        opts = super().backend_options()
         self.assertTrue(opts['driver_ssl_cert_verify'])   # the default
         os.makedirs(os.path.join(self.work_dir, 'other-ca'))
         other, _key = gateway.ensure_certificate(

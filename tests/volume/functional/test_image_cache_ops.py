@@ -19,7 +19,6 @@ clone path, and the checks made once at start.
 import contextlib
 import io
 import os
-import uuid
 
 from cinder.cmd import manage
 from cinder import context as cinder_context
@@ -36,24 +35,10 @@ from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 
 
-class _OpsTests:
-    def default_options(self):
-        opts = dict(self.backend.default_options())
-        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                     'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return opts
-
-    def backend_options(self):
-        return self.backend.backend_options(self.BACKEND)
-
-    def goldens(self, image_id=None):
-        ictx = cinder_context.get_internal_tenant_context()
-        return self.driver.image_cache.goldens(ictx, None, image_id)
-
+class _OpsTests(array_views.InternalTenant):
     def _image(self, seed, name, fmt='qcow2'):
         image = images.make_image(self.work_dir, 8 * MiB, fmt, seed=seed,
                                   name=name)

@@ -36,20 +36,10 @@ from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 
 
-class _Cli:
-    def default_options(self):
-        opts = dict(self.backend.default_options())
-        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                     'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return opts
-
-    def backend_options(self):
-        return self.backend.backend_options(self.BACKEND)
-
+class _Cli(array_views.InternalTenant):
     def _cli(self, *argv):
         out = io.StringIO()
         args = cli.parser().parse_args(['--format', 'json', *argv])
