@@ -29,8 +29,9 @@ import threading
 SUITES = ('./tests/volume', './tests/compute')
 # Runs alongside SUITES: one worker, one cloud per process (tests/e2e/base.py).
 ALONGSIDE = './tests/e2e'
+# stestr's --repo-url is the directory that holds a .stestr repository.
 ALONGSIDE_REPO = '.stestr-e2e'
-DEFAULT_REPO = '.stestr'
+DEFAULT_REPO = '.'
 
 _COUNTER = r'''
 import sys
@@ -56,7 +57,7 @@ def _say(line: str) -> None:
 
 def _next_stream(repo: str) -> str:
     try:
-        with open(os.path.join(repo, 'next-stream')) as f:
+        with open(os.path.join(repo, '.stestr', 'next-stream')) as f:
             return f.read().strip()
     except OSError:
         return ''
@@ -107,6 +108,7 @@ class _Alongside(threading.Thread):
     def __init__(self, argv: list[str]) -> None:
         super().__init__(daemon=True)
         self.argv = argv
+        os.makedirs(ALONGSIDE_REPO, exist_ok=True)
         self.before = _next_stream(ALONGSIDE_REPO)
         self.proc = subprocess.Popen(
             _command(ALONGSIDE, ALONGSIDE_REPO, argv,
