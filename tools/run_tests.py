@@ -97,6 +97,10 @@ def _result(rc: int, repo: str, before: str,
         # this side): count nothing rather than the previous run.
         return (0 if argv else rc), 0, 0, 0
     p, f, s = _counts(repo)
+    if argv and p + f + s == 0:
+        # A filter that matched nothing on this side (stestr still
+        # initialises a new repository): nothing ran, nothing failed.
+        return 0, 0, 0, 0
     if rc != 0 and f == 0:
         f = 1  # a run that failed before running tests still failed
     return rc, p, f, s

@@ -25,12 +25,13 @@ from cinder_dpm_ephemeral.emulators.svc import common as svc_common
 from cinder_dpm_ephemeral.testing import audit
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import log_capture
 from tools.faults import campaign
 
 MiB = 1024 * 1024
 
 
-class _FaultTests(campaign.CampaignHarness):
+class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
     params = campaign.params_for(True, rate=0.3, seed=7, lifecycles=6)
     params.update(settle_seconds=30, timeout=120, concurrency=2)
 
@@ -43,6 +44,11 @@ class _FaultTests(campaign.CampaignHarness):
         self.assertEqual(0, res['corrupt'], res['failures_sample'])
         self.assertEqual(res['lifecycles'],
                          res['succeeded'] + res['failed_cleanly'])
+        # Every log line of the slice, DEBUG included, the injected
+        # failures' tracebacks and retries among them: no array password.
+        log = self.all_logs()
+        self.assertIn('[cinder.volume', log)
+        self.assertNotIn(self.backend.login[1], log)
 
     # -- helpers --------------------------------------------------------------
     def _image(self, seed):
