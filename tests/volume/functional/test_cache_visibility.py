@@ -16,7 +16,6 @@ own test base routes ``cinder.rpc.get_notifier`` to Cinder's fake
 notifier), and the pool statistics the volume service reports.
 """
 
-import uuid
 
 from cinder import context as cinder_context
 
@@ -26,21 +25,10 @@ from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
 
-
-class SVCCacheVisibilityTest(array_views.SVCArray,
+class SVCCacheVisibilityTest(array_views.InternalTenant,
+                             array_views.SVCArray,
                              cinder_harness.CinderHarness):
-
-    def default_options(self):
-        opts = dict(self.backend.default_options())
-        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                     'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return opts
-
-    def backend_options(self):
-        return self.backend.backend_options(self.BACKEND)
 
     def _events(self):
         return [(n['event_type'], n['payload'])

@@ -18,9 +18,7 @@ maps, vTree snapshots, bytes copied), not only on Cinder's database.
 import os
 import subprocess
 import tempfile
-import uuid
 
-from cinder import context as cinder_context
 from cinder import exception
 import eventlet
 import fixtures
@@ -34,11 +32,10 @@ from tests.volume.functional import array_views
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 
 
-class _CacheTests:
+class _CacheTests(array_views.InternalTenant):
     """Scenarios shared by both arrays; subclasses describe the array."""
 
     VOLUME_GB = 1
@@ -60,20 +57,10 @@ class _CacheTests:
         raise NotImplementedError
 
     # -- helpers --------------------------------------------------------------
-    def default_options(self):
-        opts = dict(self.backend.default_options())
-        opts.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                     'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return opts
-
     def backend_options(self):
-        opts = self.backend.backend_options(self.BACKEND)
+        opts = super().backend_options()
         opts.update(self.EXTRA_BACKEND_OPTIONS)
         return opts
-
-    def goldens(self, image_id=None):
-        ictx = cinder_context.get_internal_tenant_context()
-        return self.driver.image_cache.goldens(ictx, None, image_id)
 
     def goldens_by_id(self):
         return {g.id: g for g in self.goldens()}

@@ -25,7 +25,6 @@ transitional state, and only golden volumes within the limit remain.
 
 import json
 import time
-import uuid
 
 from cinder import context as cinder_context
 from cinder import objects
@@ -37,8 +36,7 @@ from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 
 N = 50
 IMAGES = 4
@@ -48,22 +46,12 @@ TRANSITIONAL = ('creating', 'downloading', 'deleting', 'attaching',
                 'detaching', 'maintenance')
 
 
-class _Races:
-
-    def default_options(self):
-        o = dict(self.backend.default_options())
-        o.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                  'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return o
+class _Races(array_views.InternalTenant):
 
     def backend_options(self):
-        o = self.backend.backend_options(self.BACKEND)
+        o = super().backend_options()
         o['dpm_ephemeral_image_cache_max_count'] = MAX_GOLDENS
         return o
-
-    def goldens(self):
-        ictx = cinder_context.get_internal_tenant_context()
-        return self.driver.image_cache.goldens(ictx)
 
     def _db_volumes(self):
         ctx = cinder_context.get_admin_context()

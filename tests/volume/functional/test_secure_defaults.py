@@ -48,8 +48,7 @@ from tests.volume.functional import log_capture
 MiB = 1024 * 1024
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
-INTERNAL_PROJECT = uuid.uuid4().hex
-INTERNAL_USER = uuid.uuid4().hex
+INTERNAL_PROJECT = array_views.INTERNAL_PROJECT
 #: users whose name starts so are plain project members, not admins
 TENANT_PREFIX = 'tenant-'
 
@@ -123,17 +122,9 @@ class SecretOptionsTest(testtools.TestCase):
                        'nova-shim.conf.sample').read_text())
 
 
-class _SecureDefaults(log_capture.CapturedLogs):
+class _SecureDefaults(log_capture.CapturedLogs,
+                      array_views.InternalTenant):
     """On one array, through real Cinder."""
-
-    def default_options(self):
-        o = dict(self.backend.default_options())
-        o.update({'cinder_internal_tenant_project_id': INTERNAL_PROJECT,
-                  'cinder_internal_tenant_user_id': INTERNAL_USER})
-        return o
-
-    def backend_options(self):
-        return self.backend.backend_options(self.BACKEND)
 
     def api_paste_config(self):
         text = pathlib.Path(super().api_paste_config()).read_text()
@@ -144,10 +135,6 @@ class _SecureDefaults(log_capture.CapturedLogs):
         with open(path, 'w') as f:
             f.write(text)
         return path
-
-    def goldens(self):
-        ictx = cinder_context.get_internal_tenant_context()
-        return self.driver.image_cache.goldens(ictx)
 
     def _tenant(self):
         tenant = api_client.TestOpenStackClient(
