@@ -82,11 +82,16 @@ def _command(suite: str, repo: str, argv: list[str],
             '--test-path', suite, '--top-dir', './', 'run'] + extra + argv
 
 
-def _env() -> dict[str, str]:
+def _start(suite: str, repo: str, argv: list[str],
+           extra: list[str]) -> subprocess.Popen:
+    """stestr on ``suite``, its output one pipe of text lines."""
     env = dict(os.environ)
     # Cinder's and Nova's own deprecation notices drown the results.
     env.setdefault('PYTHONWARNINGS', 'ignore::DeprecationWarning')
-    return env
+    return subprocess.Popen(_command(suite, repo, argv, extra), env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            errors='replace')
 
 
 def _result(rc: int, repo: str, before: str,
@@ -114,11 +119,8 @@ class _Alongside(threading.Thread):
         self.argv = argv
         os.makedirs(ALONGSIDE_REPO, exist_ok=True)
         self.before = _next_stream(ALONGSIDE_REPO)
-        self.proc = subprocess.Popen(
-            _command(ALONGSIDE, ALONGSIDE_REPO, argv,
-                     ['--concurrency', '1']),
-            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors='replace')
+        self.proc = _start(ALONGSIDE, ALONGSIDE_REPO, argv,
+                           ['--concurrency', '1'])
 
     def run(self) -> None:
         for line in self.proc.stdout:
@@ -138,10 +140,7 @@ def main(argv: list[str]) -> int:
     for suite in SUITES:
         _say(f'=== stestr: {suite} ===\n')
         before = _next_stream(DEFAULT_REPO)
-        proc = subprocess.Popen(_command(suite, DEFAULT_REPO, argv, []),
-                                env=_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True,
-                                errors='replace')
+        proc = _start(suite, DEFAULT_REPO, argv, [])
         for line in proc.stdout:
             _say(line)
         results.append(_result(proc.wait(), DEFAULT_REPO, before, argv))
