@@ -114,7 +114,10 @@ class ClusterTest(base.CloudTestCase):
         warning = ('[DEFAULT] cluster = dpm-cluster (several volume '
                    'services share these arrays) but [coordination] '
                    f'backend_url is {file_url}, a lock of this host only')
-        self.assertIn(warning, vs.log('cinder-volume'))
+        # The driver warns when it starts, which on a loaded machine can be
+        # after the service logged that it is up.
+        vsvc.wait_for('the in-process lock warning',
+                      lambda: warning in vs.log('cinder-volume'), timeout=60)
         self.assertNotIn('a lock of this host only', vs.log('cinder-volume-b'))
         svcs.stop(lo, 'cinder-volume')
         vs.start('cinder-volume', HOSTS['cinder-volume'], PF,
