@@ -40,6 +40,9 @@ import tempfile
 import time
 from typing import Any
 
+from cinder import context as cinder_context
+from cinder.db import api as db_api
+from cinder.db import models as db_models
 from cinder.tests.functional import functional_helpers
 from cinder.tests.functional.api import client as api_client
 from oslo_config import cfg
@@ -208,8 +211,35 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
             self.fail(f'volume {volume_id} failed to delete: {vol}')
 
     def delete_volume(self, volume_id: str) -> None:
+        """Delete through the API; return once Cinder's books are settled.
+
+        The volume manager destroys the row *before* it commits the
+        quota reservation it took for the delete, so "gone from the API"
+        alone leaves a window in which the project's usage still counts
+        the volume.
+        """
+        ctx = cinder_context.get_admin_context()
+        project_id = db_api.volume_get(ctx, volume_id).project_id
         self.api.delete_volume(volume_id)
         self.wait_for_deleted(volume_id)
+        self.wait_for_reservations(project_id)
+
+    def wait_for_reservations(self, project_id: str,
+                              timeout: float = 60.0) -> None:
+        """Poll until ``project_id`` has no outstanding quota reservation."""
+        ctx = cinder_context.get_admin_context()
+        deadline = time.monotonic() + timeout
+        while True:
+            with db_api.main_context_manager.reader.using(ctx):
+                pending = (db_api.model_query(ctx, db_models.Reservation,
+                                              read_deleted='no')
+                           .filter_by(project_id=project_id).count())
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f'project {project_id} still has {pending} quota '
+                          f'reservation(s) outstanding after {timeout}s')
+            time.sleep(self.poll_interval)
 
     def initialize_connection(self, volume_id: str,
                               connector: dict[str, Any]) -> dict[str, Any]:
