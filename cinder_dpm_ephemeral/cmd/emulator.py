@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
               f'driver_ssl_cert_path with driver_ssl_cert_verify = True)',
               flush=True)
     stop = threading.Event()
+    from cinder_dpm_ephemeral.emulators import faults
+    faults.watch_control_file(emulator, args.state_dir, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()

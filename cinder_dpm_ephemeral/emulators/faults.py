@@ -21,9 +21,15 @@ same seed and the same sequence of calls injects the same faults.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import random
 import threading
+import time
 from typing import Any
+
+LOG = logging.getLogger(__name__)
 
 
 class DropConnection(Exception):
@@ -87,3 +93,98 @@ class FaultDice:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {'rate': self.rate, 'injected': dict(self.counts)}
+
+
+#: in a standalone emulator's state directory: the faults to inject, as
+#: JSON ``{"rate": R, "seed": S, "params": {...}, "write_rate": W}``
+CONTROL_FILE = 'faults.json'
+#: written beside it: ``{"rate": R, "injected": {mode: count}}``
+STATS_FILE = 'faults-stats.json'
+
+
+def watch_control_file(emulator: Any, state_dir: str, stop: threading.Event,
+                       interval: float = 0.5) -> threading.Thread:
+    """Apply ``state_dir/faults.json`` to a running standalone emulator.
+
+    The emulators of the whole cloud run as their own processes with no
+    control pipe; a fault campaign against that cloud writes this file
+    (atomically) and the emulator picks it up within ``interval``. Its
+    counts go to ``faults-stats.json`` while faults are armed. A missing
+    file means no faults.
+    """
+    control = os.path.join(state_dir, CONTROL_FILE)
+    stats_path = os.path.join(state_dir, STATS_FILE)
+
+    applied: dict[str, Any] = {'generation': None}
+
+    def apply(spec: dict[str, Any]) -> None:
+        applied['generation'] = spec.get('generation')
+        rate = float(spec.get('rate', 0.0))
+        seed = spec.get('seed')
+        emulator.set_faults(rate, seed, **dict(spec.get('params') or {}))
+        if hasattr(emulator, 'set_write_faults'):
+            emulator.set_write_faults(float(spec.get('write_rate', 0.0)),
+                                      seed)
+        LOG.warning('fault injection: rate %s, seed %s (from %s)', rate,
+                    seed, control)
+
+    def loop() -> None:
+        seen: float | None = None
+        while not stop.wait(interval):
+            try:
+                mtime: float | None = os.stat(control).st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime != seen:
+                seen = mtime
+                try:
+                    if mtime is None:
+                        apply({'rate': 0.0})
+                    else:
+                        with open(control) as f:
+                            apply(json.load(f))
+                except (OSError, ValueError, TypeError) as exc:
+                    LOG.error('fault injection: %s ignored: %s', control,
+                              exc)
+            if seen is not None:
+                tmp = stats_path + '.tmp'
+                with open(tmp, 'w') as f:
+                    json.dump(dict(emulator.fault_stats(), **applied), f)
+                os.replace(tmp, stats_path)
+
+    thread = threading.Thread(target=loop, name='fault-control',
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def write_control_file(state_dir: str, rate: float, seed: int | None = None,
+                       write_rate: float = 0.0, wait: float = 15.0,
+                       **params: Any) -> None:
+    """Arm (or, with rate 0, disarm) a standalone emulator's faults.
+
+    Returns once the emulator says (in its stats file) it applied them;
+    raises ``TimeoutError`` after ``wait`` seconds (0: do not wait).
+    """
+    path = os.path.join(state_dir, CONTROL_FILE)
+    tmp = path + '.tmp'
+    generation = time.time_ns()
+    with open(tmp, 'w') as f:
+        json.dump({'rate': rate, 'seed': seed, 'write_rate': write_rate,
+                   'params': params, 'generation': generation}, f)
+    os.replace(tmp, path)
+    deadline = time.monotonic() + wait
+    while wait and read_stats(state_dir).get('generation') != generation:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'the emulator with state in {state_dir} did '
+                               f'not apply {path} within {wait} s: is it '
+                               f'running?')
+        time.sleep(0.1)
+
+
+def read_stats(state_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(state_dir, STATS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}

@@ -34,6 +34,16 @@ What the HMC's protocol needs beyond the faked HMC's handlers:
   ``job_seconds`` keeps jobs running that long (partition ``starting`` /
   ``stopping`` meanwhile), so clients really poll.
 
+Fault injection (``set_faults``, for ``./run faults``): at a chosen rate
+a request draws one of :data:`HMC_FAULT_MODES`. ``http503`` imitates an HMC
+that cannot reach the CPC's Support Element (HMC WS API book, "HTTP status
+codes": 503 Service Unavailable, reason 1, "the HMC is not currently
+communicating with an SE needed to perform the requested operation");
+``http500`` an internal HMC error (500, reason 0); ``timeout_before`` and
+``timeout_after`` a connection lost before or after the HMC acted on the
+request; ``slow`` a late answer. Nothing is changed by a request that draws
+``http503``, ``http500`` or ``timeout_before``.
+
 Nothing here logs a password, a session id or a header.
 """
 
@@ -45,11 +55,13 @@ import os
 import secrets
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from zhmcclient.mock import _urihandler as mock  # private API: pinned
 
+from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators import tls
 from cinder_dpm_ephemeral.emulators.hmc.model import HMCModel
 
@@ -60,6 +72,9 @@ KEY_FILE = 'hmc-emulator.key'
 MAX_BODY = 4 * 1024 * 1024
 API_MAJOR, API_MINOR = 2, 23
 _ASYNC_OPS = ('/operations/start', '/operations/stop')
+#: fault modes and their relative weights (see the module docstring)
+HMC_FAULT_MODES = {'http503': 3.0, 'http500': 1.0, 'timeout_before': 1.0,
+                   'timeout_after': 2.0, 'slow': 2.0}
 
 
 def ensure_certificate(state_dir: str | os.PathLike[str]
@@ -105,16 +120,47 @@ class HMCApi:
         self.jobs: dict[str, _Job] = {}
         self.calls = 0
         self._lock = threading.Lock()
+        self.dice = faults.FaultDice(HMC_FAULT_MODES)
+
+    # -- fault injection -----------------------------------------------------
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 0.5,
+                   timeout_seconds: float = 2.0) -> None:
+        self.dice.configure(rate, seed, modes, slow_seconds=slow_seconds,
+                            timeout_seconds=timeout_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.dice.stats()
 
     # -- entry point -------------------------------------------------------
     def handle(self, method: str, path: str, session_id: str | None,
                body: Any) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.calls += 1
+        mode = self.dice.draw()
+        uri = path.split('?', 1)[0]
+        if mode == 'http503':
+            return 503, _error(method, uri, 503, 1,
+                               'Injected fault: the HMC is not currently '
+                               'communicating with the SE needed to '
+                               'perform the requested operation'), {}
+        if mode == 'http500':
+            return 500, _error(method, uri, 500, 0,
+                               'Injected fault: internal HMC error'), {}
+        if mode == 'timeout_before':
+            time.sleep(self.dice.param('timeout_seconds', 2.0))
+            raise faults.DropConnection(f'withheld {method} {uri}')
+        if mode == 'slow':
+            time.sleep(self.dice.param('slow_seconds', 0.5))
         try:
-            return self._handle(method, path, session_id, body)
+            answer = self._handle(method, path, session_id, body)
         except mock.FakedHTTPError as exc:
-            return exc.http_status, exc.response(), {}
+            answer = exc.http_status, exc.response(), {}
+        if mode == 'timeout_after':
+            time.sleep(self.dice.param('timeout_seconds', 2.0))
+            raise faults.DropConnection(f'withheld {method} {uri}')
+        return answer
 
     def _handle(self, method: str, path: str, session_id: str | None,
                 body: Any) -> tuple[int, Any, dict[str, str]]:
@@ -262,6 +308,13 @@ class HMCApi:
         raise mock.InvalidMethodError(method, uri)
 
 
+def _error(method: str, uri: str, status: int, reason: int,
+           message: str) -> dict[str, Any]:
+    """An HMC error body (HMC WS API book, "Error response bodies")."""
+    return {'http-status': status, 'reason': reason, 'message': message,
+            'request-method': method, 'request-uri': uri}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = 'HTTP/1.1'
@@ -284,6 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, result, headers = self.server.api.handle(
                 method, self.path, self.headers.get('X-API-Session'), body)
+        except faults.DropConnection:
+            # fault injection: the answer never comes
+            self.close_connection = True
+            return
         except Exception as exc:
             LOG.exception('HMC emulator: %s %s failed', method, self.path)
             status, result, headers = 500, {
@@ -416,6 +473,16 @@ class HMCEmulator:
 
     def calls_made(self) -> int:
         return self.api.calls
+
+    def set_faults(self, rate: float, seed: int | None = None,
+                   modes: dict[str, float] | None = None,
+                   slow_seconds: float = 0.5,
+                   timeout_seconds: float = 2.0) -> None:
+        """Random faults at ``rate`` per request (:data:`HMC_FAULT_MODES`)."""
+        self.api.set_faults(rate, seed, modes, slow_seconds, timeout_seconds)
+
+    def fault_stats(self) -> dict[str, Any]:
+        return self.api.fault_stats()
 
     def client_session(self, **kwargs: Any) -> Any:
         """A zhmcclient ``Session`` to this emulator, certificate verified."""
