@@ -47,9 +47,17 @@ def main(argv: list[str] | None = None) -> int:
                    help='also write the JSON result to this file')
     p.add_argument('--log', default=None,
                    help='write the services\' warnings and errors here')
+    p.add_argument('--cloud', action='store_true',
+                   help='server lifecycles through the whole cloud (Nova, '
+                        'the DPM driver, the HMC emulator) instead: '
+                        'tools/faults/cloud_campaign.py')
+    p.add_argument('--keep', action='store_true',
+                   help='with --cloud: leave the campaign\'s cloud running')
     args = p.parse_args(argv)
     if not 0 <= args.rate <= 1:
         p.error(f'--rate {args.rate}: give a fault rate between 0 and 1')
+    if args.cloud:
+        return _cloud(args)
     arrays = [a for a in args.arrays.split(',') if a]
     bad = set(arrays) - {'svc', 'powerflex'}
     if bad:
@@ -71,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         per_array[array] = campaign.run_array(array, params)
         _print_array(array, per_array[array])
     total = {'lifecycles': 0, 'succeeded': 0, 'failed_cleanly': 0,
-             'stuck': 0, 'leaked': 0, 'corrupt': 0, 'operator_resets': 0}
+             'stuck': 0, 'leaked': 0, 'corrupt': 0, 'operator_resets': 0,
+             'password_in_log': 0}
     for res in per_array.values():
         for k in total:
             total[k] += int(res.get(k, 0))
@@ -92,15 +101,51 @@ def main(argv: list[str] | None = None) -> int:
             f.write('\n')
     print(json.dumps({k: result[k] for k in (
         'lifecycles', 'succeeded', 'failed_cleanly', 'stuck', 'leaked',
-        'corrupt', 'operator_resets', 'rate', 'seed', 'seconds',
+        'corrupt', 'operator_resets', 'password_in_log', 'rate', 'seed',
+        'seconds',
         'campaign_errors')} | {
         'per_array': {a: {k: r.get(k) for k in (
             'lifecycles', 'succeeded', 'failed_cleanly', 'stuck',
             'leaked', 'corrupt', 'leaked_detail', 'stuck_detail')}
             for a, r in per_array.items()}}), flush=True)
     bad_run = (total['stuck'] or total['leaked'] or total['corrupt'] or
-               errors or total['lifecycles'] == 0)
+               total['password_in_log'] or errors or
+               total['lifecycles'] == 0)
     return 1 if bad_run else 0
+
+
+def _cloud(args: argparse.Namespace) -> int:
+    from tools.faults import cloud_campaign
+    params = cloud_campaign.params_for(args.quick, args.rate, args.seed,
+                                       args.lifecycles)
+    print(f'--- cloud: {params["lifecycles"]} server lifecycles at fault '
+          f'rate {args.rate:g} (seed {args.seed})', flush=True)
+    result = cloud_campaign.run(params, keep=args.keep)
+    print(f'=== {result["lifecycles"]} lifecycles ({result["servers"]} '
+          f'servers): {result["succeeded"]} succeeded, '
+          f'{result["failed_cleanly"]} failed cleanly, {result["stuck"]} '
+          f'stuck, {result["leaked"]} leaked, {result["password_in_log"]} '
+          f'log lines with a password; faults injected '
+          f'{result["faults_injected"]} ({result["seconds"]} s)', flush=True)
+    for s in result['stuck_detail']:
+        print(f'    stuck: {s}')
+    for k, items in result['leaked_detail'].items():
+        for i in items:
+            print(f'    leaked {k}: {i}')
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)),
+                    exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=1, sort_keys=True)
+            f.write('\n')
+    print(json.dumps({k: result[k] for k in (
+        'lifecycles', 'servers', 'succeeded', 'failed_cleanly', 'stuck',
+        'leaked', 'password_in_log', 'faults_injected', 'seconds',
+        'leaked_detail', 'stuck_detail')} | {
+        'rate': args.rate, 'seed': args.seed, 'cloud': True}), flush=True)
+    bad = (result['stuck'] or result['leaked'] or result['password_in_log']
+           or not result['lifecycles'])
+    return 1 if bad else 0
 
 
 def _print_array(array: str, res: dict) -> None:

@@ -266,6 +266,11 @@ class LifecycleMixin:
         out['periodic_errors'] = self._periodic_errors[:5]
         out['failures_sample'] = [r for r in records if not r['ok']][:8]
         out['corrupt_detail'] = [r for r in records if r.get('corrupt')]
+        if params.get('log'):
+            # the array's password must appear in no line of the log
+            with open(params['log'], errors='replace') as f:
+                out['password_in_log'] = sum(
+                    1 for line in f if self.backend.login[1] in line)
         return out
 
     def _settle(self, array: str, params: dict[str, Any],

@@ -135,6 +135,22 @@ dpm_opts = [
              'ends the build with a fault naming the volume and the fix. '
              '0: do not wait (the fault says which volume to delete). The '
              'build, and a delete of the server, wait meanwhile.'),
+    cfg.IntOpt(
+        'hmc_retries',
+        default=3,
+        min=0,
+        help='Times a request is sent again when the HMC did not carry it '
+             'out: answers 503 (the HMC cannot reach the CPC\'s Support '
+             'Element, or is busy starting up) and 409 reasons 1 and 2 '
+             '(the object is busy with another operation), for every '
+             'request; a lost connection, for queries (GET) only, since '
+             'the HMC may have acted on a lost POST or DELETE. 0: never.'),
+    cfg.FloatOpt(
+        'hmc_retry_interval',
+        default=1.0,
+        min=0,
+        help='Seconds before the first retry of an HMC request; doubled '
+             'for each further retry.'),
 ]
 
 

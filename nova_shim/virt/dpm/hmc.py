@@ -18,7 +18,10 @@ emulated HMC).
 
 import dataclasses
 import logging
+import time
+from typing import Any
 
+import requests
 import zhmcclient
 from oslo_config import cfg
 
@@ -80,16 +83,74 @@ def verify_cert(conf: cfg.ConfigOpts) -> bool | str:
     return group.hmc_ca_certs or True
 
 
+class RetryingSession(zhmcclient.Session):
+    """zhmcclient's ``Session``, sending again what the HMC did not do.
+
+    HMC WS API book, "HTTP status codes": 503 means the HMC could not
+    process the request (reason 1: it is not communicating with the SE the
+    request needs), 409 reasons 1 and 2 that the object is busy; neither
+    changed anything, so any request is sent again. A lost connection
+    (the answer never came) is retried for queries only: a POST or DELETE
+    may have taken effect. zhmcclient itself retries only connection
+    failures of GETs, once the connection is made.
+    """
+
+    def __init__(self, *args: Any, retries: int = 3, interval: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retries = retries
+        self.interval = interval
+
+    def _again(self, method: str, uri: str, call: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except zhmcclient.HTTPError as exc:
+                if attempt >= self.retries or not (
+                        exc.http_status == 503 or
+                        (exc.http_status == 409 and exc.reason in (1, 2))):
+                    raise
+                why = '%s,%s %s' % (exc.http_status, exc.reason,
+                                    exc.message)
+            except zhmcclient.ConnectionError as exc:
+                if attempt >= self.retries or method != 'GET' or \
+                        isinstance(exc.details, requests.exceptions.SSLError):
+                    raise           # (an untrusted certificate stays so)
+                why = str(exc)
+            delay = self.interval * 2 ** attempt
+            attempt += 1
+            LOG.warning('HMC %s %s: %s; retry %d of %d in %.1f s', method,
+                        uri, why[:200], attempt, self.retries, delay)
+            time.sleep(delay)
+
+    def get(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        return self._again('GET', uri,
+                           lambda: super(RetryingSession, self).get(
+                               uri, *args, **kwargs))
+
+    def post(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        return self._again('POST', uri,
+                           lambda: super(RetryingSession, self).post(
+                               uri, *args, **kwargs))
+
+    def delete(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        return self._again('DELETE', uri,
+                           lambda: super(RetryingSession, self).delete(
+                               uri, *args, **kwargs))
+
+
 def make_session(conf: cfg.ConfigOpts) -> zhmcclient.Session:
     group = conf[dpm_conf.DPM_GROUP]
     hosts = list(group.hmc)
     if not group.hmc_verify_cert:
         LOG.warning('TLS verification of the HMC is off ([dpm] '
                     'hmc_verify_cert = false): use it only with a test HMC')
-    return zhmcclient.Session(
+    return RetryingSession(
         hosts if len(hosts) > 1 else hosts[0], group.hmc_username,
         group.hmc_password, port=group.hmc_port,
-        verify_cert=verify_cert(conf))
+        verify_cert=verify_cert(conf), retries=group.hmc_retries,
+        interval=group.hmc_retry_interval)
 
 
 def connection_error(conf: cfg.ConfigOpts, exc: zhmcclient.ConnectionError
