@@ -183,7 +183,21 @@ class StreamedQcow2:
         self._file.seek(self.bytes_read)
         assert self._export is not None
         self._export.grown(self.bytes_read)
-        self._writer = eventlet.spawn(self._download, self._chunks)
+        self._writer = eventlet.spawn(self._download_quietly, self._chunks)
+
+    def _download_quietly(self, chunks: Iterator[bytes]
+                          ) -> Exception | None:
+        """:meth:`_download`, its error returned instead of raised.
+
+        Raised, eventlet prints it as an unhandled greenthread error at
+        once, even though :meth:`finish` or :meth:`raise_download_error`
+        re-raise it where it is handled.
+        """
+        try:
+            self._download(chunks)
+        except Exception as exc:
+            return exc
+        return None
 
     def _download(self, chunks: Iterator[bytes]) -> None:
         export = self._export
@@ -264,13 +278,17 @@ class StreamedQcow2:
         """
         if self._writer is not None and self._writer.dead:
             writer, self._writer = self._writer, None
-            writer.wait()
+            error = writer.wait()
+            if error is not None:
+                raise error
 
     def finish(self) -> None:
         """Wait for the download's end and check the whole stream."""
         if self._writer is not None:
-            self._writer.wait()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            error = writer.wait()
+            if error is not None:
+                raise error
         if self.bytes_read != self.size:
             self._refuse(f'{self.bytes_read} of {self.size} bytes read')
         try:

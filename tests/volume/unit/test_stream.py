@@ -21,7 +21,9 @@ Which way it went (file order, or qemu-img after a hand-over) is asserted
 from the conversion's own record.
 """
 
+import contextlib
 import hashlib
+import io
 import os
 import struct
 import subprocess
@@ -230,6 +232,28 @@ class StreamTest(testtools.TestCase):
         size = os.path.getsize(path)
         self.assertRaises(exception.ImageUnacceptable, self._convert, path,
                           chunks=_chunks(path, limit=size // 2), size=size)
+
+    def test_broken_download_reported_once_as_the_cause(self):
+        # Handed over to qemu-img (metadata preallocation), then the
+        # connection to Glance breaks: the download's own error is what
+        # the caller gets, and nothing prints it as an unhandled
+        # greenthread error on the way.
+        path = self._image(8, 12, 'broken', '-o', 'preallocation=metadata')
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.stream.MAX_PENDING', 16))
+
+        def breaking():
+            chunks = _chunks(path)
+            yield next(chunks)
+            raise ConnectionResetError(104, 'Connection reset by peer')
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            exc = self.assertRaises(
+                (ConnectionResetError, exception.ImageUnacceptable),
+                self._convert, path, chunks=breaking())
+        self.assertIn('Connection reset', str(exc))
+        self.assertNotIn('Traceback', err.getvalue())
 
     def test_long_stream_refused(self):
         path = self._image(8, 11, 'long')
