@@ -11,7 +11,8 @@
 # under the License.
 """``./run faults --cloud``: server lifecycles through the whole cloud.
 
-Brings up its own cloud (``.cloud-faults/``, ports moved by 400: Keystone,
+Brings up its own cloud from nothing (``.cloud-faults/``, removed first;
+ports moved by 400: Keystone,
 Glance, Placement, Cinder with our driver, Nova with the Nova filter and
 the DPM driver, the SVC, PowerFlex and HMC emulators), arms the
 emulators' faults at rate R (each reads ``faults.json`` in its state
@@ -42,6 +43,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -293,8 +295,11 @@ def run(params: dict[str, Any], keep: bool = False) -> dict[str, Any]:
     from cinder_dpm_ephemeral.testing import images
     from cinder_dpm_ephemeral.testing.cloud import cloud as cloud_mod
 
-    lo = lay.Layout.load(lay.REPO / '.cloud-faults')
-    cloud_mod.down(lo)          # a cloud an interrupted run left
+    root = lay.REPO / '.cloud-faults'
+    cloud_mod.down(lay.Layout.load(root))   # one an interrupted run left
+    # from nothing: an earlier run's arrays and databases would count
+    shutil.rmtree(root)
+    lo = lay.Layout.load(root)
     t0 = time.monotonic()
     rng = random.Random(params['seed'])
     out: dict[str, Any] = {'params': params}

@@ -35,6 +35,7 @@ Encrypted volumes are refused (a partition has no host OS to open LUKS).
 
 import logging
 import sys
+import time
 from typing import Any
 
 import os_resource_classes as orc
@@ -372,6 +373,32 @@ class DPMDriver(driver.ComputeDriver):
             raise
 
     def _remove(self, instance: Any) -> None:
+        """Stop and delete the partition and its storage, tried again.
+
+        Each step looks at the HMC first (is the partition there, running,
+        its storage group attached?), so after an HMC error or an answer
+        lost on the way, the whole removal is run again: a step that had
+        taken effect is found done, one that had not is done. Tries
+        ``[dpm] hmc_retries`` more times, waiting ``hmc_retry_interval``
+        (doubled each time) in between.
+        """
+        group = CONF[dpm_conf.DPM_GROUP]
+        attempt = 0
+        while True:
+            try:
+                return self._remove_once(instance)
+            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
+                if attempt >= group.hmc_retries:
+                    raise
+                delay = group.hmc_retry_interval * 2 ** attempt
+                attempt += 1
+                LOG.warning('Removing the partition of instance %s failed '
+                            '(%s); trying again (%d of %d) in %.1f s',
+                            instance.uuid, str(exc)[:200], attempt,
+                            group.hmc_retries, delay)
+                time.sleep(delay)
+
+    def _remove_once(self, instance: Any) -> None:
         name = self.parts.name(instance.uuid)
         part = self.parts.find(instance.uuid)
         if part is not None:

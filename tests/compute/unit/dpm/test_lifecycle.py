@@ -304,3 +304,63 @@ class HbaRouteTest(_Lifecycle, base.DriverTestCase):
         self.spawn(inst)
         self.assertEqual(base.TARGETS[1], self.partition(inst).get_property(
             'boot-world-wide-port-name'))
+
+
+class RemovalRetriedTest(base.DriverTestCase):
+    """destroy() after an HMC error or a lost answer on the way."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.flags(hmc_retry_interval=0, group='dpm')
+
+    def _fail_first(self, cls: Any, method: str, after: bool,
+                    times: int = 1) -> list[str]:
+        """``cls.method`` fails its first ``times`` calls: an HMC 500
+        before it did anything, or (``after``) a connection lost after it
+        took effect.
+        """
+        real = getattr(cls, method)
+        calls: list[str] = []
+
+        def flaky(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(obj.name)
+            if len(calls) > times:
+                return real(obj, *args, **kwargs)
+            if after:
+                real(obj, *args, **kwargs)
+                raise zhmcclient.ConnectionError('connection lost', None)
+            raise zhmcclient.HTTPError({
+                'http-status': 500, 'reason': 0, 'message': 'injected',
+                'request-method': 'DELETE', 'request-uri': obj.uri})
+        self.useFixture(fixtures.MonkeyPatch(
+            f'zhmcclient.{cls.__name__}.{method}', flaky))
+        return calls
+
+    def test_storage_group_delete_failed_once(self) -> None:
+        inst = self.instance()
+        self.spawn(inst)
+        calls = self._fail_first(zhmcclient.StorageGroup, 'delete', False)
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual(2, len(calls))
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
+    def test_partition_delete_answer_lost(self) -> None:
+        inst = self.instance()
+        self.spawn(inst)
+        calls = self._fail_first(zhmcclient.Partition, 'delete', True)
+        self.driver.destroy(self.ctxt, inst, [])
+        # the second attempt found the partition gone: one delete only
+        self.assertEqual(1, len(calls))
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
+    def test_gives_up_after_the_retries(self) -> None:
+        self.flags(hmc_retries=1, group='dpm')
+        inst = self.instance()
+        self.spawn(inst)
+        calls = self._fail_first(zhmcclient.StorageGroup, 'delete', False,
+                                 times=2)
+        self.assertRaises(zhmcclient.HTTPError, self.driver.destroy,
+                          self.ctxt, inst, [])
+        self.assertEqual(2, len(calls))
