@@ -315,9 +315,10 @@ class RemovalRetriedTest(base.DriverTestCase):
 
     def _fail_first(self, cls: Any, method: str, after: bool,
                     times: int = 1) -> list[str]:
-        """``cls.method`` fails its first ``times`` calls: an HMC 500
-        before it did anything, or (``after``) a connection lost after it
-        took effect.
+        """``cls.method`` fails its first ``times`` calls.
+
+        With an HMC 500 before it did anything, or (``after``) with a
+        connection lost after it took effect.
         """
         real = getattr(cls, method)
         calls: list[str] = []
