@@ -344,6 +344,6 @@ def run(params: dict[str, Any], keep: bool = False) -> dict[str, Any]:
         'leaked': sum(len(v) for v in found['leaked'].values()),
         'password_in_log': sum(out['password_in_log_files'].values()),
         'stuck_detail': found['stuck'], 'leaked_detail': found['leaked'],
-        'failures_sample': [r for r in records if not r['ok']][:10],
+        'failures': [r for r in records if not r['ok']],
         'seconds': round(time.monotonic() - t0, 1)})
     return out

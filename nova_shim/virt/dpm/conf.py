@@ -143,8 +143,9 @@ dpm_opts = [
              'out: answers 503 (the HMC cannot reach the CPC\'s Support '
              'Element, or is busy starting up) and 409 reasons 1 and 2 '
              '(the object is busy with another operation), for every '
-             'request; a lost connection, for queries (GET) only, since '
-             'the HMC may have acted on a lost POST or DELETE. 0: never.'),
+             'request; any other server error (5xx) or a lost connection, '
+             'for queries (GET) only, since the HMC may have acted on such '
+             'a POST or DELETE. 0: never.'),
     cfg.FloatOpt(
         'hmc_retry_interval',
         default=1.0,

@@ -89,10 +89,11 @@ class RetryingSession(zhmcclient.Session):
     HMC WS API book, "HTTP status codes": 503 means the HMC could not
     process the request (reason 1: it is not communicating with the SE the
     request needs), 409 reasons 1 and 2 that the object is busy; neither
-    changed anything, so any request is sent again. A lost connection
-    (the answer never came) is retried for queries only: a POST or DELETE
-    may have taken effect. zhmcclient itself retries only connection
-    failures of GETs, once the connection is made.
+    changed anything, so any request is sent again. A query (GET) changes
+    nothing: it is sent again after any server error (5xx) or a lost
+    connection; a POST or DELETE whose answer was lost, or that failed
+    with another 5xx, may have taken effect and is not. zhmcclient itself
+    retries only connection failures of GETs.
     """
 
     def __init__(self, *args: Any, retries: int = 3, interval: float = 1.0,
@@ -109,7 +110,8 @@ class RetryingSession(zhmcclient.Session):
             except zhmcclient.HTTPError as exc:
                 if attempt >= self.retries or not (
                         exc.http_status == 503 or
-                        (exc.http_status == 409 and exc.reason in (1, 2))):
+                        (exc.http_status == 409 and exc.reason in (1, 2)) or
+                        (method == 'GET' and exc.http_status >= 500)):
                     raise
                 why = '%s,%s %s' % (exc.http_status, exc.reason,
                                     exc.message)

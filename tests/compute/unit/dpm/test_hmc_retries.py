@@ -67,6 +67,25 @@ class TestRetryingSession(HTTPSTestCase):
         faults.write_control_file(self.state_dir, 0.0)
         self.assertEqual(['p1'], [p.name for p in ours.partitions.list()])
 
+    def test_query_sent_again_after_500_post_not(self) -> None:
+        ours = self.cpc(self.session())
+        ours.partitions.list()
+        faults.write_control_file(self.state_dir, 0.5, seed=3,
+                                  modes={'http500': 1.0})
+        for _ in range(10):
+            ours.partitions.list()
+        # a POST that failed with a 500 may have done something: not sent
+        # again (at rate 1 the first try fails and is the only one)
+        faults.write_control_file(self.state_dir, 1.0, seed=3,
+                                  modes={'http500': 1.0})
+        exc = self.assertRaises(zhmcclient.HTTPError, ours.partitions.create,
+                                dict(PART_PROPS, name='p500'))
+        self.assertEqual(500, exc.http_status)
+        time.sleep(1.0)     # the stats file lags up to 0.5 s
+        # counted since the second arming: the POST, once
+        self.assertEqual(
+            1, faults.read_stats(self.state_dir)['injected']['http500'])
+
     def test_lost_post_not_sent_again(self) -> None:
         cpc = self.cpc(self.session())
         cpc.partitions.list()
