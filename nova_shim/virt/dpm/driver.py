@@ -262,6 +262,29 @@ class DPMDriver(driver.ComputeDriver):
 
     # -- lifecycle ---------------------------------------------------------
     def prepare_for_spawn(self, instance: Any) -> None:
+        """Create the partition and its storage, tried again from scratch.
+
+        After an HMC error or a lost answer (the partition's create may
+        have taken effect) what was made is removed and the preparation
+        runs again, up to ``[dpm] hmc_retries`` more times.
+        """
+        group = CONF[dpm_conf.DPM_GROUP]
+        attempt = 0
+        while True:
+            try:
+                return self._prepare_once(instance)
+            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
+                if attempt >= group.hmc_retries:
+                    raise
+                delay = group.hmc_retry_interval * 2 ** attempt
+                attempt += 1
+                LOG.warning('Preparing the partition of instance %s failed '
+                            '(%s); trying again (%d of %d) in %.1f s',
+                            instance.uuid, str(exc)[:200], attempt,
+                            group.hmc_retries, delay)
+                time.sleep(delay)
+
+    def _prepare_once(self, instance: Any) -> None:
         name = self.parts.name(instance.uuid)
         part = self.parts.find(instance.uuid)
         try:

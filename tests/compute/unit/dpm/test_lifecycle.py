@@ -365,3 +365,25 @@ class RemovalRetriedTest(base.DriverTestCase):
         self.assertRaises(zhmcclient.HTTPError, self.driver.destroy,
                           self.ctxt, inst, [])
         self.assertEqual(2, len(calls))
+
+    def test_partition_create_answer_lost(self) -> None:
+        inst = self.instance()
+        real = zhmcclient.PartitionManager.create
+        calls: list[str] = []
+
+        def lost(manager: Any, properties: Any) -> Any:
+            calls.append(properties['name'])
+            part = real(manager, properties)
+            if len(calls) == 1:
+                raise zhmcclient.ConnectionError('connection lost', None)
+            return part
+        self.useFixture(fixtures.MonkeyPatch(
+            'zhmcclient.PartitionManager.create', lost))
+        self.driver.prepare_for_spawn(inst)
+        # the first partition (made, its answer lost) was found and
+        # removed, the second one made
+        self.assertEqual(2, len(calls))
+        self.assertEqual([calls[0]], self.leftovers()['partitions'])
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
