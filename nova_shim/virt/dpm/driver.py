@@ -268,21 +268,7 @@ class DPMDriver(driver.ComputeDriver):
         have taken effect) what was made is removed and the preparation
         runs again, up to ``[dpm] hmc_retries`` more times.
         """
-        group = CONF[dpm_conf.DPM_GROUP]
-        attempt = 0
-        while True:
-            try:
-                return self._prepare_once(instance)
-            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
-                if attempt >= group.hmc_retries:
-                    raise
-                delay = group.hmc_retry_interval * 2 ** attempt
-                attempt += 1
-                LOG.warning('Preparing the partition of instance %s failed '
-                            '(%s); trying again (%d of %d) in %.1f s',
-                            instance.uuid, str(exc)[:200], attempt,
-                            group.hmc_retries, delay)
-                time.sleep(delay)
+        self._again('Preparing', instance, self._prepare_once)
 
     def _prepare_once(self, instance: Any) -> None:
         name = self.parts.name(instance.uuid)
@@ -405,18 +391,27 @@ class DPMDriver(driver.ComputeDriver):
         ``[dpm] hmc_retries`` more times, waiting ``hmc_retry_interval``
         (doubled each time) in between.
         """
+        self._again('Removing', instance, self._remove_once)
+
+    @staticmethod
+    def _again(what: str, instance: Any, step: Any) -> None:
+        """``step(instance)``, run again after an HMC error.
+
+        ``[dpm] hmc_retries`` more times, ``hmc_retry_interval`` (doubled
+        each time) in between; ``step`` must be safe to run again.
+        """
         group = CONF[dpm_conf.DPM_GROUP]
         attempt = 0
         while True:
             try:
-                return self._remove_once(instance)
+                return step(instance)
             except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
                 if attempt >= group.hmc_retries:
                     raise
                 delay = group.hmc_retry_interval * 2 ** attempt
                 attempt += 1
-                LOG.warning('Removing the partition of instance %s failed '
-                            '(%s); trying again (%d of %d) in %.1f s',
+                LOG.warning('%s the partition of instance %s failed (%s); '
+                            'trying again (%d of %d) in %.1f s', what,
                             instance.uuid, str(exc)[:200], attempt,
                             group.hmc_retries, delay)
                 time.sleep(delay)
