@@ -93,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
           f'succeeded, {total["failed_cleanly"]} failed cleanly, '
           f'{total["stuck"]} stuck, {total["leaked"]} leaked, '
           f'{total["corrupt"]} corrupt ({result["seconds"]} s)', flush=True)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)),
-                    exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1, sort_keys=True)
-            f.write('\n')
+    _write(args.out, result)
     print(json.dumps({k: result[k] for k in (
         'lifecycles', 'succeeded', 'failed_cleanly', 'stuck', 'leaked',
         'corrupt', 'operator_resets', 'password_in_log', 'rate', 'seed',
@@ -112,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
                total['password_in_log'] or errors or
                total['lifecycles'] == 0)
     return 1 if bad_run else 0
+
+
+def _write(path: str | None, result: dict) -> None:
+    """The whole result as JSON in ``path`` (``--out``), if given."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write('\n')
 
 
 def _cloud(args: argparse.Namespace) -> int:
@@ -132,12 +137,7 @@ def _cloud(args: argparse.Namespace) -> int:
     for k, items in result['leaked_detail'].items():
         for i in items:
             print(f'    leaked {k}: {i}')
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)),
-                    exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1, sort_keys=True)
-            f.write('\n')
+    _write(args.out, result)
     print(json.dumps({k: result[k] for k in (
         'lifecycles', 'servers', 'succeeded', 'failed_cleanly', 'stuck',
         'leaked', 'password_in_log', 'faults_injected', 'seconds',
