@@ -395,10 +395,11 @@ class DPMDriver(driver.ComputeDriver):
 
     @staticmethod
     def _again(what: str, instance: Any, step: Any) -> None:
-        """``step(instance)``, run again after an HMC error.
+        """``step(instance)``, run again after a transient HMC error.
 
-        ``[dpm] hmc_retries`` more times, ``hmc_retry_interval`` (doubled
-        each time) in between; ``step`` must be safe to run again.
+        Transient as :func:`hmc.transient` says; ``[dpm] hmc_retries``
+        more times, ``hmc_retry_interval`` (doubled each time) in
+        between. ``step`` must be safe to run again.
         """
         group = CONF[dpm_conf.DPM_GROUP]
         attempt = 0
@@ -406,7 +407,7 @@ class DPMDriver(driver.ComputeDriver):
             try:
                 return step(instance)
             except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
-                if attempt >= group.hmc_retries:
+                if attempt >= group.hmc_retries or not hmc.transient(exc):
                     raise
                 delay = group.hmc_retry_interval * 2 ** attempt
                 attempt += 1

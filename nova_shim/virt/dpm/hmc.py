@@ -83,6 +83,21 @@ def verify_cert(conf: cfg.ConfigOpts) -> bool | str:
     return group.hmc_ca_certs or True
 
 
+def transient(exc: Exception) -> bool:
+    """Whether an HMC error may go away when the request is made again.
+
+    A lost connection (not a certificate refused), a server error (5xx)
+    or a busy object (409 reasons 1 and 2). Other 4xx errors (no such
+    object, not enough memory, bad properties) stay as they are.
+    """
+    if isinstance(exc, zhmcclient.ConnectionError):
+        return not isinstance(exc.details, requests.exceptions.SSLError)
+    if isinstance(exc, zhmcclient.HTTPError):
+        return exc.http_status >= 500 or (
+            exc.http_status == 409 and exc.reason in (1, 2))
+    return False
+
+
 class RetryingSession(zhmcclient.Session):
     """zhmcclient's ``Session``, sending again what the HMC did not do.
 

@@ -71,7 +71,9 @@ class DPMComputeTestBase(test_bfv_filter.BfvFilterTestBase):
             hmc=['127.0.0.1'], hmc_username='nova', hmc_password='s3cret',
             cpc_object_id=fakes.CPC_ID, max_processors=8, max_memory=65536,
             physical_storage_adapter_mappings=[
-                '%s:0' % fakes.ADAPTERS[0], '%s:1' % fakes.ADAPTERS[1]])
+                '%s:0' % fakes.ADAPTERS[0], '%s:1' % fakes.ADAPTERS[1]],
+            # retries of transient HMC errors run, without the waits
+            hmc_retry_interval=0.05)
         options.update(dpm)
         self.flags(group='dpm', **options)
         self.flags(reserved_host_memory_mb=0)

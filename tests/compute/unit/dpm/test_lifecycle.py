@@ -387,3 +387,19 @@ class RemovalRetriedTest(base.DriverTestCase):
         self.driver.destroy(self.ctxt, inst, [])
         self.assertEqual({'partitions': [], 'storage_groups': [],
                           'hbas': []}, self.leftovers())
+
+    def test_lasting_error_not_tried_again(self) -> None:
+        inst = self.instance()
+        calls: list[str] = []
+
+        def no_memory(manager: Any, properties: Any) -> Any:
+            calls.append(properties['name'])
+            raise zhmcclient.HTTPError({
+                'http-status': 409, 'reason': 8,
+                'message': 'not enough memory', 'request-method': 'POST',
+                'request-uri': '/api/cpcs/x/partitions'})
+        self.useFixture(fixtures.MonkeyPatch(
+            'zhmcclient.PartitionManager.create', no_memory))
+        self.assertRaises(zhmcclient.HTTPError, self.driver.prepare_for_spawn,
+                          inst)
+        self.assertEqual(1, len(calls))
