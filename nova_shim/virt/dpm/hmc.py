@@ -117,23 +117,27 @@ class RetryingSession(zhmcclient.Session):
         self.retries = retries
         self.interval = interval
 
+    @staticmethod
+    def _not_done(method: str, exc: Exception) -> bool:
+        """Whether the HMC surely did not act on the failed request.
+
+        Any transient failure of a query (it changes nothing); for a POST
+        or DELETE only a 503 or a busy 409, which the HMC answers without
+        acting (a lost answer or another 5xx may follow the change).
+        """
+        if not transient(exc):
+            return False
+        return method == 'GET' or (isinstance(exc, zhmcclient.HTTPError)
+                                   and exc.http_status in (503, 409))
+
     def _again(self, method: str, uri: str, call: Any) -> Any:
         attempt = 0
         while True:
             try:
                 return call()
-            except zhmcclient.HTTPError as exc:
-                if attempt >= self.retries or not (
-                        exc.http_status == 503 or
-                        (exc.http_status == 409 and exc.reason in (1, 2)) or
-                        (method == 'GET' and exc.http_status >= 500)):
+            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
+                if attempt >= self.retries or not self._not_done(method, exc):
                     raise
-                why = '%s,%s %s' % (exc.http_status, exc.reason,
-                                    exc.message)
-            except zhmcclient.ConnectionError as exc:
-                if attempt >= self.retries or method != 'GET' or \
-                        isinstance(exc.details, requests.exceptions.SSLError):
-                    raise           # (an untrusted certificate stays so)
                 why = str(exc)
             delay = self.interval * 2 ** attempt
             attempt += 1
