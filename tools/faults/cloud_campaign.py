@@ -199,8 +199,11 @@ def lifecycle(cloud: Cloud, n: int, count: int, image_id: str,
               all(s['status'] == 'ACTIVE' for s in servers))
     for s in servers:
         cloud.delete_server(s['id'])
+    # gone, or ERROR with no task under way (a delete that failed; a
+    # failed build is ERROR while its delete still runs)
     left = _wait_servers(cloud, prefix, 0,
-                         lambda s: s['status'] == 'ERROR',
+                         lambda s: s['status'] == 'ERROR' and
+                         not s.get('OS-EXT-STS:task_state'),
                          params['delete_timeout'])
     rec['left_after_delete'] = [f"{s['id']} {s['status']}" for s in left]
     rec['ok'] = active and not left
