@@ -35,7 +35,6 @@ Encrypted volumes are refused (a partition has no host OS to open LUKS).
 
 import logging
 import sys
-import time
 from typing import Any
 
 import os_resource_classes as orc
@@ -402,20 +401,10 @@ class DPMDriver(driver.ComputeDriver):
         between. ``step`` must be safe to run again.
         """
         group = CONF[dpm_conf.DPM_GROUP]
-        attempt = 0
-        while True:
-            try:
-                return step(instance)
-            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
-                if attempt >= group.hmc_retries or not hmc.transient(exc):
-                    raise
-                delay = group.hmc_retry_interval * 2 ** attempt
-                attempt += 1
-                LOG.warning('%s the partition of instance %s failed (%s); '
-                            'trying again (%d of %d) in %.1f s', what,
-                            instance.uuid, str(exc)[:200], attempt,
-                            group.hmc_retries, delay)
-                time.sleep(delay)
+        hmc.call_again(lambda: step(instance), group.hmc_retries,
+                       group.hmc_retry_interval, hmc.transient,
+                       '%s the partition of instance %s' % (what,
+                                                            instance.uuid))
 
     def _remove_once(self, instance: Any) -> None:
         name = self.parts.name(instance.uuid)

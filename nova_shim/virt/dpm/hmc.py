@@ -98,6 +98,27 @@ def transient(exc: Exception) -> bool:
     return False
 
 
+def call_again(call: Any, retries: int, interval: float,
+               again: Any, what: str) -> Any:
+    """``call()``, made again after an HMC error ``again(exc)`` accepts.
+
+    Up to ``retries`` more times, ``interval`` seconds before the first
+    retry, doubled for each further one.
+    """
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
+            if attempt >= retries or not again(exc):
+                raise
+            delay = interval * 2 ** attempt
+            attempt += 1
+            LOG.warning('%s: %s; retry %d of %d in %.1f s', what,
+                        str(exc)[:200], attempt, retries, delay)
+            time.sleep(delay)
+
+
 class RetryingSession(zhmcclient.Session):
     """zhmcclient's ``Session``, sending again what the HMC did not do.
 
@@ -131,19 +152,9 @@ class RetryingSession(zhmcclient.Session):
                                    and exc.http_status in (503, 409))
 
     def _again(self, method: str, uri: str, call: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except (zhmcclient.HTTPError, zhmcclient.ConnectionError) as exc:
-                if attempt >= self.retries or not self._not_done(method, exc):
-                    raise
-                why = str(exc)
-            delay = self.interval * 2 ** attempt
-            attempt += 1
-            LOG.warning('HMC %s %s: %s; retry %d of %d in %.1f s', method,
-                        uri, why[:200], attempt, self.retries, delay)
-            time.sleep(delay)
+        return call_again(call, self.retries, self.interval,
+                          lambda exc: self._not_done(method, exc),
+                          'HMC %s %s' % (method, uri))
 
     def get(self, uri: str, *args: Any, **kwargs: Any) -> Any:
         return self._again('GET', uri,
