@@ -83,7 +83,10 @@ def newer_attempt(volume: Any) -> bool:
         fresh = objects.Volume.get_by_id(
             cinder_context.get_admin_context(), volume.id)
     except exception.VolumeNotFound:
-        return True             # deleted meanwhile: nothing to clean here
+        # Deleted meanwhile: no attempt can follow. A volume in error
+        # with no host is deleted without the driver, so what the failed
+        # attempt made is removed here or nowhere.
+        return False
     if fresh.host:
         LOG.info('Volume %s: a newer create attempt is scheduled; the '
                  'clean-up of the failed one deletes nothing.', volume.id)

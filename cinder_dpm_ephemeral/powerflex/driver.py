@@ -53,9 +53,12 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
         0.2.1 - A volume or snapshot the array made but whose answer was
                 lost (timeout, 5xx after the fact) is found by its name
                 and removed when its Cinder volume is deleted.
+        0.2.2 - The clean-up after a reschedule removes the failed
+                attempt's volume when the Cinder volume was deleted
+                meanwhile.
     """
 
-    VERSION = '0.2.1'
+    VERSION = '0.2.2'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

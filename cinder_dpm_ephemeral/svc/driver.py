@@ -56,9 +56,13 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 initialize_connection removes the mapping and host it
                 may have made. The clean-up Cinder runs after rescheduling
                 a failed create leaves the LUN to the volume's own delete.
+        0.2.2 - Busy answers retried for commands run with
+                check_exit_code=False too (lsvdisk); the clean-up after a
+                reschedule removes the failed attempt's LUN when the
+                volume was deleted meanwhile.
     """
 
-    VERSION = '0.2.1'
+    VERSION = '0.2.2'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -21,6 +21,11 @@ Two gaps of the in-tree path, which runs each command once through
   dropped ``mkvdisk`` as a parse error while the vdisk exists;
 * ``CMMVC5786E`` (the cluster is not in a stable state; nothing was
   done) fails the whole operation at once, though it passes in seconds.
+  Commands the in-tree code runs with ``check_exit_code=False`` (``lsvdisk``
+  reads "does not exist" from the error output) see it as an error
+  answer and raise at once, even in the delete Cinder runs to clean up
+  after a failed create, whose failure it ignores: the LUN of the failed
+  attempt then stays on the array (found by the fault campaign).
 
 :func:`execute` raises :class:`SessionLost` for the first, and
 :func:`run` retries what is safe to retry:
@@ -53,6 +58,23 @@ NOT_FOUND = ('CMMVC5753E', 'CMMVC5754E')
 BACKOFF = (0.5, 1.0, 2.0, 4.0)
 
 
+class Busy(processutils.ProcessExecutionError):
+    """``CMMVC5786E``: the cluster did nothing; the command may run again.
+
+    Raised whatever ``check_exit_code`` says; :func:`run` hands the
+    answer back as it came when the retries are used up and the caller
+    reads errors itself.
+    """
+
+    def __init__(self, cmd: str, out: str, err: str, exit_code: int,
+                 check_exit_code: bool) -> None:
+        super().__init__(exit_code=exit_code,
+                         stdout=strutils.mask_password(out), stderr=err,
+                         cmd=cmd)
+        self.answer = (out, err)
+        self.check_exit_code = check_exit_code
+
+
 class SessionLost(processutils.ProcessExecutionError):
     """The SSH session ended with no exit status: outcome unknown."""
 
@@ -75,6 +97,9 @@ def execute(ssh: paramiko.SSHClient, command: str,
     status = channel.recv_exit_status()
     if status == -1:
         raise SessionLost(strutils.mask_password(command))
+    if status != 0 and any(c in err for c in BUSY):
+        raise Busy(strutils.mask_password(command), out, err, status,
+                   check_exit_code)
     if check_exit_code and status != 0:
         raise processutils.ProcessExecutionError(
             exit_code=status, stdout=strutils.mask_password(out),
@@ -109,15 +134,19 @@ def run(once: Callable[[], tuple[str, str]], command: str,
                                   f'{type(exc).__name__}: {exc}')
             lost_once = True
             why = f'{type(exc).__name__}: {exc}'
+        except Busy as exc:
+            if last:
+                if exc.check_exit_code:
+                    raise
+                return exc.answer
+            why = (exc.stderr or '').strip()
         except processutils.ProcessExecutionError as exc:
             err = exc.stderr or ''
             if removal and lost_once and any(c in err for c in NOT_FOUND):
                 LOG.info('%s: gone on retry; the attempt whose session was '
                          'lost had removed it.', v)
                 return '', ''
-            if last or not any(c in err for c in BUSY):
-                raise
-            why = err.strip()
+            raise
         LOG.warning('SVC command %(verb)s: %(why)s; retrying in %(s).1f s.',
                     {'verb': v, 'why': why, 's': BACKOFF[attempt]})
         sleep(BACKOFF[attempt])

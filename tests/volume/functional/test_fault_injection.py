@@ -19,9 +19,12 @@ the fault made deterministic.
 import time
 
 from cinder import context as cinder_context
+from cinder import exception as cinder_exception
 from cinder import objects
 
 from cinder_dpm_ephemeral.emulators.svc import common as svc_common
+from cinder_dpm_ephemeral import reschedule
+from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 from cinder_dpm_ephemeral.testing import audit
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
@@ -49,6 +52,24 @@ class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
         log = self.all_logs()
         self.assertIn('[cinder.volume', log)
         self.assertNotIn(self.backend.login[1], log)
+
+    def test_cleanup_after_a_reschedule_outlives_the_volume(self):
+        # The volume's row is gone (deleted in error, with no host, so
+        # without the driver) before the clean-up of its last failed
+        # attempt looks at it: no attempt can follow, the clean-up must
+        # still remove what the attempt made.
+        vol = self.create_volume(self.VOLUME_GB)
+        self.wait_for_volume(vol['id'])
+        ctx = cinder_context.get_admin_context()
+        volume = objects.Volume.get_by_id(ctx, vol['id'])
+        # as after a create whose answer was lost: no provider_id
+        volume.update({'host': None, 'status': 'creating',
+                       'provider_id': None})
+        self.assertTrue(reschedule.rescheduled_create(volume))
+        objects.Volume.get_by_id(ctx, vol['id']).destroy()
+        self.driver.delete_volume(volume)
+        self.assertNotIn(self._lun_name(vol['id']), self._lun_names())
+        self.assert_clean()
 
     # -- helpers --------------------------------------------------------------
     def _image(self, seed):
@@ -121,6 +142,58 @@ class SVCFaultTests(_FaultTests, cinder_harness.CinderHarness):
             self.assertEqual([], self._maps(vol['id']))
         self.assert_clean()
 
+    def test_busy_answer_to_a_lookup_is_retried(self):
+        # The in-tree lsvdisk runs with check_exit_code=False (it reads
+        # "does not exist" from the error output): a busy cluster's answer
+        # used to fail the lookup at once, even in the clean-up after a
+        # failed create, which leaked that attempt's vdisk.
+        vol = self.create_volume(self.VOLUME_GB)
+        self.wait_for_volume(vol['id'])
+        name = f'volume-{vol["id"]}'
+        self.backend.emulator.call('array.inject_fault', 'lsvdisk', 2,
+                                   svc_common.E_UNSTABLE)
+        attrs = self.driver._helpers.get_vdisk_attributes(name)
+        self.assertEqual(name, attrs['name'])
+        # busy for longer than the retries last: the in-tree error, as is
+        self.backend.emulator.call('array.inject_fault', 'lsvdisk',
+                                   len(svc_ssh.BACKOFF) + 1,
+                                   svc_common.E_UNSTABLE)
+        exc = self.assertRaises(cinder_exception.VolumeBackendAPIException,
+                                self.driver._helpers.get_vdisk_attributes,
+                                name)
+        self.assertIn('CMMVC5786E', str(exc))
+        self.delete_volume(vol['id'])
+        self.assert_clean()
+
+    def test_last_attempt_of_a_lost_create_leaves_no_vdisk(self):
+        # Every attempt's mkvdisk runs, its session drops; the scheduler
+        # gives up after the last one, so the volume has no host and its
+        # delete never reaches the driver: only the clean-up after each
+        # reschedule, whose lookups meet a busy cluster, removes the vdisk.
+        self.backend.emulator.call('array.inject_fault', 'mkvdisk', 3,
+                                   'drop_after')
+        self.backend.emulator.call('array.inject_fault', 'lsvdisk', 3,
+                                   svc_common.E_UNSTABLE)
+        vol = self.create_volume(self.VOLUME_GB)
+        failed = self.wait_for_volume(vol['id'], ('error',))
+        self.assertIsNone(failed.get('os-vol-host-attr:host'))
+        # deleted at once, as Nova deletes a failed root volume: the
+        # clean-up of the last attempt may still be running, or not begun
+        self.delete_volume(vol['id'])
+        name = f'volume-{vol["id"]}'
+        deadline = time.monotonic() + 30
+        while name in self._lun_names() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertNotIn(name, self._lun_names())
+        self.assert_clean()
+
+    def _lun_names(self):
+        return {v['name'] for v in
+                self.backend.emulator.inventory()['vdisks']}
+
+    def _lun_name(self, vol_id):
+        return f'volume-{vol_id}'
+
     def test_failed_connection_leaves_no_host_or_mapping(self):
         # mkvdiskhostmap ran but its answer was lost: the attachment fails
         # (Nova then deletes it); the mapping and the host made for it
@@ -170,11 +243,11 @@ class PowerFlexFaultTests(_FaultTests, cinder_harness.CinderHarness):
     BACKEND = 'powerflex'
     VOLUME_GB = 8
 
-    def _array_names(self):
+    def _lun_names(self):
         return {v['name'] for v in
                 self.backend.emulator.inventory()['volumes']}
 
-    def _name(self, vol_id):
+    def _lun_name(self, vol_id):
         from cinder.volume.drivers.dell_emc.powerflex import utils
         return utils.id_to_base64(vol_id)
 
@@ -183,7 +256,7 @@ class PowerFlexFaultTests(_FaultTests, cinder_harness.CinderHarness):
             cinder_context.get_admin_context(), vol_id).provider_id
 
     def _names_of(self, vol_id):
-        return [n for n in self._array_names() if n == self._name(vol_id)]
+        return [n for n in self._lun_names() if n == self._lun_name(vol_id)]
 
     def test_volume_whose_create_answer_was_lost_is_removed(self):
         # createVolume took effect, its answer came after the driver's
