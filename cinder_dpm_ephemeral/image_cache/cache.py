@@ -107,8 +107,12 @@ class CloneBackend(Protocol):
 
     def write_image(self, context: Any, golden: objects.Volume,
                     image_file: str, image_format: str,
-                    reads_zeros: bool = False, info: Any = None) -> None:
-        """Convert ``image_file`` into the golden LUN (raw)."""
+                    reads_zeros: Any = False, info: Any = None,
+                    connector: Any = None) -> None:
+        """Convert ``image_file`` into the golden LUN (raw).
+
+        ``reads_zeros`` and ``connector`` may be :class:`writer.Soon`.
+        """
 
     def thin_clone(self, golden: objects.Volume,
                    volume: objects.Volume) -> dict | None:
@@ -472,19 +476,24 @@ class GoldenImageCache:
             accounting.commit(ictx, reservations)
             self.capacity.add(golden)
             try:
+                # os-brick's connector properties while the array makes
+                # the LUN; whether it reads zeros while it is attached
+                connector = writer.Soon(writer.connector_properties,
+                                        self.backend.driver)
                 update = self.backend.create_golden_lun(golden)
                 if update:
                     golden.update(update)
                     golden.save()
-                zeros = self.backend.reads_zeros(golden)
+                zeros = writer.Soon(self.backend.reads_zeros, golden)
                 if raw_stream is not None:
                     writer.write_raw_stream(
                         self.backend.driver, context, golden, raw_stream,
-                        virtual, zeros)
+                        virtual, zeros, connector)
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,
-                                                 streamed.uri, fmt, zeros)
+                                                 streamed.uri, fmt, zeros,
+                                                 connector=connector)
                     except Exception:
                         streamed.raise_download_error()
                         raise
@@ -493,7 +502,8 @@ class GoldenImageCache:
                         streamed.export_stats.get('early_reads', 0))}
                 else:
                     self.backend.write_image(context, golden, tmp, fmt,
-                                             zeros, info=info)
+                                             zeros, info=info,
+                                             connector=connector)
             except Exception:
                 LOG.exception('Building golden volume %(g)s for image '
                               '%(img)s failed; removing it.',

@@ -23,12 +23,19 @@ Zero blocks are skipped only on a LUN that is known to read zeros where it
 was never written (a new thin SVC vdisk, a PowerFlex pool with zero
 padding): on any other LUN a skipped block would show whatever the array
 had there before, e.g. another tenant's deleted data.
+
+What a build needs before its first byte but can learn beside other steps
+is started early as a :class:`Soon`: os-brick's connector properties while
+the array makes the LUN, the array's answer whether the LUN reads zeros
+while the LUN is attached (doc/benchmarks.md, "Where the time goes").
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,16 +54,59 @@ WRITE_UNIT = 4 * 1024 * 1024
 _ZERO = bytes(WRITE_UNIT)
 
 
+class Soon:
+    """``fn(*args)`` computed beside the caller's next steps.
+
+    A thread of its own (a green thread in the eventlet-patched volume
+    service); :meth:`result` waits for it and returns its value or raises
+    its error, as if called there. Only for calls with no effect to undo:
+    one whose result no one asks for is simply dropped.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:        # handed to result()'s caller
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def value(v: Any) -> Any:
+    """``v``, or what it computes if it is a :class:`Soon`."""
+    return v.result() if isinstance(v, Soon) else v
+
+
+def connector_properties(driver: Any) -> dict:
+    """os-brick's connector properties for the driver's image transfers."""
+    return volume_utils.brick_get_connector_properties(
+        driver.configuration.use_multipath_for_image_xfer,
+        driver.configuration.enforce_multipath_for_image_xfer)
+
+
 @contextlib.contextmanager
-def attached(driver: Any, context: Any, volume: Any) -> Iterator[str]:
+def attached(driver: Any, context: Any, volume: Any,
+             connector: dict | Soon | None = None) -> Iterator[str]:
     """Attach ``volume`` the driver's own way; yield its device path.
 
     The driver's ``_attach_volume`` decides how (os-brick over the array's
     protocol, or the emulator's LUN file); it is detached on the way out.
+    ``connector``: os-brick's connector properties if already asked for
+    (:func:`connector_properties`, perhaps as a :class:`Soon`).
     """
-    properties = volume_utils.brick_get_connector_properties(
-        driver.configuration.use_multipath_for_image_xfer,
-        driver.configuration.enforce_multipath_for_image_xfer)
+    properties = (value(connector) if connector is not None
+                  else connector_properties(driver))
     attach_info, volume = driver._attach_volume(context, volume, properties)
     try:
         yield attach_info['device']['path']
@@ -83,15 +133,19 @@ def convert_file_to_device(image_file: str, path: str, image_format: str,
 
 def write_image(driver: Any, context: Any, golden: Any, image_file: str,
                 image_format: str, image_id: str | None,
-                reads_zeros: bool, virtual_size: int,
-                info: Any = None) -> None:
+                reads_zeros: bool | Soon, virtual_size: int,
+                info: Any = None,
+                connector: dict | Soon | None = None) -> None:
     """Convert an image onto a volume (``qemu-img convert`` streams).
 
     ``image_file`` is a downloaded file, checked by Cinder's own
     ``convert_image``, or the NBD URI of a qcow2 still downloading (see
     :mod:`.stream`, which has checked its header already).
+    ``reads_zeros`` (perhaps still being asked, a :class:`Soon`) is needed
+    once the LUN is attached.
     """
-    with attached(driver, context, golden) as path:
+    with attached(driver, context, golden, connector) as path:
+        reads_zeros = value(reads_zeros)
         if image_file.startswith('nbd+unix://'):
             stream.convert_qcow2_to_device(image_file, path,
                                            reads_zeros=reads_zeros)
@@ -106,7 +160,8 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
 
 def write_raw_stream(driver: Any, context: Any, golden: Any,
                      inspector: formats.StreamInspector,
-                     expected_size: int, reads_zeros: bool) -> int:
+                     expected_size: int, reads_zeros: bool | Soon,
+                     connector: dict | Soon | None = None) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
     ``inspector`` is the download, inspected as it passes (oslo.utils'
@@ -116,12 +171,14 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     GPT) is what a bootable raw disk has and is accepted. The stream must
     be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
     refused before a byte past that size is written, a shorter one at its
-    end. Returns the bytes written.
+    end. Returns the bytes written. ``reads_zeros`` and ``connector`` as
+    for :func:`write_image`.
     """
     image_id = inspector.image_id
     total = 0
-    with attached(driver, context, golden) as path, \
+    with attached(driver, context, golden, connector) as path, \
             utils.temporary_chown(path), open(path, 'r+b') as dev:
+        reads_zeros = value(reads_zeros)
         buf = bytearray()
         for chunk in inspector:
             total += len(chunk)

@@ -19,6 +19,7 @@ clone path, and the checks made once at start.
 import contextlib
 import io
 import os
+import time
 
 from cinder.cmd import manage
 from cinder import context as cinder_context
@@ -28,7 +29,10 @@ import eventlet
 import fixtures
 from oslo_config import cfg
 
+from cinder_dpm_ephemeral import emulation
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import driver as cache_driver
+from cinder_dpm_ephemeral.svc import clones
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
 from tests.volume.functional import array_views
@@ -235,6 +239,41 @@ class SVCOpsTest(array_views.SVCArray, _OpsTests,
 
     def slow_array(self):
         self.backend.emulator.set('array.latency', 0.05)
+
+    def test_build_asks_beside_the_array(self):
+        # A golden build learns os-brick's connector properties while the
+        # array makes the LUN, and whether the LUN reads zeros while it
+        # is attached (writer.Soon): neither waits for the other.
+        spans = {}
+
+        def record(owner, name, label):
+            orig = getattr(owner, name)
+
+            def timed(*args, **kwargs):
+                t0 = time.monotonic()
+                try:
+                    return orig(*args, **kwargs)
+                finally:
+                    spans.setdefault(label, (t0, time.monotonic()))
+            self.useFixture(fixtures.MonkeyPatch(
+                f'{owner.__module__}.{owner.__qualname__}.{name}'
+                if isinstance(owner, type) else
+                f'{owner.__name__}.{name}', timed))
+
+        record(volume_utils, 'brick_get_connector_properties', 'connector')
+        record(cache_driver.ArrayClones, 'create_golden_lun', 'lun')
+        record(clones.SVCClones, 'reads_zeros', 'zeros')
+        record(emulation.EmulatedDataPathMixin, '_attach_volume', 'attach')
+        # every CLI command takes 0.3 s: each step lasts long enough to see
+        self.backend.emulator.set('array.latency', 0.3)
+        _image, meta = self._image(51, 'beside', fmt='raw')
+        (vol,) = self._create(meta['id'])
+        self.assertEqual('available', vol['status'])
+
+        def overlap(a, b):
+            return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+        self.assertTrue(overlap('connector', 'lun'), spans)
+        self.assertTrue(overlap('zeros', 'attach'), spans)
 
 
 class PowerFlexOpsTest(array_views.PowerFlexArray, _OpsTests,
