@@ -362,19 +362,28 @@ class DPMDriver(driver.ComputeDriver):
                         '%d network interface(s) ignored', instance.uuid,
                         len(network_info))
         name = self.parts.name(instance.uuid)
+        # Each step is run again after a transient HMC error, the partition
+        # kept: its HBAs' WWPNs are those Cinder mapped the volumes to,
+        # so it cannot be made again here. Setting the boot volume sets
+        # the same properties again; start looks at the status first.
         try:
             part = self.parts.find(instance.uuid)
             if part is None:  # prepare_for_spawn did not run (or failed)
                 self.prepare_for_spawn(instance)
                 part = self.parts.get(instance.uuid)
-            self.store.set_boot(part, name, data,
-                                volume.bdm_volume_id(root) or '')
+            self._again('Setting the boot volume of', instance,
+                        lambda _i: self.store.set_boot(
+                            part, name, data,
+                            volume.bdm_volume_id(root) or ''))
             for bdm, extra in extras:
-                self.store.attach(part, name, extra,
-                                  volume.bdm_volume_id(bdm) or '',
-                                  float(_volume_size(bdm) or 1))
+                self._again('Attaching a volume to', instance,
+                            lambda _i, b=bdm, e=extra: self.store.attach(
+                                part, name, e,
+                                volume.bdm_volume_id(b) or '',
+                                float(_volume_size(b) or 1)))
             if power_on:
-                self.parts.start(part)
+                self._again('Starting', instance,
+                            lambda _i: self.parts.start(part))
         except Exception:
             LOG.exception('Spawning %s failed; removing its partition', name)
             self._remove(instance)

@@ -307,7 +307,7 @@ class HbaRouteTest(_Lifecycle, base.DriverTestCase):
 
 
 class RemovalRetriedTest(base.DriverTestCase):
-    """destroy() after an HMC error or a lost answer on the way."""
+    """Preparing, spawning, destroying: after an HMC error or lost answer."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -384,6 +384,46 @@ class RemovalRetriedTest(base.DriverTestCase):
         # removed, the second one made
         self.assertEqual(2, len(calls))
         self.assertEqual([calls[0]], self.leftovers()['partitions'])
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
+    def _spawn_prepared(self, inst: Any) -> None:
+        connector = self.driver.get_volume_connector(inst)
+        self.driver.spawn(self.ctxt, inst, {}, [], None, {}, [],
+                          self.block_device_info(connector, 3, ()))
+
+    def test_start_answer_lost(self) -> None:
+        # Start Partition took effect, its answer was lost: the step runs
+        # again, finds the partition active and starts nothing.
+        inst = self.instance()
+        self.driver.prepare_for_spawn(inst)
+        calls = self._fail_first(zhmcclient.Partition, 'start', True)
+        self._spawn_prepared(inst)
+        self.assertEqual(1, len(calls))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(inst).state)
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
+    def test_boot_volume_set_again_after_an_hmc_error(self) -> None:
+        # The partition is kept (its HBAs' WWPNs are those Cinder mapped
+        # the root volume to); only the failed step runs again.
+        inst = self.instance()
+        self.driver.prepare_for_spawn(inst)
+        part = self.partition(inst)
+        part.pull_full_properties()
+        made = part.get_property('object-id')
+        calls = self._fail_first(zhmcclient.Partition, 'update_properties',
+                                 False)
+        self._spawn_prepared(inst)
+        self.assertEqual(2, len(calls))
+        part = self.partition(inst)
+        part.pull_full_properties()
+        self.assertEqual(made, part.get_property('object-id'))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(inst).state)
         self.driver.destroy(self.ctxt, inst, [])
         self.assertEqual({'partitions': [], 'storage_groups': [],
                           'hbas': []}, self.leftovers())
