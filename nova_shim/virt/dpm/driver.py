@@ -417,7 +417,8 @@ class DPMDriver(driver.ComputeDriver):
 
     def _remove_once(self, instance: Any) -> None:
         name = self.parts.name(instance.uuid)
-        part = self.parts.find(instance.uuid)
+        # fresh: after a lost answer the partition may be gone already
+        part = self.parts.find(instance.uuid, fresh=True)
         if part is not None:
             self.parts.stop(part)
         self.store.remove(part, name)

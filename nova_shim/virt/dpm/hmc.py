@@ -129,8 +129,13 @@ class RetryingSession(zhmcclient.Session):
     nothing: it is sent again after any server error (5xx) or a lost
     connection; a POST or DELETE whose answer was lost, or that failed
     with another 5xx, may have taken effect and is not. zhmcclient itself
-    retries only connection failures of GETs.
+    retries only connection failures of GETs. A POST of Submit Requests
+    (``/api/services/aggregation/submit``, the aggregation service that
+    zhmcclient's ``list(full_properties=True)`` uses to read many objects
+    at once) whose requests are all GETs is a query too.
     """
+
+    BULK = '/api/services/aggregation/submit'
 
     def __init__(self, *args: Any, retries: int = 3, interval: float = 1.0,
                  **kwargs: Any) -> None:
@@ -139,7 +144,7 @@ class RetryingSession(zhmcclient.Session):
         self.interval = interval
 
     @staticmethod
-    def _not_done(method: str, exc: Exception) -> bool:
+    def _not_done(query: bool, exc: Exception) -> bool:
         """Whether the HMC surely did not act on the failed request.
 
         Any transient failure of a query (it changes nothing); for a POST
@@ -148,23 +153,28 @@ class RetryingSession(zhmcclient.Session):
         """
         if not transient(exc):
             return False
-        return method == 'GET' or (isinstance(exc, zhmcclient.HTTPError)
-                                   and exc.http_status in (503, 409))
+        return query or (isinstance(exc, zhmcclient.HTTPError)
+                         and exc.http_status in (503, 409))
 
-    def _again(self, method: str, uri: str, call: Any) -> Any:
+    def _again(self, method: str, uri: str, call: Any,
+               query: bool = False) -> Any:
         return call_again(call, self.retries, self.interval,
-                          lambda exc: self._not_done(method, exc),
+                          lambda exc: self._not_done(query, exc),
                           'HMC %s %s' % (method, uri))
 
     def get(self, uri: str, *args: Any, **kwargs: Any) -> Any:
         return self._again('GET', uri,
                            lambda: super(RetryingSession, self).get(
-                               uri, *args, **kwargs))
+                               uri, *args, **kwargs), query=True)
 
-    def post(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+    def post(self, uri: str, resource: Any = None, body: Any = None,
+             *args: Any, **kwargs: Any) -> Any:
+        reads = (uri == self.BULK and isinstance(body, dict) and all(
+            r.get('method') == 'GET' for r in body.get('requests') or [{}]))
         return self._again('POST', uri,
                            lambda: super(RetryingSession, self).post(
-                               uri, *args, **kwargs))
+                               uri, resource, body, *args, **kwargs),
+                           query=reads)
 
     def delete(self, uri: str, *args: Any, **kwargs: Any) -> Any:
         return self._again('DELETE', uri,

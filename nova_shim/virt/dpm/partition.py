@@ -74,7 +74,17 @@ class Partitions:
         return partition_name(self.host, instance_uuid)
 
     # -- lookup ------------------------------------------------------------
-    def find(self, instance_uuid: str) -> zhmcclient.Partition | None:
+    def find(self, instance_uuid: str, fresh: bool = False
+             ) -> zhmcclient.Partition | None:
+        """The instance's partition, or None.
+
+        zhmcclient finds a name in its name-to-URI cache, which a delete
+        whose answer was lost leaves holding the deleted partition (the
+        next GET of it answers 404, ``CeasedExistence``); ``fresh`` asks
+        the HMC instead.
+        """
+        if fresh:
+            self.cpc.partitions.invalidate_cache()
         try:
             return self.cpc.partitions.find(name=self.name(instance_uuid))
         except zhmcclient.NotFound:

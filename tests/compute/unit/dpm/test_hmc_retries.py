@@ -99,6 +99,23 @@ class TestRetryingSession(HTTPSTestCase):
         # refused as a duplicate name or made a second partition
         self.assertEqual(['once'], [p.name for p in cpc.partitions.list()])
 
+    def test_bulk_read_sent_again_after_lost_answer(self) -> None:
+        # list(full_properties=True) reads the objects through one POST of
+        # Submit Requests (the aggregation service), all of it GETs: a
+        # query, sent again after a lost answer like a GET.
+        cpc = self.cpc(self.session())
+        cpc.partitions.create(dict(PART_PROPS, name='pb'))
+        faults.write_control_file(self.state_dir, 0.5, seed=3,
+                                  modes={'timeout_after': 1.0},
+                                  timeout_seconds=0)
+        for _ in range(10):
+            (part,) = cpc.partitions.list(full_properties=True)
+            self.assertEqual('stopped', part.get_property('status'))
+        time.sleep(1.0)     # the stats file lags up to 0.5 s
+        self.assertGreaterEqual(
+            faults.read_stats(self.state_dir)['injected']['timeout_after'],
+            5)
+
     def test_untrusted_certificate_not_retried(self) -> None:
         session = hmc.RetryingSession(
             '127.0.0.1', *LOGIN, port=self.emu.port, verify_cert=True,

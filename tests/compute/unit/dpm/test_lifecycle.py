@@ -356,6 +356,28 @@ class RemovalRetriedTest(base.DriverTestCase):
         self.assertEqual({'partitions': [], 'storage_groups': [],
                           'hbas': []}, self.leftovers())
 
+    def test_partition_delete_answer_lost_in_transit(self) -> None:
+        # The HMC deleted the partition, the answer was lost on the way:
+        # zhmcclient never hears of the delete and keeps the partition in
+        # its name cache. The removal's next try must ask the HMC.
+        inst = self.instance()
+        self.spawn(inst)
+        real = self.session.delete
+        lost: list[str] = []
+
+        def delete(uri: str, *args: Any, **kwargs: Any) -> Any:
+            result = real(uri, *args, **kwargs)
+            if re.fullmatch('/api/partitions/[^/]+', uri) and not lost:
+                lost.append(uri)
+                raise zhmcclient.ConnectionError('connection lost', None)
+            return result
+        self.useFixture(fixtures.MockPatchObject(self.session, 'delete',
+                                                 side_effect=delete))
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual(1, len(lost))
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
     def test_gives_up_after_the_retries(self) -> None:
         self.flags(hmc_retries=1, group='dpm')
         inst = self.instance()
