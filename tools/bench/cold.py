@@ -414,9 +414,27 @@ def main(argv: list[str]) -> int:
     results['headline'] = head = headline(results['storage'])
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()
+    results['code'] = _code()
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2, default=str)
     print(f'results: {args.out}')
     print(json.dumps(head))
     return 0
+
+
+def _code() -> str:
+    """The commit measured (and whether the work tree differed from it)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                              cwd=here, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain',
+                                '--untracked-files=no', '--', '.',
+                                '../../cinder_dpm_ephemeral'],
+                               cwd=here, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown (not a git work tree)'
+    return f'commit {head}' + (' with local changes' if dirty else '')
