@@ -58,6 +58,19 @@ def description(host: str) -> str:
     return 'OpenStack CPCSubset=%s' % host
 
 
+def job_gone(exc: zhmcclient.HTTPError) -> bool:
+    """The job's status answered 404: its result was deleted unread.
+
+    zhmcclient's ``wait_for_completion`` deletes a completed job's status
+    (Delete Completed Job Status) right after reading it; when that
+    DELETE's answer is lost it polls the job again, and the HMC answers
+    404 for a job it has already deleted. The operation did complete; how
+    it ended is read from the object itself.
+    """
+    return (exc.http_status == 404 and
+            (getattr(exc, 'request_uri', '') or '').startswith('/api/jobs/'))
+
+
 class Partitions:
     """The partitions of one subset of one CPC."""
 
@@ -142,8 +155,15 @@ class Partitions:
             # Start Partition needs a stopped partition (HMC WS API).
             self.stop(part)
         LOG.info('Starting partition %s', part.name)
-        part.start(operation_timeout=self.start_timeout,
-                   status_timeout=self.start_timeout)
+        try:
+            part.start(operation_timeout=self.start_timeout,
+                       status_timeout=self.start_timeout)
+        except zhmcclient.HTTPError as e:
+            if not job_gone(e):
+                raise
+            LOG.info('Partition %s: the Start Partition job was gone '
+                     'before its result was read; looking at the '
+                     'partition instead (%s)', part.name, e)
         status = self.status(part)
         if status not in RUNNING_STATES:
             raise exception.PartitionError(
@@ -164,9 +184,18 @@ class Partitions:
         except zhmcclient.HTTPError as e:
             # 409,1: the partition's status does not allow the operation,
             # i.e. it stopped meanwhile (HMC WS API, Stop Partition).
-            if not (e.http_status == 409 and e.reason == 1):
+            if e.http_status == 409 and e.reason == 1:
+                LOG.debug('Partition %s was already stopped: %s', part.name,
+                          e)
+                return
+            if not job_gone(e):
                 raise
-            LOG.debug('Partition %s was already stopped: %s', part.name, e)
+            status = self.status(part)
+            if status in STOPPABLE_STATES:
+                raise exception.PartitionError(
+                    name=part.name,
+                    reason='status %s after Stop Partition (expected '
+                           'stopped)' % status)
 
     def delete(self, part: zhmcclient.Partition) -> None:
         self.stop(part)

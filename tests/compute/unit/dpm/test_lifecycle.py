@@ -429,6 +429,46 @@ class RemovalRetriedTest(base.DriverTestCase):
         self.assertEqual({'partitions': [], 'storage_groups': [],
                           'hbas': []}, self.leftovers())
 
+    def _job_gone_once(self, method: str) -> list[str]:
+        """``Partition.<method>`` acts, then its job's status is gone.
+
+        As when zhmcclient's delete of the completed job lost its answer
+        and its next poll of the job met 404.
+        """
+        real = getattr(zhmcclient.Partition, method)
+        calls: list[str] = []
+
+        def gone(part: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(part.name)
+            result = real(part, *args, **kwargs)
+            if len(calls) == 1:
+                raise zhmcclient.HTTPError({
+                    'http-status': 404, 'reason': 1,
+                    'message': 'Unknown resource', 'request-method': 'GET',
+                    'request-uri': '/api/jobs/8729406cb8e2'})
+            return result
+        self.useFixture(fixtures.MonkeyPatch(
+            f'zhmcclient.Partition.{method}', gone))
+        return calls
+
+    def test_start_job_status_gone(self) -> None:
+        inst = self.instance()
+        self.driver.prepare_for_spawn(inst)
+        calls = self._job_gone_once('start')
+        self._spawn_prepared(inst)
+        self.assertEqual(1, len(calls))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(inst).state)
+
+    def test_stop_job_status_gone(self) -> None:
+        inst = self.instance()
+        self.spawn(inst)
+        calls = self._job_gone_once('stop')
+        self.driver.destroy(self.ctxt, inst, [])
+        self.assertEqual(1, len(calls))
+        self.assertEqual({'partitions': [], 'storage_groups': [],
+                          'hbas': []}, self.leftovers())
+
     def test_boot_volume_set_again_after_an_hmc_error(self) -> None:
         # The partition is kept (its HBAs' WWPNs are those Cinder mapped
         # the root volume to); only the failed step runs again.
