@@ -11,8 +11,9 @@
 # under the License.
 """Golden volumes: one download per image and pool, thin clones after that.
 
-The cache is array-agnostic. A driver gives it a :class:`CloneBackend` (how
-to make a golden LUN, write an image into it, thin-clone it, count what
+The cache is array-agnostic. A driver gives it a
+:class:`~cinder_dpm_ephemeral.image_cache.backend.CloneBackend` (how to
+make a golden LUN, write an image into it, thin-clone it, count what
 depends on it) and calls :meth:`GoldenImageCache.clone_image` from its
 ``clone_image``; Cinder's volume manager tries that first for every volume
 created from an image.
@@ -41,7 +42,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from cinder import context as cinder_context
 from cinder import coordination
@@ -55,6 +56,8 @@ from oslo_utils import timeutils
 from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
+from cinder_dpm_ephemeral.image_cache import backend as cache_backend
+from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.image_cache import eviction
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
@@ -91,59 +94,6 @@ STATE_READY = 'ready'
 STATE_REMOVING = 'removing'
 
 
-class CloneBackend(Protocol):
-    """What the cache needs from an array driver."""
-
-    #: most thin clones one golden volume may have (array limit)
-    max_clones_per_golden: int
-    #: the Cinder volume driver (attaches volumes for image writes)
-    driver: Any
-
-    def golden_size_gb(self, virtual_size: int) -> int:
-        """Size of a golden LUN for an image of ``virtual_size`` bytes."""
-
-    def create_golden_lun(self, golden: objects.Volume) -> dict | None:
-        """Create the array object for ``golden``; returns a model update."""
-
-    def write_image(self, context: Any, golden: objects.Volume,
-                    image_file: str, image_format: str,
-                    reads_zeros: Any = False, info: Any = None,
-                    connector: Any = None) -> None:
-        """Convert ``image_file`` into the golden LUN (raw).
-
-        ``reads_zeros`` and ``connector`` may be :class:`writer.Soon`.
-        """
-
-    def thin_clone(self, golden: objects.Volume,
-                   volume: objects.Volume) -> dict | None:
-        """Array-side thin clone of ``golden`` as ``volume``, at its size."""
-
-    def dependents(self, golden: objects.Volume) -> int:
-        """Array objects that still share data with ``golden``."""
-
-    def delete_golden_lun(self, golden: objects.Volume) -> None:
-        """Delete the array object of ``golden`` (no dependents left)."""
-
-    def is_clone_limit(self, error: Exception) -> bool:
-        """Whether ``error`` says ``golden`` cannot take another clone."""
-
-    def delete_clone(self, volume: objects.Volume) -> bool:
-        """Delete a thin clone the array's quick way; False: not handled."""
-
-    def supports(self, volume: objects.Volume) -> str | None:
-        """Why a thin clone cannot serve ``volume``'s type, or None.
-
-        Cinder's own path serves the volumes a thin clone cannot.
-        """
-
-    def reads_zeros(self, golden: objects.Volume) -> bool:
-        """Whether ``golden``'s LUN reads zeros where never written."""
-
-    def extension_reads_zeros(self, golden: objects.Volume,
-                              volume: objects.Volume) -> bool:
-        """Whether a clone larger than ``golden`` reads zeros past it."""
-
-
 def image_version(image_meta: dict[str, Any]) -> str:
     """A short digest that changes whenever the image's bytes change."""
     parts = [str(image_meta.get(k) or '') for k in
@@ -154,8 +104,8 @@ def image_version(image_meta: dict[str, Any]) -> str:
 class GoldenImageCache:
     """The golden-volume cache of one Cinder backend."""
 
-    def __init__(self, backend: CloneBackend, configuration: Any,
-                 db: Any) -> None:
+    def __init__(self, backend: cache_backend.CloneBackend,
+                 configuration: Any, db: Any) -> None:
         self.backend = backend
         self.configuration = configuration
         self.db = db
@@ -374,7 +324,7 @@ class GoldenImageCache:
         # here, before anything is downloaded or created, if its signature
         # properties are incomplete or its certificate cannot be had).
         verifier = signature.verifier_for(context, image_meta)
-        conv_dir = conversion_dir()
+        conv_dir = checks.conversion_dir()
         os.makedirs(conv_dir, exist_ok=True)
         tmp = ''   # a download file, for what cannot stream onto the LUN
 
@@ -749,60 +699,6 @@ class GoldenImageCache:
 
 
 TOUCH_EVERY = 60
-
-
-def conversion_dir() -> str:
-    """Where images are downloaded to (Cinder's ``image_conversion_dir``)."""
-    from oslo_config import cfg
-    return cfg.CONF.image_conversion_dir or tempfile.gettempdir()
-
-
-def setup_problems(configuration: Any) -> list[str]:
-    """What keeps the cache from working on this backend, with the fix.
-
-    Checked once when the volume service starts (the driver's
-    ``check_for_setup_error``), not once per volume.
-    """
-    from oslo_config import cfg
-    conf = cfg.CONF
-    problems = []
-    if not configuration.safe_get('dpm_ephemeral_image_cache_enabled'):
-        return problems
-    if cinder_context.get_internal_tenant_context() is None:
-        problems.append(
-            'the golden image cache is enabled but Cinder\'s internal '
-            'tenant is not configured, so it is off: set '
-            'cinder_internal_tenant_project_id and '
-            'cinder_internal_tenant_user_id in [DEFAULT] of cinder.conf')
-    conv = conversion_dir()
-    try:
-        os.makedirs(conv, exist_ok=True)
-    except OSError as exc:
-        problems.append(f'image_conversion_dir {conv} does not exist and '
-                        f'cannot be created ({exc.strerror}): create it, '
-                        f'writable by the cinder-volume user')
-    else:
-        if not os.access(conv, os.W_OK | os.X_OK):
-            problems.append(f'image_conversion_dir {conv} is not writable '
-                            f'by this service (uid {os.getuid()}): make it '
-                            f'writable by the cinder-volume user')
-    try:
-        backend_url = conf.coordination.backend_url or ''
-        cluster = conf.cluster
-    except cfg.NoSuchOptError:          # options of cinder-volume's command
-        backend_url, cluster = '', None
-    if cluster and backend_url.startswith('file://'):
-        problems.append(
-            f'[DEFAULT] cluster = {cluster} (several volume services '
-            f'share these arrays) but [coordination] backend_url is '
-            f'{backend_url}, a lock of this host only: services on other '
-            f'hosts build the same golden volumes at once. Set '
-            f'backend_url to a distributed lock manager shared by the '
-            f'cluster (e.g. etcd3+http://HOST:2379)')
-    glance_problem = glance_access.missing_credentials()
-    if glance_problem:
-        problems.append(glance_problem)
-    return problems
 
 
 def _now(offset_seconds: float = 0) -> str:

@@ -21,7 +21,9 @@ from cinder.message import message_field
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral import cache_stats
+from cinder_dpm_ephemeral.image_cache import backend
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral import opts
 from cinder_dpm_ephemeral import security
@@ -30,7 +32,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ArrayClones:
-    """The parts of a :class:`cache.CloneBackend` common to all arrays.
+    """The parts of a :class:`backend.CloneBackend` common to all arrays.
 
     A golden LUN is an ordinary volume of the driver, and images are written
     onto it through the driver's own attach. Subclasses add the array's
@@ -97,7 +99,7 @@ class GoldenCacheDriverMixin:
     host: str
     image_cache: cache.GoldenImageCache
 
-    def _init_golden_cache(self, clones: cache.CloneBackend) -> None:
+    def _init_golden_cache(self, clones: backend.CloneBackend) -> None:
         self.configuration.append_config_values(opts.emulation_opts)
         self.configuration.append_config_values(opts.image_cache_opts)
         self.image_cache = cache.GoldenImageCache(clones, self.configuration,
@@ -116,7 +118,7 @@ class GoldenCacheDriverMixin:
             super().check_for_setup_error()  # type: ignore[misc]
         for warning in security.insecure_settings(self.configuration):
             LOG.warning('%s.', warning)
-        for problem in cache.setup_problems(self.configuration):
+        for problem in checks.setup_problems(self.configuration):
             LOG.warning('Backend %(backend)s: %(problem)s.',
                         {'backend': self.configuration.config_group,
                          'problem': problem})

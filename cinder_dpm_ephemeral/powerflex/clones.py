@@ -36,7 +36,7 @@ ERR_TOO_MANY_SNAPS = 182
 
 
 class PowerFlexClones(cache_driver.ArrayClones):
-    """:class:`cinder_dpm_ephemeral.image_cache.cache.CloneBackend`."""
+    """:class:`cinder_dpm_ephemeral.image_cache.backend.CloneBackend`."""
 
     max_clones_per_golden = VTREE_SNAPSHOT_LIMIT
 

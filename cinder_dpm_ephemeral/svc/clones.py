@@ -56,7 +56,10 @@ def clone_map_name(volume: Any) -> str:
 
 
 class SVCClones(cache_driver.ArrayClones):
-    """:class:`cinder_dpm_ephemeral.image_cache.cache.CloneBackend` on SVC."""
+    """The golden cache's array contract on SVC.
+
+    :class:`cinder_dpm_ephemeral.image_cache.backend.CloneBackend`.
+    """
 
     max_clones_per_golden = SVC_FCMAP_SOURCE_LIMIT
 

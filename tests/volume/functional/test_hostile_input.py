@@ -45,7 +45,7 @@ import paramiko
 
 from cinder_dpm_ephemeral.emulators.powerflex import errors as pf_errors
 from cinder_dpm_ephemeral.emulators.powerflex import gateway
-from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import disks
@@ -204,7 +204,7 @@ class _Views(array_views.InternalTenant):
                  for k in ('volumes', 'gigabytes')})
 
     def _state(self):
-        conv = cache.conversion_dir()
+        conv = checks.conversion_dir()
         leftovers = sorted(n for n in os.listdir(conv)
                            if n.startswith(('dpm-golden-', 'nbd-')))
         return (self.array_objects(), sorted(self.backend.luns.list()),

@@ -24,6 +24,7 @@ import eventlet
 import fixtures
 
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
 from cinder_dpm_ephemeral.testing import keymgr
@@ -257,7 +258,7 @@ class _CacheTests(array_views.InternalTenant):
         self.delete_volume(vol['id'])
 
     def _conversion_leftovers(self):
-        conv = cache.conversion_dir()
+        conv = checks.conversion_dir()
         return [n for n in os.listdir(conv)
                 if n.startswith('dpm-golden-') or n.startswith('nbd-')]
 

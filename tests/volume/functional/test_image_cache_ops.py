@@ -30,7 +30,7 @@ import fixtures
 from oslo_config import cfg
 
 from cinder_dpm_ephemeral import emulation
-from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral.svc import clones
 from cinder_dpm_ephemeral.testing import cinder_harness
@@ -201,7 +201,7 @@ class _OpsTests(array_views.InternalTenant):
     # -- start-up checks ------------------------------------------------------
     def test_setup_problems_named_once_at_start(self):
         conf = self.driver.configuration
-        self.assertEqual([], cache.setup_problems(conf))
+        self.assertEqual([], checks.setup_problems(conf))
         blocker = os.path.join(self.work_dir, 'a-file')
         with open(blocker, 'w'):
             pass
@@ -212,7 +212,7 @@ class _OpsTests(array_views.InternalTenant):
         self.flags(backend_url='file:///var/lib/cinder',
                    group='coordination')
         self.flags(cinder_internal_tenant_project_id=None)
-        problems = cache.setup_problems(conf)
+        problems = checks.setup_problems(conf)
         self.assertEqual(3, len(problems), problems)
         self.assertIn('cinder_internal_tenant_project_id', problems[0])
         self.assertIn('image_conversion_dir', problems[1])
