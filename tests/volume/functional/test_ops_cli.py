@@ -230,5 +230,6 @@ class SVCOpsCliTest(_Cli, array_views.SVCArray, cinder_harness.CinderHarness):
         self.assertEqual(1, rc)
         [array] = [c for c in checks if c['name'] == 'array']
         self.assertEqual('FAIL', array['status'])
+        # (the detail says what the driver met, should this ever differ)
         self.assertIn('start the array (or its emulator) or fix san_ip',
-                      array['fix'])
+                      array['fix'], array)
