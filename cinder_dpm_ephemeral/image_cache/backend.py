@@ -53,6 +53,13 @@ class CloneBackend(Protocol):
     def dependents(self, golden: objects.Volume) -> int:
         """Array objects that still share data with ``golden``."""
 
+    def clone_counts(self, goldens: list[objects.Volume]) -> dict[str, int]:
+        """:meth:`dependents` of each of ``goldens`` by volume id.
+
+        In a fixed number of array calls, whatever the number of golden
+        volumes: the stats update asks it every polling interval.
+        """
+
     def delete_golden_lun(self, golden: objects.Volume) -> None:
         """Delete the array object of ``golden`` (no dependents left)."""
 

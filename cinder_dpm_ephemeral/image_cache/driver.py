@@ -76,6 +76,14 @@ class ArrayClones:
         """Whether a clone larger than ``golden`` reads zeros past it."""
         return self.reads_zeros(golden)
 
+    def clone_counts(self, goldens: list[Any]) -> dict[str, int]:
+        """One :meth:`dependents` call per golden volume.
+
+        Arrays that can list what depends on many volumes at once
+        override this.
+        """
+        return {g.id: self.dependents(g) for g in goldens}
+
     def delete_golden_lun(self, golden: Any) -> None:
         self.driver.delete_volume(golden)
 

@@ -62,15 +62,17 @@ def cache_list(drivers: dict[str, Any]) -> list[dict[str, Any]]:
         limit = None
         if driver is not None:
             limit = driver.image_cache.backend.max_clones_per_golden
-        for g in _goldens(name):
+        goldens = _goldens(name)
+        counts: dict[str, int] = {}
+        if driver is not None and goldens:
+            try:
+                counts = driver.image_cache.backend.clone_counts(goldens)
+            except Exception as exc:
+                LOG.warning('Clones of the golden volumes of %s not '
+                            'counted: %s', name, exc)
+        for g in goldens:
             md = g.metadata
-            clones: int | None = None
-            if driver is not None:
-                try:
-                    clones = int(driver.image_cache.backend.dependents(g))
-                except Exception as exc:
-                    LOG.warning('Clones of golden volume %s not counted: '
-                                '%s', g.id, exc)
+            clones: int | None = counts.get(g.id)
             rows.append({
                 'backend': name,
                 'pool': md.get(cache.MD_POOL) or

@@ -115,6 +115,51 @@ class PowerFlexClones(cache_driver.ArrayClones):
         stats = client.query_vtree_statistics(info['vtreeId'])
         return max(0, int(stats.get('numOfVolumes', 1)) - 1)
 
+    def clone_counts(self, goldens: list[Any]) -> dict[str, int]:
+        """Snapshots in each golden volume's vTree, in 1 + pools calls.
+
+        ``queryBySelectedIds`` gives the goldens' vTree and storage pool
+        ids in one request; each pool's volumes (``GET
+        /api/instances/StoragePool::<id>/relationships/Volume``, PowerFlex
+        REST API reference) are counted by vTree, as
+        :meth:`dependents` counts one vTree. A snapshot lives in its
+        source's pool. Without an answer for every golden volume (one
+        removed meanwhile), each is asked on its own.
+        """
+        counts = {g.id: 0 for g in goldens}
+        by_provider = {g.provider_id: g.id for g in goldens if g.provider_id}
+        if not by_provider:
+            return counts
+        client = self.driver._get_client()
+        r, vols = client.execute_powerflex_post_request(
+            '/types/Volume/instances/action/queryBySelectedIds',
+            {'ids': list(by_provider)})
+        if r.status_code != 200 or not isinstance(vols, list) or \
+                {v.get('id') for v in vols} != set(by_provider):
+            return super().clone_counts(goldens)
+        trees: dict[str, list[str]] = {}
+        pools = set()
+        for v in vols:
+            trees.setdefault(v['vtreeId'], []).append(by_provider[v['id']])
+            pools.add(v['storagePoolId'])
+        members: dict[str, int] = {}
+        for pool_id in sorted(pools):
+            r, pool_vols = client.execute_powerflex_get_request(
+                '/instances/StoragePool::%(pool_id)s/relationships/Volume',
+                pool_id=pool_id)
+            if r.status_code != 200 or not isinstance(pool_vols, list):
+                raise exception.VolumeBackendAPIException(data=(
+                    f'Cannot list the volumes of storage pool {pool_id}: '
+                    f'{pool_vols}'))
+            for v in pool_vols:
+                tree = v.get('vtreeId')
+                if tree in trees:
+                    members[tree] = members.get(tree, 0) + 1
+        for tree, golden_ids in trees.items():
+            for golden_id in golden_ids:
+                counts[golden_id] = max(0, members.get(tree, 1) - 1)
+        return counts
+
     def delete_golden_lun(self, golden: Any) -> None:
         # Also without a provider_id: a golden whose create answer was
         # lost is found by name (PowerFlexEphemeralDriver.delete_volume).

@@ -247,6 +247,28 @@ class SVCClones(cache_driver.ArrayClones):
                 return 0
             raise
 
+    def clone_counts(self, goldens: list[Any]) -> dict[str, int]:
+        """FlashCopy maps of each golden vdisk, from one ``lsfcmap``.
+
+        ``lsfcmap`` without an object lists every map of the cluster with
+        its source and target vdisk names (IBM Documentation, lsfcmap);
+        counting the maps a golden is the source or target of gives what
+        ``lsvdiskfcmappings`` of each golden would, in one command
+        instead of one per golden volume.
+        """
+        if not goldens:
+            return {}
+        names = {g.name: g.id for g in goldens}
+        counts = dict.fromkeys(names.values(), 0)
+        rows = self.driver._helpers.ssh.run_ssh_info(
+            ['svcinfo', 'lsfcmap', '-delim', '!'], with_header=True)
+        for row in rows:
+            for key in ('source_vdisk_name', 'target_vdisk_name'):
+                golden_id = names.get(row.get(key))
+                if golden_id is not None:
+                    counts[golden_id] += 1
+        return counts
+
     def delete_golden_lun(self, golden: Any) -> None:
         """Delete the golden vdisk only if no FlashCopy map uses it.
 

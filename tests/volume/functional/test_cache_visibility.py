@@ -79,3 +79,74 @@ class SVCCacheVisibilityTest(array_views.InternalTenant,
         self.assertEqual((0, 0, 0), (pool['dpm_golden_volumes'],
                                      pool['dpm_golden_gb'],
                                      pool['dpm_golden_clones']))
+
+
+class _StatsCost:
+    """The stats update asks the array about clones once, not per golden.
+
+    It runs every ``backend_stats_polling_interval`` (and with it the
+    golden cache's figures): one ``lsvdiskfcmappings`` (SVC) or two REST
+    calls (PowerFlex) per golden volume made it grow with the cache, on
+    an array whose command rate is shared with every other client.
+    """
+
+    def _volume_from(self, image_meta, keep=True):
+        vol = self.wait_for_volume(
+            self.create_volume(self.VOLUME_GB, image_id=image_meta['id'])
+            ['id'], timeout=300)
+        self.assertEqual('available', vol['status'], vol)
+        if not keep:
+            self.delete_volume(vol['id'])
+        return vol
+
+    def _stats(self):
+        """Array calls of one stats update, and the pool's figures.
+
+        The emulator counts every call; the volume manager's own periodic
+        stats report may run at the same moment and only add to the
+        count: the least of three updates is the update's own cost.
+        """
+        costs = []
+        for _ in range(3):
+            before = self.backend.emulator.call('calls_made')
+            self.driver._update_volume_stats()
+            costs.append(self.backend.emulator.call('calls_made') - before)
+        [pool] = self.driver._stats['pools']
+        return min(costs), pool
+
+    def test_pool_figures_cost_the_same_for_any_number_of_goldens(self):
+        metas = [self.add_image(images.make_image(
+            self.work_dir, 4 * MiB, 'qcow2', seed=30 + i, name=f'cost{i}'))
+            for i in range(3)]
+        self._volume_from(metas[0])
+        self._volume_from(metas[0])
+        calls_one, pool = self._stats()
+        self.assertEqual((1, 2), (pool['dpm_golden_volumes'],
+                                  pool['dpm_golden_clones']))
+
+        self._volume_from(metas[1])
+        self._volume_from(metas[2], keep=False)
+        calls_three, pool = self._stats()
+        self.assertEqual((3, 3), (pool['dpm_golden_volumes'],
+                                  pool['dpm_golden_clones']))
+        self.assertEqual(calls_one, calls_three)
+
+        # per golden, the batch agrees with asking each golden alone
+        cache = self.driver.image_cache
+        goldens = {g.metadata['image_id']: g for g in self.goldens()}
+        counts = cache.backend.clone_counts(list(goldens.values()))
+        self.assertEqual([2, 1, 0], [counts[goldens[m['id']].id]
+                                     for m in metas])
+        self.assertEqual(counts, {g.id: cache.backend.dependents(g)
+                                  for g in goldens.values()})
+
+
+class SVCStatsCostTest(_StatsCost, array_views.InternalTenant,
+                       array_views.SVCArray, cinder_harness.CinderHarness):
+    pass
+
+
+class PowerFlexStatsCostTest(_StatsCost, array_views.InternalTenant,
+                             array_views.PowerFlexArray,
+                             cinder_harness.CinderHarness):
+    pass
