@@ -21,11 +21,17 @@ notifications are enabled (``[oslo_messaging_notifications] driver``).
 Pool statistics: each pool's dict in the driver's stats gains
 ``dpm_golden_volumes``, ``dpm_golden_gb`` and ``dpm_golden_clones``
 (visible with ``cinder get-pools --detail``; the scheduler ignores
-unknown keys).
+unknown keys). The clone count is one array call for all golden volumes
+(:meth:`~cinder_dpm_ephemeral.image_cache.backend.CloneBackend.
+clone_counts`), made at most every half ``backend_stats_polling_interval``
+or when a golden volume is new: Cinder refreshes the stats after every
+volume delete, and a count of clones up to a polling interval old is what
+the periodic report gives anyway.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cinder import rpc
@@ -85,9 +91,7 @@ def pool_figures(cache: Any, host: str,
             figures['dpm_golden_gb'] += int(g.size or 0)
             mine.append((g, figures))
         try:
-            # one question to the array for all of them, not one each
-            clones = (cache.backend.clone_counts([g for g, _ in mine])
-                      if mine else {})
+            clones = _clone_counts(cache, [g for g, _ in mine])
         except Exception:
             LOG.warning('Clones of the golden volumes of %s not counted: '
                         'the array did not answer.', host)
@@ -96,3 +100,16 @@ def pool_figures(cache: Any, host: str,
             figures['dpm_golden_clones'] += int(clones.get(g.id, 0))
     for p in pools:
         p.update(per_pool[p['pool_name']])
+
+
+def _clone_counts(cache: Any, goldens: list[Any]) -> dict[str, int]:
+    """Clones per golden volume id: one array call, reused for a while."""
+    if not goldens:
+        return {}
+    now = time.monotonic()
+    at, counts = cache.clone_counts_seen
+    if (now - at >= cfg.CONF.backend_stats_polling_interval / 2 or
+            any(g.id not in counts for g in goldens)):
+        counts = cache.backend.clone_counts(goldens)
+        cache.clone_counts_seen = (now, counts)
+    return counts

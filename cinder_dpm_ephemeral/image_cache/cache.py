@@ -116,6 +116,9 @@ class GoldenImageCache:
         self.capacity = accounting.CapacityBook(backend.driver)
         #: golden volumes this process is building or removing now
         self.building: set[str] = set()
+        #: (when, clones per golden id): the pool stats' last array answer
+        self.clone_counts_seen: tuple[float, dict[str, int]] = (
+            float('-inf'), {})
 
     # -- configuration --------------------------------------------------------
     @property

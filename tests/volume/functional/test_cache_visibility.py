@@ -56,7 +56,9 @@ class SVCCacheVisibilityTest(array_views.InternalTenant,
             self.assertEqual('pool0', payload['pool'])
             self.assertEqual(first['os-vol-host-attr:host'], payload['host'])
 
-        # the pool's stats carry the cache's figures
+        # the pool's stats carry the cache's figures (the clone count as
+        # of now, not of a refresh less than half a polling interval ago)
+        self.driver.image_cache.clone_counts_seen = (float('-inf'), {})
         self.driver._update_volume_stats()
         [pool] = self.driver._stats['pools']
         self.assertEqual(1, pool['dpm_golden_volumes'])
@@ -99,15 +101,21 @@ class _StatsCost:
             self.delete_volume(vol['id'])
         return vol
 
-    def _stats(self):
+    def _stats(self, fresh=True):
         """Array calls of one stats update, and the pool's figures.
 
-        The emulator counts every call; the volume manager's own periodic
-        stats report may run at the same moment and only add to the
-        count: the least of three updates is the update's own cost.
+        ``fresh``: as when the last clone count is half a polling interval
+        old (the periodic report), else right after another update (the
+        refresh Cinder makes after each delete). The emulator counts
+        every call; the volume manager's own periodic report may run at
+        the same moment and only add to the count: the least of three
+        updates is the update's own cost.
         """
         costs = []
         for _ in range(3):
+            if fresh:
+                self.driver.image_cache.clone_counts_seen = (float('-inf'),
+                                                             {})
             before = self.backend.emulator.call('calls_made')
             self.driver._update_volume_stats()
             costs.append(self.backend.emulator.call('calls_made') - before)
@@ -131,6 +139,13 @@ class _StatsCost:
                                   pool['dpm_golden_clones']))
         self.assertEqual(calls_one, calls_three)
 
+        # Cinder's refresh after each delete reuses the count (stale by
+        # at most half a polling interval) and asks the array only for
+        # the pool itself
+        calls_cached, pool = self._stats(fresh=False)
+        self.assertEqual(3, pool['dpm_golden_clones'])
+        self.assertEqual(calls_three - self.CLONE_QUERY_CALLS, calls_cached)
+
         # per golden, the batch agrees with asking each golden alone
         cache = self.driver.image_cache
         goldens = {g.metadata['image_id']: g for g in self.goldens()}
@@ -143,10 +158,11 @@ class _StatsCost:
 
 class SVCStatsCostTest(_StatsCost, array_views.InternalTenant,
                        array_views.SVCArray, cinder_harness.CinderHarness):
-    pass
+    CLONE_QUERY_CALLS = 1       # lsfcmap
 
 
 class PowerFlexStatsCostTest(_StatsCost, array_views.InternalTenant,
                              array_views.PowerFlexArray,
                              cinder_harness.CinderHarness):
-    pass
+    # queryBySelectedIds, the pool's volumes
+    CLONE_QUERY_CALLS = 2
