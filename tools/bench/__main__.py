@@ -194,9 +194,10 @@ def main(argv: list[str]) -> int:
     out_dir = os.path.join('doc', 'results')
     os.makedirs(out_dir, exist_ok=True)
     stamp = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    from tools.bench import cold
     results: dict = {'quick': args.quick, 'finished': None,
                      'started': stamp, 'load_average': os.getloadavg(),
-                     'cpus': os.cpu_count()}
+                     'cpus': os.cpu_count(), 'code': cold.code_version()}
     if args.only in (None, 'nova'):
         import subprocess
         # Nova cannot share a process with Cinder: run it on its own.

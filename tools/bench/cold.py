@@ -414,7 +414,7 @@ def main(argv: list[str]) -> int:
     results['headline'] = head = headline(results['storage'])
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()
-    results['code'] = _code()
+    results['code'] = code_version()
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2, default=str)
@@ -423,7 +423,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _code() -> str:
+def code_version() -> str:
     """The commit measured (and whether the work tree differed from it)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
