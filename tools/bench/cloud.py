@@ -43,6 +43,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from typing import Any
@@ -61,6 +62,10 @@ STOCK_TYPE = 'stock-svc'
 DPM_FLAVOR = 'bench.dpm'
 PLAIN_FLAVOR = 'bench.plain'
 POLL = 0.2
+MiB = 1024 * 1024
+#: cinder-volume's driver classes (its log's "Starting volume driver")
+DRIVER_CLASSES = {'StorwizeEphemeralDriver': 'ours',
+                  'StockStorwizeFCDriver': 'stock'}
 
 
 class BenchError(RuntimeError):
@@ -201,6 +206,58 @@ class Api:
             time.sleep(0.5)
 
 
+class VolumeServiceRss:
+    """Peak RSS of one cinder-volume backend process and its children.
+
+    Sampled every 20 ms from this (the bench's) process, so the sampling
+    costs the service nothing. Each backend of cinder-volume is its own
+    process; its children are what it runs for a create (``qemu-img``,
+    the privsep daemon). The figure is the sum of their RSS (pages shared
+    between them counted in each: an upper bound of the memory they
+    hold).
+    """
+
+    INTERVAL = 0.02
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.idle = self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> int:
+        import psutil
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return 0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass            # a child that has just ended
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            self.peak = max(self.peak, self._sample())
+
+    def __enter__(self) -> VolumeServiceRss:
+        if self.pid:
+            self.idle = self.peak = self._sample()
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._sample())
+
+
 def _bdm_image(image_id: str, volume_type: str) -> list[dict[str, Any]]:
     return [{'uuid': image_id, 'source_type': 'image',
              'destination_type': 'volume', 'boot_index': 0,
@@ -210,8 +267,11 @@ def _bdm_image(image_id: str, volume_type: str) -> list[dict[str, Any]]:
 
 class Bench:
     def __init__(self, api: Api, image: Any, repeats: int, storm: int,
-                 storm_repeats: int) -> None:
+                 storm_repeats: int,
+                 volume_pids: dict[str, int] | None = None) -> None:
         self.api = api
+        #: the cinder-volume backend process of 'ours' and of 'stock'
+        self.volume_pids = volume_pids or {}
         self.image = image
         self.repeats = repeats
         self.storm = storm
@@ -265,6 +325,17 @@ class Bench:
                 'destination_type': 'volume', 'boot_index': 0,
                 'delete_on_termination': False}]})
 
+    def cold(self, who: str) -> dict[str, float]:
+        """A boot from a new image, with its backend process's RSS."""
+        image_id = self.new_image(f'cold-{who}')
+        fn = self.ours if who == 'ours' else self.stock
+        with VolumeServiceRss(self.volume_pids.get(who)) as rss:
+            value = fn(image_id)
+        if rss.peak:
+            value['volume_service_peak_rss_mb'] = rss.peak / MiB
+            value['volume_service_idle_rss_mb'] = rss.idle / MiB
+        return value
+
     def record(self, key: str, value: dict[str, float]) -> None:
         self.raw.setdefault(key, []).append(value)
         LOG.warning('%s: %s', key, {k: round(v, 2) for k, v in
@@ -283,8 +354,8 @@ class Bench:
             ('warm_ours_direct', lambda: self.ours_direct(warm_ours)),
             ('warm_stock', lambda: self.stock(warm_stock)),
             ('floor', lambda: self.floor(floor_vol)),
-            ('cold_ours', lambda: self.ours(self.new_image('cold-ours'))),
-            ('cold_stock', lambda: self.stock(self.new_image('cold-stock'))),
+            ('cold_ours', lambda: self.cold('ours')),
+            ('cold_stock', lambda: self.cold('stock')),
         ]
         for r in range(self.repeats):
             # A different order each repeat: no configuration always runs
@@ -367,6 +438,16 @@ def figures(raw: dict, repeats: int, storm: int, storm_repeats: int,
     out['seconds'] = {k: {f: _stat([v[f] for v in vs])
                           for f in ('active_s', 'post_s')}
                       for k, vs in raw.items()}
+    # cinder-volume's backend process alone (children included) during a
+    # cold boot: peak, and peak less its RSS before the boot
+    for who in ('ours', 'stock'):
+        runs = [v for v in raw.get(f'cold_{who}', [])
+                if 'volume_service_peak_rss_mb' in v]
+        out[f'cold_volume_service_peak_rss_mb_{who}'] = _stat(
+            [v['volume_service_peak_rss_mb'] for v in runs])
+        out[f'cold_volume_service_rss_growth_mb_{who}'] = _stat(
+            [v['volume_service_peak_rss_mb'] - v['volume_service_idle_rss_mb']
+             for v in runs])
     out['repeats'] = repeats
     out['storm_size'] = storm
     out['storm_repeats'] = storm_repeats
@@ -418,6 +499,19 @@ def cinder_create_seconds(log: pathlib.Path, offset: int = 0
     return {k: _stat(v) for k, v in seconds.items()}
 
 
+def volume_backend_pids(log: pathlib.Path, offset: int = 0
+                        ) -> dict[str, int]:
+    """The cinder-volume process of ours and of stock, from its log."""
+    pids: dict[str, int] = {}
+    with open(log, errors='replace') as f:
+        f.seek(offset)
+        for line in f:
+            m = _DRIVER_START.search(line)
+            if m and m.group(5) in DRIVER_CLASSES:
+                pids[DRIVER_CLASSES[m.group(5)]] = int(m.group(4))
+    return pids
+
+
 def _environment(root: pathlib.Path) -> None:
     os.environ['DPM_CLOUD_DIR'] = str(root)
     os.environ['DPM_CLOUD_PORT_OFFSET'] = str(PORT_OFFSET)
@@ -463,7 +557,8 @@ def main(argv: list[str]) -> int:
             image = images.make_disk_image(work, 'qcow2', 'gpt',
                                            512 * images.MiB, seed=21,
                                            name='bench')
-            bench = Bench(api, image, repeats, storm, storm_repeats)
+            bench = Bench(api, image, repeats, storm, storm_repeats,
+                          volume_backend_pids(volume_log, log_offset))
             raw = bench.run()
             image_bytes = os.path.getsize(image.path)
         creates = cinder_create_seconds(volume_log, log_offset)
