@@ -40,6 +40,21 @@ PARENT = textwrap.dedent('''
 ''')
 
 
+FORKER = textwrap.dedent('''
+    import os, sys, time
+    b = bytearray(128 * 1024 * 1024)
+    b[::4096] = b"x" * len(b[::4096])
+    sys.stdout.write("ready\\n")
+    sys.stdout.flush()
+    sys.stdin.readline()
+    pid = os.fork()                 # as subprocess does before its exec
+    if pid == 0:
+        time.sleep(1.0)
+        os._exit(0)
+    os.waitpid(pid, 0)
+''')
+
+
 class VolumeServiceRssTest(unittest.TestCase):
 
     def test_peak_includes_a_child_started_while_sampling(self):
@@ -55,10 +70,25 @@ class VolumeServiceRssTest(unittest.TestCase):
         self.assertGreater(rss.peak - rss.idle, 90 * MiB)
         self.assertGreater(rss.idle, 0)
 
+    def test_a_forked_child_is_not_a_second_copy(self):
+        # The child shares every page with its parent until it writes:
+        # the memory held does not double (RSS summed would say it did).
+        proc = subprocess.Popen([sys.executable, '-c', FORKER],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        self.addCleanup(proc.kill)
+        self.assertEqual('ready\n', proc.stdout.readline())
+        with cloud.VolumeServiceRss(proc.pid) as rss:
+            proc.stdin.write('go\n')
+            proc.stdin.flush()
+            proc.wait(timeout=30)
+        self.assertGreater(rss.peak_rss, 128 * MiB)
+        self.assertLess(rss.peak - rss.idle, 32 * MiB)
+
     def test_no_pid_no_figure(self):
         with cloud.VolumeServiceRss(None) as rss:
             pass
-        self.assertEqual((0, 0), (rss.idle, rss.peak))
+        self.assertEqual((0, 0, 0), (rss.idle, rss.peak, rss.peak_rss))
 
     def test_backend_processes_from_the_volume_log(self):
         lines = [
