@@ -44,6 +44,8 @@ summary.stopTestRun()
 failed = len(summary.errors) + len(summary.failures)
 skipped = len(summary.skipped)
 print(summary.testsRun - failed - skipped, failed, skipped)
+for test, _ in summary.errors + summary.failures:
+    print(test.id())
 '''
 
 _print_lock = threading.Lock()
@@ -63,17 +65,19 @@ def _next_stream(repo: str) -> str:
         return ''
 
 
-def _counts(repo: str) -> tuple[int, int, int]:
+def _counts(repo: str) -> tuple[int, int, int, list[str]]:
+    """(passed, failed, skipped, ids of the failed) of repo's last run."""
     last = subprocess.run([sys.executable, '-m', 'stestr', '--repo-url', repo,
                            'last', '--subunit'],
                           capture_output=True, check=False)
     out = subprocess.run([sys.executable, '-c', _COUNTER], input=last.stdout,
                          capture_output=True, check=False)
+    lines = out.stdout.decode(errors='replace').splitlines()
     try:
-        p, f, s = (int(x) for x in out.stdout.decode().split())
-    except ValueError:
-        return 0, 0, 0
-    return p, f, s
+        p, f, s = (int(x) for x in lines[0].split())
+    except (IndexError, ValueError):
+        return 0, 0, 0, []
+    return p, f, s, lines[1:]
 
 
 def _command(suite: str, repo: str, argv: list[str],
@@ -94,21 +98,24 @@ def _start(suite: str, repo: str, argv: list[str],
                             errors='replace')
 
 
-def _result(rc: int, repo: str, before: str,
-            argv: list[str]) -> tuple[int, int, int, int]:
-    """(rc, passed, failed, skipped) of the run that just ended in repo."""
+Result = tuple[int, int, int, int, list[str]]
+
+
+def _result(rc: int, repo: str, before: str, argv: list[str]) -> Result:
+    """(rc, passed, failed, skipped, failed ids) of repo's run just ended."""
     if _next_stream(repo) == before:
         # No new run was recorded (e.g. a filter matching nothing on
         # this side): count nothing rather than the previous run.
-        return (0 if argv else rc), 0, 0, 0
-    p, f, s = _counts(repo)
+        return (0 if argv else rc), 0, 0, 0, []
+    p, f, s, ids = _counts(repo)
     if argv and p + f + s == 0:
         # A filter that matched nothing on this side (stestr still
         # initialises a new repository): nothing ran, nothing failed.
-        return 0, 0, 0, 0
+        return 0, 0, 0, 0, []
     if rc != 0 and f == 0:
         f = 1  # a run that failed before running tests still failed
-    return rc, p, f, s
+        ids = [f'{repo}: the run itself failed (exit code {rc})']
+    return rc, p, f, s, ids
 
 
 class _Alongside(threading.Thread):
@@ -126,7 +133,7 @@ class _Alongside(threading.Thread):
         for line in self.proc.stdout:
             _say(f'[e2e] {line}')
 
-    def result(self) -> tuple[int, int, int, int]:
+    def result(self) -> Result:
         self.join()
         rc = self.proc.wait()
         return _result(rc, ALONGSIDE_REPO, self.before, self.argv)
@@ -153,7 +160,10 @@ def main(argv: list[str]) -> int:
     line = f'{passed} passed, {failed} failed'
     if skipped:
         line += f', {skipped} skipped'
-    _say(f'\n{line}\n')  # alone on its line, whatever stestr left open
+    # The names again at the very end: a CI log is often read by its tail,
+    # far below each failure's own traceback.
+    failures = ''.join(f'FAILED {i}\n' for r in results for i in r[4])
+    _say(f'\n{failures}{line}\n')  # alone, whatever stestr left open
     if worst == 0 and passed == 0:
         return 1
     return 1 if failed else worst
