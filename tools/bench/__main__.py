@@ -127,8 +127,8 @@ def headline(storage: dict, repeats: int | None) -> dict:
             who, 'warm', 'array_calls_per_lifecycle'))
         put(f'stock_leftover_seconds_after_cold_{who}', stat(
             who, 'cold_qcow2', 'leftover_seconds'))
-    put('cold_peak_rss_mb_ours_svc', stat('ours-svc', 'cold_qcow2',
-                                          'peak_rss_mb'))
+    put('cold_peak_pss_mb_ours_svc', stat('ours-svc', 'cold_qcow2',
+                                          'peak_pss_mb'))
     targets = {'cold_qcow2_fraction_of_reference': ('>=', 0.7),
                'cold_raw_fraction_of_reference': ('>=', 0.9),
                'array_bytes_per_warm_clone': ('<=', 0)}

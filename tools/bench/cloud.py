@@ -43,7 +43,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from typing import Any
@@ -53,6 +52,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
+from tools.bench import memory
 
 LOG = logging.getLogger(__name__)
 
@@ -206,70 +206,6 @@ class Api:
             time.sleep(0.5)
 
 
-class VolumeServiceRss:
-    """Memory of one cinder-volume backend process and its children.
-
-    Sampled every 20 ms from this (the bench's) process, so the sampling
-    costs the service nothing. Each backend of cinder-volume is its own
-    process; its children are what it runs for a create (``qemu-img``,
-    os-brick's commands, the privsep daemon). Two figures:
-
-    * ``peak``: the largest sum of the tree's PSS (proportional set size,
-      ``/proc/<pid>/smaps_rollup``): each shared page counted once, split
-      among the processes sharing it. Summing RSS would count twice a
-      child just forked and not yet exec'ed (a copy of the whole service
-      for a moment: seen as a 130 MB spike from ``fork`` alone).
-    * ``peak_rss``: the backend process's own RSS, no children.
-    """
-
-    INTERVAL = 0.02
-
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.idle = self.peak = self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _sample(self) -> tuple[int, int]:
-        import psutil
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root] + root.children(recursive=True)
-            rss = root.memory_info().rss
-        except psutil.Error:
-            return 0, 0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_full_info().pss
-            except psutil.Error:
-                pass            # a child that has just ended
-        return total, rss
-
-    def _take(self) -> None:
-        pss, rss = self._sample()
-        self.peak = max(self.peak, pss)
-        self.peak_rss = max(self.peak_rss, rss)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.INTERVAL):
-            self._take()
-
-    def __enter__(self) -> VolumeServiceRss:
-        if self.pid:
-            self.idle, self.peak_rss = self._sample()
-            self.peak = self.idle
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._take()
-
-
 def _bdm_image(image_id: str, volume_type: str) -> list[dict[str, Any]]:
     return [{'uuid': image_id, 'source_type': 'image',
              'destination_type': 'volume', 'boot_index': 0,
@@ -341,7 +277,7 @@ class Bench:
         """A boot from a new image, with its backend process's RSS."""
         image_id = self.new_image(f'cold-{who}')
         fn = self.ours if who == 'ours' else self.stock
-        with VolumeServiceRss(self.volume_pids.get(who)) as rss:
+        with memory.TreeMemory(self.volume_pids.get(who)) as rss:
             value = fn(image_id)
         if rss.peak:
             value['volume_service_peak_pss_mb'] = rss.peak / MiB

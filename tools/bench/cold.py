@@ -39,6 +39,11 @@ of its size with files like a distribution's (text, binaries with
 zero-padded sections, compressed archives, preallocated data files), as
 qcow2 (``qemu-img convert -O qcow2``, what image builders run) and raw.
 
+With ``--ab OPTION`` each format is built again, right after, with that
+boolean backend option False (same image, same run): the figures of that
+variant are under ``without`` in the results and ``..._without_OPTION``
+in the headline.
+
 The fraction is reference / ours, per trial (paired: the reference is
 measured around that very build), reported as the median with min and
 max. Results: ``doc/results/bench-cold.json`` (``--out`` to change); the
@@ -342,6 +347,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--settle', type=float, default=0.0,
                         help='seconds of pause after the os.sync() before '
                              'each timed copy and the build (default 0)')
+    parser.add_argument('--ab', metavar='OPTION', default=None,
+                        help='also build each format with this boolean '
+                             'backend option False (e.g. '
+                             'dpm_ephemeral_read_ahead), one after the '
+                             'other in this run; its figures are under '
+                             '"without"')
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'bench-cold.json'))
     args = parser.parse_args(argv)
@@ -394,24 +405,42 @@ def main(argv: list[str]) -> int:
         storage_results: dict[str, Any] = {
             'params': {k: v for k, v in params.items()
                        if k != 'cold_images'}}
-        phases = {}
+        phases: dict[str, Any] = {}
+        without: dict[str, Any] = {}
+        variants = [({}, storage_results, phases)]
+        if args.ab:
+            # the option off, right after each build with it on
+            without = {'option': args.ab, 'storage': {}, 'phases': {}}
+            variants.append(({args.ab: False}, without['storage'],
+                             without['phases']))
         for fmt in formats:
-            params['cold_formats'] = [fmt]
-            res: dict[str, Any] = {}
-            with Phases() as timer:
-                storage.run_case('ours-svc', params, res, 'run_cold')
-            phases[fmt] = timer.summary()
-            storage_results.setdefault('ours-svc', {}).update(
-                res.get('ours-svc', {}))
-            if 'errors' in res:
-                storage_results.setdefault('errors', {}).update(
-                    {f'{k}-{fmt}': v for k, v in res['errors'].items()})
+            for options, into, steps in variants:
+                params['cold_formats'] = [fmt]
+                params['backend_options'] = options
+                res: dict[str, Any] = {}
+                with Phases() as timer:
+                    storage.run_case('ours-svc', params, res, 'run_cold')
+                steps[fmt] = timer.summary()
+                into.setdefault('ours-svc', {}).update(
+                    res.get('ours-svc', {}))
+                if 'errors' in res:
+                    into.setdefault('errors', {}).update(
+                        {f'{k}-{fmt}': v for k, v in res['errors'].items()})
+        params.pop('backend_options', None)
         results['storage'] = storage_results
         # seconds per step of one golden build (median, min, max)
         results['phases'] = phases
+        if without:
+            without['headline'] = headline(without['storage'])
+            results['without'] = without
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results['headline'] = head = headline(results['storage'])
+    if without:
+        for key in [k for k in head if k.endswith(
+                ('_fraction_of_reference', '_fraction_of_reference_spread',
+                 '_copy_seconds'))]:
+            head[f'{key}_without_{args.ab}'] = without['headline'].get(key)
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()
     results['code'] = code_version()

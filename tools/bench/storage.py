@@ -51,75 +51,15 @@ import unittest
 import uuid
 from typing import Any
 
+from tools.bench import memory
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 
-def _real_thread(target: Any) -> Any:
-    """A native thread even under eventlet (RSS sampling must not yield)."""
-    import eventlet.patcher
-    threading_ = eventlet.patcher.original('threading')  # noqa: N806
-    t = threading_.Thread(target=target, daemon=True)
-    t.start()
-    return t
-
-
-class _RSSSampler:
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = False
-
-    #: pids not counted (the array emulators: the array, not the host)
-    exclude: set[int] = set()
-
-    @staticmethod
-    def _rss_of(pid: int | str) -> int:
-        try:
-            with open(f'/proc/{pid}/status') as f:
-                for line in f:
-                    if line.startswith('VmRSS:'):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    @classmethod
-    def rss(cls) -> int:
-        """This process and its children (qemu-img), emulators excluded.
-
-        Cinder's API and scheduler run in this process too: the figure
-        is an upper bound of the volume service's.
-        """
-        me = os.getpid()
-        total = cls._rss_of(me)
-        for entry in os.listdir('/proc'):
-            if not entry.isdigit() or int(entry) in cls.exclude:
-                continue
-            try:
-                with open(f'/proc/{entry}/stat') as f:
-                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == me:
-                total += cls._rss_of(entry)
-        return total
-
-    def __enter__(self) -> _RSSSampler:
-        import eventlet.patcher
-        real_sleep = eventlet.patcher.original('time').sleep
-        self.idle = self.rss()
-        self.peak = self.idle
-
-        def loop() -> None:
-            while not self._stop:
-                self.peak = max(self.peak, self.rss())
-                real_sleep(0.01)
-        self._t = _real_thread(loop)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop = True
-        self._t.join(1)
+#: The emulators' processes, left out of the memory figure: they are the
+#: array, not the host.
+_ARRAY_PIDS: set[int] = set()
 
 
 def raw_reference_seconds(image_path: str, fmt: str, work: str,
@@ -146,18 +86,6 @@ def raw_reference_seconds(image_path: str, fmt: str, work: str,
     elapsed = time.monotonic() - t
     os.unlink(dst)
     return elapsed
-
-
-class _NoSampler:
-    """No RSS sampling (its thread takes the GIL every 10 ms)."""
-
-    peak = idle = 0
-
-    def __enter__(self) -> _NoSampler:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
 
 
 #: What an operator who uses Cinder's image cache on SVC would set.
@@ -225,7 +153,7 @@ def _scenario_case(config: str, params: dict[str, Any],
             self.addCleanup(self.backend.stop)
             proc = getattr(self.backend.emulator, '_proc', None)
             if proc is not None:
-                _RSSSampler.exclude.add(proc.pid)
+                _ARRAY_PIDS.add(proc.pid)
 
         def backend_options(self) -> dict[str, Any]:
             opts = self.backend.backend_options(self.BACKEND)
@@ -237,6 +165,9 @@ def _scenario_case(config: str, params: dict[str, Any],
                 opts['dpm_ephemeral_image_cache_enabled'] = False
             if tuned:
                 opts.update(STOCK_TUNED)
+            if ours:
+                # an A/B of one of our options (./run bench cold --ab)
+                opts.update(params.get('backend_options') or {})
             return opts
 
         internal_project = uuid.uuid4().hex
@@ -413,9 +344,11 @@ def _scenario_case(config: str, params: dict[str, Any],
                 settle()
                 served0 = self.images.total_bytes_served()
                 s0 = self._snap()
-                sampler = (_RSSSampler() if params.get('sample_rss', True)
-                           else _NoSampler())
-                with sampler as rss:
+                # This process runs the volume manager (with Cinder's API
+                # and scheduler: an upper bound of the volume service's).
+                with memory.TreeMemory(
+                        os.getpid() if params.get('sample_rss', True)
+                        else None, exclude=_ARRAY_PIDS) as rss:
                     vol = self.create_volume(self._size_gb(image),
                                              image_id=meta['id'])
                     vol = self.wait_for_volume(vol['id'],
@@ -462,8 +395,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                                      - served0),
                     'image_file_bytes': image.file_size,
                     'conversion_early_reads': early_reads,
-                    'peak_rss_mb': rss.peak / MiB,
-                    'peak_rss_delta_mb': (rss.peak - rss.idle) / MiB})
+                    'peak_pss_mb': rss.peak / MiB,
+                    'peak_pss_delta_mb': (rss.peak - rss.idle) / MiB})
                 self._delete_all([vol])
                 self._idle()
                 if given is None:
@@ -473,8 +406,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                         'fraction_copy', 'fraction_end_to_end',
                         'reference_new_file_seconds',
                         'fraction_copy_new_file',
-                        'glance_bytes', 'peak_rss_mb',
-                        'peak_rss_delta_mb'):
+                        'glance_bytes', 'peak_pss_mb',
+                        'peak_pss_delta_mb'):
                 out[key] = summary([t[key] for t in trials])
             out['leftover_seconds'] = summary(
                 [t['leftover']['seconds'] for t in trials])
