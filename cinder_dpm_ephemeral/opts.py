@@ -57,6 +57,15 @@ image_cache_opts = [
              'opens anything, the whole stream after the download. False: '
              'download the whole file, then convert it, as stock Cinder '
              'does.'),
+    cfg.BoolOpt(
+        'dpm_ephemeral_read_ahead',
+        default=True,
+        help='While a golden volume\'s LUN is created and attached, go on '
+             'downloading its image into an unnamed spool file in '
+             'image_conversion_dir (at most the image\'s size, never '
+             'leaving less than 1 GiB free there); the copy onto the LUN '
+             'then starts from the spool. False: the download waits for '
+             'the LUN.'),
     cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,

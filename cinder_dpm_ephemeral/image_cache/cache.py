@@ -61,6 +61,7 @@ from cinder_dpm_ephemeral.image_cache import checks
 from cinder_dpm_ephemeral.image_cache import eviction
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
+from cinder_dpm_ephemeral.image_cache import readahead
 from cinder_dpm_ephemeral.image_cache import recovery
 from cinder_dpm_ephemeral.image_cache import signature
 from cinder_dpm_ephemeral.image_cache import stream
@@ -339,11 +340,20 @@ class GoldenImageCache:
             return tmp
         streamed: stream.StreamedQcow2 | None = None
 
+        ahead: readahead.ReadAhead | None = None
+
         def download() -> Any:
+            nonlocal ahead
             chunks = image_service.download(context, image_id)
-            if verifier is None:
+            if verifier is not None:
+                chunks = signature.verified(chunks, verifier, image_id)
+            if not self.configuration.safe_get('dpm_ephemeral_read_ahead'):
                 return chunks
-            return signature.verified(chunks, verifier, image_id)
+            # read on while the LUN is made (started below, once the
+            # head is checked and the image fits the volume)
+            ahead = readahead.ReadAhead(chunks, conv_dir, readahead.room_for(
+                conv_dir, int(image_meta.get('size') or 0)))
+            return ahead
 
         golden: objects.Volume | None = None
         try:
@@ -387,6 +397,9 @@ class GoldenImageCache:
                 virtual = int(info.virtual_size)
             # Refuse before any LUN exists.
             self._refuse_if_too_big(image_id, virtual, volume)
+            if ahead is not None and (raw_stream is not None or (
+                    streamed is not None and streamed.in_file_order)):
+                ahead.start()
             generation = 1 + max(
                 [int(g.metadata.get(MD_GENERATION, 0))
                  for g in self._pool_goldens(ictx, volume, image_id)]
@@ -488,6 +501,8 @@ class GoldenImageCache:
                 self.building.discard(golden.id)
             if streamed is not None:
                 streamed.close()
+            if ahead is not None:
+                ahead.close()
             if tmp:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)

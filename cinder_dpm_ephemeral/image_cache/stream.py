@@ -173,6 +173,11 @@ class StreamedQcow2:
         if self._layout is None:
             self.resume(self._head, 0)
 
+    @property
+    def in_file_order(self) -> bool:
+        """Whether the file-order pass is to read the rest (after open)."""
+        return self._layout is not None and self._writer is None
+
     def resume(self, pending: bytes | memoryview, offset: int) -> None:
         """Download the rest into the file, for qemu-img through NBD.
 
