@@ -347,6 +347,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--settle', type=float, default=0.0,
                         help='seconds of pause after the os.sync() before '
                              'each timed copy and the build (default 0)')
+    parser.add_argument('--svc-latency', type=float, default=None,
+                        help='seconds per SVC CLI command (default: the '
+                             'main bench\'s, svc.cli.BENCH_CLI_LATENCY)')
     parser.add_argument('--ab', metavar='OPTION', default=None,
                         help='also build each format with this boolean '
                              'backend option False (e.g. '
@@ -398,7 +401,9 @@ def main(argv: list[str]) -> int:
             # the sampler's thread takes the GIL every 10 ms, in the
             # volume service's process: it slowed ours, not the reference
             'sample_rss': False,
-            'svc_latency': svc_cli.BENCH_CLI_LATENCY,
+            'svc_latency': (svc_cli.BENCH_CLI_LATENCY
+                            if args.svc_latency is None
+                            else args.svc_latency),
             'idle_timeout': 600,
             'timeout': 1800,
         }
