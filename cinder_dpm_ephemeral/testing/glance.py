@@ -42,6 +42,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,9 @@ class ImageStore:
         self._fault_rng = random.Random(0)
         #: download faults injected so far, per mode
         self.faults_injected = {m: 0 for m in DOWNLOAD_FAULT_MODES}
+        #: bytes per second each download is paced at, as a network link
+        #: would carry it (None: as fast as the file is read)
+        self.rate: float | None = None
 
     def set_faults(self, rate: float, seed: int | None = None) -> None:
         """Fail (or fragment) a share ``rate`` of downloads; 0: none."""
@@ -187,6 +191,8 @@ class ImageStore:
                 cut = self._fault_rng.randrange(max(1, path.stat().st_size))
             rng = random.Random(cut)
         sent = 0
+        rate = self.rate
+        started = time.monotonic()
         with open(path, 'rb') as f:
             while True:
                 size = (rng.randrange(1, 256 * 1024)
@@ -199,6 +205,12 @@ class ImageStore:
                 sent += len(chunk)
                 with self._lock:
                     self.bytes_served[image_id] += len(chunk)
+                if rate:
+                    # not before the link would have carried it (a green
+                    # sleep under eventlet, as a socket read would wait)
+                    ahead = started + sent / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
                 yield chunk
         if fault == 'truncated':
             raise OSError(errno.EPIPE, f'Corrupt image download. Size was '

@@ -39,6 +39,10 @@ of its size with files like a distribution's (text, binaries with
 zero-padded sections, compressed archives, preallocated data files), as
 qcow2 (``qemu-img convert -O qcow2``, what image builders run) and raw.
 
+With ``--glance-mbps R`` each download is paced at R MB/s (a network
+link to Glance; the reference still reads the local file: that is the
+copy limit of the host, not of the link).
+
 With ``--ab OPTION`` each format is built again, right after, with that
 boolean backend option False (same image, same run): the figures of that
 variant are under ``without`` in the results and ``..._without_OPTION``
@@ -350,6 +354,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--svc-latency', type=float, default=None,
                         help='seconds per SVC CLI command (default: the '
                              'main bench\'s, svc.cli.BENCH_CLI_LATENCY)')
+    parser.add_argument('--glance-mbps', type=float, default=None,
+                        help='pace each download at this many MB/s, as a '
+                             'network link to Glance would (default: as '
+                             'fast as the stand-in reads its file)')
     parser.add_argument('--ab', metavar='OPTION', default=None,
                         help='also build each format with this boolean '
                              'backend option False (e.g. '
@@ -404,6 +412,8 @@ def main(argv: list[str]) -> int:
             'svc_latency': (svc_cli.BENCH_CLI_LATENCY
                             if args.svc_latency is None
                             else args.svc_latency),
+            'glance_bytes_per_second': (args.glance_mbps * 1e6
+                                        if args.glance_mbps else None),
             'idle_timeout': 600,
             'timeout': 1800,
         }

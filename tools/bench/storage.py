@@ -189,6 +189,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                 {'quota_set': {'volumes': -1, 'gigabytes': -1,
                                'snapshots': -1,
                                'per_volume_gigabytes': -1}})
+            # Glance across a network link (./run bench cold --glance-mbps)
+            self.images.rate = params.get('glance_bytes_per_second')
 
         # -- measuring --------------------------------------------------------
         def _size_gb(self, image: Any) -> int:

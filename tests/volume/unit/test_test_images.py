@@ -22,6 +22,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 import uuid
 
 import fixtures
@@ -388,3 +389,19 @@ class GlanceMetadataTest(_Base):
         self.assertIsNone(store.add(qcow2.path, 'qcow2')['virtual_size'])
         self.assertEqual(32 * MiB, store.add(
             qcow2.path, 'qcow2', virtual_size='compute')['virtual_size'])
+
+    def test_downloads_paced_at_the_link_rate(self):
+        store = glance.ImageStore(os.path.join(self.dir, 'glance'))
+        path = os.path.join(self.dir, 'eight')
+        with open(path, 'wb') as f:
+            f.write(os.urandom(8 * MiB))
+        m = store.add(path, 'raw')
+        fast = time.monotonic()
+        data = b''.join(store.chunks(m['id']))
+        fast = time.monotonic() - fast
+        store.rate = 40e6           # 40 MB/s: 8 MiB in 0.21 s
+        paced = time.monotonic()
+        self.assertEqual(data, b''.join(store.chunks(m['id'])))
+        paced = time.monotonic() - paced
+        self.assertGreaterEqual(paced, 8 * MiB / 40e6)
+        self.assertLess(fast, paced)
