@@ -79,6 +79,9 @@ class ImageStore:
         #: bytes per second each download is paced at, as a network link
         #: would carry it (None: as fast as the file is read)
         self.rate: float | None = None
+        #: what the link carries while nobody reads: TCP's socket buffers
+        #: on both ends (Linux autotunes them to a few MiB each)
+        self.link_buffer = 4 * _CHUNK
 
     def set_faults(self, rate: float, seed: int | None = None) -> None:
         """Fail (or fragment) a share ``rate`` of downloads; 0: none."""
@@ -192,7 +195,7 @@ class ImageStore:
             rng = random.Random(cut)
         sent = 0
         rate = self.rate
-        started = time.monotonic()
+        carried = time.monotonic()  # when the link has carried what was sent
         with open(path, 'rb') as f:
             while True:
                 size = (rng.randrange(1, 256 * 1024)
@@ -206,11 +209,16 @@ class ImageStore:
                 with self._lock:
                     self.bytes_served[image_id] += len(chunk)
                 if rate:
-                    # not before the link would have carried it (a green
-                    # sleep under eventlet, as a socket read would wait)
-                    ahead = started + sent / rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
+                    # Not before the link would have carried it (a green
+                    # sleep under eventlet, as a socket read would wait).
+                    # While the reader was away the link filled the socket
+                    # buffers and then stopped: no more than those is
+                    # carried ahead of the reader.
+                    now = time.monotonic()
+                    carried = (max(carried, now - self.link_buffer / rate)
+                               + len(chunk) / rate)
+                    if carried > now:
+                        time.sleep(carried - now)
                 yield chunk
         if fault == 'truncated':
             raise OSError(errno.EPIPE, f'Corrupt image download. Size was '

@@ -405,3 +405,23 @@ class GlanceMetadataTest(_Base):
         paced = time.monotonic() - paced
         self.assertGreaterEqual(paced, 8 * MiB / 40e6)
         self.assertLess(fast, paced)
+
+    def test_a_paced_link_carries_only_its_buffers_ahead(self):
+        # A reader away for a while finds at most the socket buffers'
+        # worth waiting, not everything the link could have carried.
+        store = glance.ImageStore(os.path.join(self.dir, 'glance'))
+        path = os.path.join(self.dir, 'twelve')
+        with open(path, 'wb') as f:
+            f.write(os.urandom(12 * MiB))
+        m = store.add(path, 'raw')
+        store.rate = 40e6
+        chunks = store.chunks(m['id'])
+        next(chunks)
+        time.sleep(12 * MiB / 40e6)     # long enough to carry it all
+        t = time.monotonic()
+        for _ in chunks:
+            pass
+        took = time.monotonic() - t
+        # 11 MiB left, the link's 4 MiB buffer came at once
+        self.assertGreaterEqual(took, (11 * MiB - store.link_buffer) / 40e6
+                                - 0.02)
