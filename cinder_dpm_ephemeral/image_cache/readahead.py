@@ -18,15 +18,14 @@ it: on SVC a ``mkvdisk``, a host mapping and an FC scan; on PowerFlex an
 waits for them. :class:`ReadAhead` lets it go on: from :meth:`start` a
 green thread reads the download into a spool file (in
 ``image_conversion_dir``, with no name: nothing is left behind whatever
-happens), and keeps reading while the build, once the LUN is attached,
-reads the spool back (from the page cache, as a rule): the download
-never pauses, neither for the LUN nor while the head start is copied.
-Bytes, order and checks are those of the download: the format
-inspectors sit above this and see each byte once, in order.
+happens) until the build begins to consume it; the build then reads the
+spooled bytes back (from the page cache, as a rule) and the rest from the
+download itself. Bytes, order and checks are those of the download: the
+format inspectors sit above this and see each byte once, in order.
 
 The spool holds at most ``limit`` bytes (the image's size, less when the
-directory has less room to spare); past it the build reads the download
-itself once it has read the spool.
+directory has less room to spare); past it the download waits, as it
+would have without a spool.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import eventlet
-from eventlet import event
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
@@ -60,13 +58,11 @@ def room_for(directory: str, wanted: int) -> int:
 class ReadAhead:
     """An iterator of download chunks that can read ahead into a spool.
 
-    Until :meth:`start` it passes chunks through. After it, a green thread
-    reads the download into the spool, and goes on while the consumer
-    reads the spool back: the download never waits for the LUN, nor for
-    the copy of what was spooled. When the spool reaches ``limit`` the
-    thread stops, and once the consumer has read the spool it reads the
-    rest from the download itself. A download error is raised where the
-    consumer reaches it. :meth:`close` ends it all.
+    Until :meth:`start` it passes chunks through. After it, the download
+    is read by a green thread into the spool; the first ``next()`` stops
+    that thread (after the chunk it is reading) and hands back the spool's
+    bytes, then the download's. A download error met while reading ahead
+    is raised where the consumer reaches it. :meth:`close` ends it all.
     """
 
     def __init__(self, chunks: Iterable[bytes], directory: str,
@@ -77,14 +73,12 @@ class ReadAhead:
         self._limit = limit
         self._fd: int | None = None
         self._filler: Any = None
+        self._stop = False
         self._error: BaseException | None = None
         self._ended = False
-        self._waiter: event.Event | None = None
         #: bytes spooled, and how many of them were handed back so far
         self.spooled = 0
         self._replayed = 0
-        #: bytes spooled when the consumer first asked (the head start)
-        self.ahead_at_start: int | None = None
 
     def start(self) -> None:
         """Read ahead from now on (no-op without room for a spool)."""
@@ -99,7 +93,7 @@ class ReadAhead:
     def _fill(self) -> None:
         assert self._fd is not None
         try:
-            while self.spooled < self._limit:
+            while not self._stop and self.spooled < self._limit:
                 try:
                     chunk = next(self._chunks)
                 except StopIteration:
@@ -110,50 +104,35 @@ class ReadAhead:
                     n = os.pwrite(self._fd, view, self.spooled)
                     self.spooled += n
                     view = view[n:]
-                self._wake()
                 # A download from a near store rarely waits on its socket
                 # (and one from a file never): let the LUN's creation and
-                # attach, and the copy, go on between chunks.
+                # attach, which this runs beside, go on between chunks.
                 eventlet.sleep(0)
         except Exception as exc:    # raised to the consumer, in its turn
             self._error = exc
-        finally:
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.send()
 
     def __iter__(self) -> ReadAhead:
         return self
 
     def __next__(self) -> bytes:
-        if self.ahead_at_start is None and self._fd is not None:
-            self.ahead_at_start = self.spooled
+        if self._filler is not None:
+            self._stop = True
+            filler, self._filler = self._filler, None
+            filler.wait()
             LOG.debug('Read %d bytes of the image ahead while the golden '
                       'LUN was made.', self.spooled)
-        while True:
-            if self._replayed < self.spooled:
-                assert self._fd is not None
-                data = os.pread(self._fd, min(CHUNK, self.spooled -
-                                              self._replayed),
-                                self._replayed)
-                if not data:
-                    raise OSError(f'read-ahead spool ended at '
-                                  f'{self._replayed} of {self.spooled} '
-                                  f'bytes')
-                self._replayed += len(data)
-                return data
-            if self._filler is not None and not self._filler.dead:
-                # caught up with the download: wait for its next chunk
-                self._waiter = event.Event()
-                self._waiter.wait()
-                continue
-            break
-        # The spool is read and nobody writes it any more.
-        self._filler = None
-        self._release()
+        if self._replayed < self.spooled:
+            assert self._fd is not None
+            data = os.pread(self._fd, min(CHUNK,
+                                          self.spooled - self._replayed),
+                            self._replayed)
+            if not data:
+                raise OSError(f'read-ahead spool ended at {self._replayed}'
+                              f' of {self.spooled} bytes')
+            self._replayed += len(data)
+            if self._replayed == self.spooled:
+                self._release()
+            return data
         if self._error is not None:
             error, self._error = self._error, None
             raise error
