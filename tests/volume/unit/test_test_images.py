@@ -390,12 +390,16 @@ class GlanceMetadataTest(_Base):
         self.assertEqual(32 * MiB, store.add(
             qcow2.path, 'qcow2', virtual_size='compute')['virtual_size'])
 
-    def test_downloads_paced_at_the_link_rate(self):
+    def _store_with(self, mib):
+        """A Glance stand-in holding one raw image of ``mib`` MiB."""
         store = glance.ImageStore(os.path.join(self.dir, 'glance'))
-        path = os.path.join(self.dir, 'eight')
+        path = os.path.join(self.dir, f'{mib}-mib')
         with open(path, 'wb') as f:
-            f.write(os.urandom(8 * MiB))
-        m = store.add(path, 'raw')
+            f.write(os.urandom(mib * MiB))
+        return store, store.add(path, 'raw')
+
+    def test_downloads_paced_at_the_link_rate(self):
+        store, m = self._store_with(8)
         fast = time.monotonic()
         data = b''.join(store.chunks(m['id']))
         fast = time.monotonic() - fast
@@ -409,11 +413,7 @@ class GlanceMetadataTest(_Base):
     def test_a_paced_link_carries_only_its_buffers_ahead(self):
         # A reader away for a while finds at most the socket buffers'
         # worth waiting, not everything the link could have carried.
-        store = glance.ImageStore(os.path.join(self.dir, 'glance'))
-        path = os.path.join(self.dir, 'twelve')
-        with open(path, 'wb') as f:
-            f.write(os.urandom(12 * MiB))
-        m = store.add(path, 'raw')
+        store, m = self._store_with(12)
         store.rate = 40e6
         chunks = store.chunks(m['id'])
         next(chunks)
