@@ -96,16 +96,19 @@ def cache_evict(drivers: dict[str, Any],
     """
     rows = []
     for name, driver in drivers.items():
-        for g in _goldens(name):
+        goldens = [g for g in _goldens(name) if not image_id or
+                   g.metadata.get(cache.MD_IMAGE) == image_id]
+        # what the report shows, asked of the array once for all of them
+        # (the removal asks again for each, under the image's lock)
+        counts = (driver.image_cache.backend.clone_counts(goldens)
+                  if goldens else {})
+        for g in goldens:
             md = g.metadata
-            if image_id and md.get(cache.MD_IMAGE) != image_id:
-                continue
-            clones = int(driver.image_cache.backend.dependents(g))
             # The cache's own removal (lock, array check, quota, notify)
             removed = driver.image_cache.remove_unused(g)
             rows.append({'backend': name, 'golden_volume': g.id,
                          'image': md.get(cache.MD_IMAGE),
-                         'clones': clones,
+                         'clones': int(counts.get(g.id, 0)),
                          'result': 'removed' if removed else
                          'kept until its last clone is deleted; never '
                          'cloned again'})
