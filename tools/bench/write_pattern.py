@@ -1,0 +1,134 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""A probe: is the cold build's write pattern what makes it slower?
+
+``python -m tools.bench.write_pattern [--size-mib 1024] [--repeats 3]``
+makes the cold benchmark's realistic raw disk (tools/bench/cold.py) and
+copies it, side by side and interleaved, into an existing sparse file of
+its size followed by ``fsync``, as the reference and a golden build do:
+
+* ``qemu_img``: the cold benchmark's reference, ``qemu-img convert -n``;
+* ``python_<unit>``: plain Python, reading 1 MiB chunks (glanceclient's
+  size) and writing each ``unit`` that is not all zeros, skipping the
+  others (``image_cache/writer.py`` writes 4 MiB units this way).
+
+No Cinder, no download, no inspection: what is left is the disk and the
+write pattern. Results: ``doc/results/write-pattern.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def _fresh(dst: str, size: int) -> None:
+    if os.path.exists(dst):
+        os.unlink(dst)
+    with open(dst, 'wb') as f:
+        f.truncate(size)
+    os.sync()
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def qemu_img(img: str, dst: str) -> tuple[float, None]:
+    t = time.monotonic()
+    subprocess.run(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'raw',
+                    '-n', img, dst], check=True)
+    _fsync(dst)
+    return time.monotonic() - t, None
+
+
+def python_units(img: str, dst: str, unit: int) -> tuple[float, int]:
+    zero = bytes(unit)
+    written = 0
+    t = time.monotonic()
+    with open(img, 'rb') as src, open(dst, 'r+b') as out:
+        while chunk := src.read(MiB):
+            for off in range(0, len(chunk), unit):
+                part = chunk[off:off + unit]
+                if part != zero[:len(part)]:
+                    out.write(part)
+                    written += len(part)
+                else:
+                    out.seek(len(part), os.SEEK_CUR)
+        out.flush()
+        os.fsync(out.fileno())
+    return time.monotonic() - t, written
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog='python -m tools.bench.'
+                                          'write_pattern')
+    parser.add_argument('--size-mib', type=int, default=1024)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--out', default=os.path.join(
+        'doc', 'results', 'write-pattern.json'))
+    args = parser.parse_args(argv)
+    from tools.bench import cold
+    size = args.size_mib * MiB
+    work = tempfile.mkdtemp(prefix='write-pattern-')
+    ways: dict[str, Any] = {
+        'qemu_img': qemu_img,
+        'python_4MiB': lambda i, d: python_units(i, d, 4 * MiB),
+        'python_1MiB': lambda i, d: python_units(i, d, MiB),
+        'python_64KiB': lambda i, d: python_units(i, d, 64 * 1024),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in ways}
+    written: dict[str, int | None] = {}
+    results: dict[str, Any] = {
+        'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'load_average': os.getloadavg(), 'code': cold.code_version()}
+    try:
+        made, info = cold.images_for(work, size, 0.8, 7)
+        results['image'] = info
+        img = made['raw'].path
+        dst = os.path.join(work, 'dst')
+        for _ in range(args.repeats):
+            for name, way in ways.items():
+                _fresh(dst, size)
+                seconds, written[name] = way(img, dst)
+                runs[name].append(seconds)
+                print(f'{name}: {seconds:.3f} s', flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results['seconds'] = {k: {'median': statistics.median(v),
+                              'min': min(v), 'max': max(v), 'runs': v}
+                          for k, v in runs.items()}
+    results['bytes_written'] = written
+    results['load_average_end'] = os.getloadavg()
+    with open(args.out, 'w') as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps({k: round(v['median'], 3)
+                      for k, v in results['seconds'].items()}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
