@@ -31,10 +31,9 @@ from tests.volume.functional import array_views
 MiB = 1024 * 1024
 
 
-class SVCReadAheadTest(array_views.InternalTenant,
+class SVCReadAheadTest(array_views.InternalTenant, array_views.SVCArray,
                        cinder_harness.CinderHarness):
 
-    BACKEND = 'svc'
     #: seconds per CLI command: a LUN's creation takes a few of them
     LATENCY = 0.05
 
@@ -78,12 +77,6 @@ class SVCReadAheadTest(array_views.InternalTenant,
                          self.images.total_bytes_served() - served0)
         self.assertEqual(1, len(seen))
         return image, seen[0] - served0
-
-    def lun_of(self, volume_id):
-        for v in self.backend.emulator.inventory()['vdisks']:
-            if v['name'] == f'volume-{volume_id}':
-                return v['vdisk_UID']
-        self.fail(f'no vdisk for volume {volume_id}')
 
     def _nothing_left_in_conversion_dir(self):
         conv = checks.conversion_dir()
