@@ -66,6 +66,17 @@ image_cache_opts = [
              'leaving less than 1 GiB free there); the copy onto the LUN '
              'then starts from the spool. False: the download waits for '
              'the LUN.'),
+    cfg.BoolOpt(
+        'dpm_ephemeral_write_behind',
+        default=True,
+        help='Write a golden volume\'s LUN beside its download: each '
+             'write runs in a native thread while the next bytes are '
+             'downloaded and inspected, and the LUN\'s writeback is '
+             'started as each write ends (sync_file_range): the image '
+             'reaches the array while it downloads instead of waiting in '
+             'the host\'s page cache for the final fsync. False: '
+             'download, write and fsync one after the other in the '
+             'service\'s green thread.'),
     cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,

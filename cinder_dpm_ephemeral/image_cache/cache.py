@@ -381,6 +381,7 @@ class GoldenImageCache:
                     int(image_meta['size']), temp_file(),
                     stream.socket_dir(conv_dir))
                 streamed.open()
+                streamed.write_behind = self._write_behind()
                 virtual = streamed.virtual_size
                 fmt = 'qcow2'
             else:
@@ -454,7 +455,8 @@ class GoldenImageCache:
                 if raw_stream is not None:
                     writer.write_raw_stream(
                         self.backend.driver, context, golden, raw_stream,
-                        virtual, zeros, connector)
+                        virtual, zeros, connector,
+                        write_behind=self._write_behind())
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,
@@ -512,6 +514,10 @@ class GoldenImageCache:
         last = golden.metadata.get(MD_LAST_USED, '')
         if last < _now(-TOUCH_EVERY):
             self._set_md(golden, {MD_LAST_USED: _now()})
+
+    def _write_behind(self) -> bool:
+        return bool(self.configuration.safe_get(
+            'dpm_ephemeral_write_behind'))
 
     def _set_md(self, golden: objects.Volume, values: dict[str, str]) -> None:
         if values.get(MD_FULL) == 'true' or values.get(MD_STALE) == 'true':

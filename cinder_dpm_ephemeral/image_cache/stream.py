@@ -84,6 +84,7 @@ from oslo_log import log as logging
 from oslo_utils.imageutils import format_inspector
 
 from cinder_dpm_ephemeral.image_cache import formats
+from cinder_dpm_ephemeral.image_cache import lunwriter
 from cinder_dpm_ephemeral.image_cache import nbd
 
 LOG = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ class StreamedQcow2:
         self._layout: _Layout | None = None
         #: what the file-order conversion did (see export_stats)
         self.in_order: dict[str, Any] = {}
+        #: LUN writes beside the download (lunwriter; the backend option
+        #: dpm_ephemeral_write_behind)
+        self.write_behind = True
 
     # -- life cycle ---------------------------------------------------------
     def open(self) -> None:
@@ -251,16 +255,18 @@ class StreamedQcow2:
                                                'under way'))
         with utils.temporary_chown(dest):
             fd = os.open(dest, os.O_RDWR | os.O_CLOEXEC)
+            lun = lunwriter.LunWriter(fd, beside=self.write_behind)
             try:
-                conversion = _FileOrder(self, self._layout, fd, reads_zeros)
+                conversion = _FileOrder(self, self._layout, lun, reads_zeros)
                 try:
                     conversion.run()
                 except NotInOrder:
                     conversion.hand_over()
                     raise
                 # Durable before the golden volume is declared ready.
-                os.fsync(fd)
+                lun.finish()
             finally:
+                lun.close()
                 os.close(fd)
 
     @property
@@ -427,11 +433,12 @@ class _FileOrder:
     restores them when ``qemu-img`` has to take over.
     """
 
-    def __init__(self, source: StreamedQcow2, layout: _Layout, fd: int,
-                 reads_zeros: bool) -> None:
+    def __init__(self, source: StreamedQcow2, layout: _Layout,
+                 lun: lunwriter.LunWriter, reads_zeros: bool) -> None:
         self.source = source
         self.layout = layout
-        self.fd = fd
+        self.lun = lun
+        self.fd = lun.fd
         self.spill = source._file.fileno()
         self.heap: list[tuple[int, int, int, int]] = []
         if not reads_zeros and layout.guest_clusters > MAX_TRACKED:
@@ -568,6 +575,7 @@ class _FileOrder:
 
     def hand_over(self) -> None:
         """Give qemu-img the whole file: runs back from the LUN, the rest."""
+        self.lun.wait()
         for host, guest, n in zip(self.runs_host, self.runs_guest,
                                   self.runs_length, strict=True):
             _pwrite_all(self.spill, os.pread(self.fd, n, guest), host)
@@ -651,11 +659,14 @@ class _FileOrder:
             self.written[first:last] = b'\x01' * (last - first)
         elif _ZERO.startswith(data):
             return          # the LUN reads zeros there already
-        _pwrite_all(self.fd, data, guest)
+        # a view of the window, which changes before the write is done
+        self.lun.write(guest, [bytes(data) if isinstance(data, memoryview)
+                               and self.lun.beside else data])
         self.stats['bytes_written'] += len(data)
 
     def _zero_unwritten(self) -> None:
         """Zero what no cluster wrote, where the LUN does not read zeros."""
+        self.lun.wait()
         lay = self.layout
         written = self.written
         assert written is not None

@@ -46,6 +46,7 @@ from cinder.volume import volume_utils
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral.image_cache import formats
+from cinder_dpm_ephemeral.image_cache import lunwriter
 from cinder_dpm_ephemeral.image_cache import stream
 
 LOG = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
 def write_raw_stream(driver: Any, context: Any, golden: Any,
                      inspector: formats.StreamInspector,
                      expected_size: int, reads_zeros: bool | Soon,
-                     connector: dict | Soon | None = None) -> int:
+                     connector: dict | Soon | None = None,
+                     write_behind: bool = True) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
     ``inspector`` is the download, inspected as it passes (oslo.utils'
@@ -172,89 +174,108 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
     refused before a byte past that size is written, a shorter one at its
     end. Returns the bytes written. ``reads_zeros`` and ``connector`` as
-    for :func:`write_image`.
+    for :func:`write_image`. ``write_behind``: each write beside the next
+    download, its writeback started (:mod:`.lunwriter`); False: one step
+    after the other.
     """
     image_id = inspector.image_id
     total = 0
     with attached(driver, context, golden, connector) as path, \
-            utils.temporary_chown(path), open(path, 'r+b') as dev:
-        reads_zeros = value(reads_zeros)
-        buf = bytearray()
-        for chunk in inspector:
-            total += len(chunk)
-            if total > expected_size:
+            utils.temporary_chown(path):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        lun = lunwriter.LunWriter(fd, beside=write_behind)
+        try:
+            reads_zeros = value(reads_zeros)
+            # WRITE_UNIT bytes at a time, as views of the download's
+            # chunks (not copied); ``offset``: where the unit starts
+            unit: list[memoryview] = []
+            size = offset = 0
+            for chunk in inspector:
+                total += len(chunk)
+                if total > expected_size:
+                    raise exception.ImageUnacceptable(
+                        image_id=image_id,
+                        reason=(f'Glance announced {expected_size} bytes '
+                                f'but sent more; the image data or its '
+                                f'size property is wrong: re-upload the '
+                                f'image'))
+                # bytes: unchanged while a write of them is under way
+                data = memoryview(bytes(chunk))
+                while data:
+                    part = data[:WRITE_UNIT - size]
+                    unit.append(part)
+                    size += len(part)
+                    data = data[len(part):]
+                    if size == WRITE_UNIT:
+                        _write_unit(lun, offset, unit, reads_zeros)
+                        offset += size
+                        unit, size = [], 0
+            if unit:
+                _write_unit(lun, offset, unit, reads_zeros)
+            lun.wait()
+            if not reads_zeros:
+                zero_rest_fd(fd, total)
+            if total != expected_size:
                 raise exception.ImageUnacceptable(
                     image_id=image_id,
                     reason=(f'Glance announced {expected_size} bytes but '
-                            f'sent more; the image data or its size '
+                            f'sent {total}; the image data or its size '
                             f'property is wrong: re-upload the image'))
-            if not buf and len(chunk) >= WRITE_UNIT:
-                _write(dev, chunk, reads_zeros)     # no copy of big chunks
-                continue
-            buf += chunk
-            if len(buf) >= WRITE_UNIT:
-                _write(dev, buf, reads_zeros)
-                buf.clear()
-        if buf:
-            _write(dev, buf, reads_zeros)
-        if not reads_zeros:
-            zero_rest(dev, total)
-        if total != expected_size:
-            raise exception.ImageUnacceptable(
-                image_id=image_id,
-                reason=(f'Glance announced {expected_size} bytes but sent '
-                        f'{total}; the image data or its size property is '
-                        f'wrong: re-upload the image'))
-        dev.flush()
-        os.fsync(dev.fileno())
-        inspector.finish()
+            lun.finish()
+            inspector.finish()
+        finally:
+            lun.close()
+            os.close(fd)
     return total
 
 
-def _write(dev: Any, data: bytes | bytearray, reads_zeros: bool) -> None:
-    """Write ``data`` at the device's position, keeping the LUN thin.
+def _write_unit(lun: lunwriter.LunWriter, offset: int,
+                chunks: list[memoryview], reads_zeros: bool) -> None:
+    """Write the chunks at ``offset``, keeping the LUN thin.
 
-    A whole zero unit is skipped on a LUN that reads zeros; on any other
+    An all-zero unit is skipped on a LUN that reads zeros; on any other
     LUN it is written only where the LUN does not read zeros already (a
     read is cheaper than a write, and leaves thin LUNs thin).
     """
-    if len(data) > WRITE_UNIT:
-        for off in range(0, len(data), WRITE_UNIT):
-            _write(dev, data[off:off + WRITE_UNIT], reads_zeros)
-        return
-    if data != _ZERO[:len(data)]:
-        dev.write(data)
-    elif reads_zeros:
-        dev.seek(len(data), os.SEEK_CUR)
-    else:
-        _zero_if_needed(dev, dev.tell(), len(data))
-        dev.seek(len(data), os.SEEK_CUR)
+    if any(not _ZERO.startswith(c) for c in chunks):
+        lun.write(offset, chunks)
+    elif not reads_zeros:
+        lun.wait()
+        for c in chunks:
+            _zero_if_needed_fd(lun.fd, offset, len(c))
+            offset += len(c)
 
 
-def _zero_if_needed(dev: Any, offset: int, length: int) -> None:
-    dev.flush()
-    have = os.pread(dev.fileno(), length, offset)
-    if have.count(0) != len(have):
-        os.pwrite(dev.fileno(), _ZERO[:length], offset)
+def _zero_if_needed_fd(fd: int, offset: int, length: int) -> None:
+    for off in range(offset, offset + length, WRITE_UNIT):
+        n = min(WRITE_UNIT, offset + length - off)
+        have = os.pread(fd, n, off)
+        if have.count(0) != len(have):
+            os.pwrite(fd, _ZERO[:n], off)
 
 
-def zero_rest(dev: Any, start: int) -> int:
+def zero_rest_fd(fd: int, start: int) -> int:
     """Make ``[start, end of LUN)`` read zeros; returns the bytes written.
 
     For a LUN that does not read zeros where it was never written: past
     the image's end it would show what the array had there before.
     """
-    dev.flush()
-    end = os.lseek(dev.fileno(), 0, os.SEEK_END)
+    end = os.lseek(fd, 0, os.SEEK_END)
     written = 0
     for off in range(start, end, WRITE_UNIT):
         n = min(WRITE_UNIT, end - off)
-        have = os.pread(dev.fileno(), n, off)
+        have = os.pread(fd, n, off)
         if have.count(0) != len(have):
-            os.pwrite(dev.fileno(), _ZERO[:n], off)
+            os.pwrite(fd, _ZERO[:n], off)
             written += n
-    os.fsync(dev.fileno())
+    os.fsync(fd)
     return written
+
+
+def zero_rest(dev: Any, start: int) -> int:
+    """:func:`zero_rest_fd` on an open file object."""
+    dev.flush()
+    return zero_rest_fd(dev.fileno(), start)
 
 
 def zero_range(driver: Any, context: Any, volume: Any, start: int) -> int:

@@ -1,0 +1,158 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Golden LUN writes beside the download, their writeback started."""
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+import eventlet
+
+from cinder_dpm_ephemeral.image_cache import lunwriter
+
+MiB = 1024 * 1024
+
+
+class LunWriterTest(unittest.TestCase):
+
+    def setUp(self):
+        fd, self.path = tempfile.mkstemp(prefix='lunwriter-')
+        os.close(fd)
+        self.addCleanup(os.unlink, self.path)
+        with open(self.path, 'wb') as f:
+            f.truncate(64 * MiB)
+
+    def _open(self, flags=os.O_RDWR):
+        fd = os.open(self.path, flags)
+        self.addCleanup(os.close, fd)
+        return fd
+
+    def _write_all(self, beside):
+        rng = random.Random(5)
+        want = bytearray(64 * MiB)
+        lun = lunwriter.LunWriter(self._open(), beside=beside)
+        # units of several buffers, out of order, odd sizes
+        for offset in rng.sample(range(0, 60 * MiB, 4 * MiB), 12):
+            bufs = [rng.randbytes(rng.randint(1, 300_000))
+                    for _ in range(rng.randint(1, 20))]
+            data = b''.join(bufs)
+            want[offset:offset + len(data)] = data
+            lun.write(offset, bufs)
+        lun.finish()
+        lun.close()
+        with open(self.path, 'rb') as f:
+            self.assertEqual(bytes(want), f.read())
+        return lun
+
+    def test_writes_land_where_asked_beside_or_not(self):
+        for beside in (True, False):
+            with self.subTest(beside=beside):
+                lun = self._write_all(beside)
+                self.assertEqual(12, lun.writes)
+                # each write's writeback started as it ended (a file
+                # system that refuses sync_file_range would give 0)
+                self.assertEqual(12 if beside else 0, lun.writebacks)
+
+    def test_more_buffers_than_one_call_takes(self):
+        bufs = [bytes([i % 251 + 1]) * 100 for i in range(2500)]
+        self.assertEqual(250_000,
+                         lunwriter.pwritev_all(self._open(), bufs, 4096))
+        with open(self.path, 'rb') as f:
+            f.seek(4096)
+            self.assertEqual(b''.join(bufs), f.read(250_000))
+
+    def test_the_caller_goes_on_while_a_write_is_under_way(self):
+        # The write runs in a native thread: write() returns while it is
+        # still under way, other green threads run meanwhile, and only
+        # wait() waits for it. (With beside=False write() would not return
+        # before the write has ended: 'finished' would not be empty.)
+        native = eventlet.patcher.original('threading')
+        entered, release = native.Event(), native.Event()
+        finished = []
+        real = os.pwritev
+
+        def slow_pwritev(fd, buffers, offset):
+            entered.set()
+            release.wait(5)
+            n = real(fd, buffers, offset)
+            finished.append(n)
+            return n
+        lun = lunwriter.LunWriter(self._open())
+        self.addCleanup(setattr, os, 'pwritev', real)
+        os.pwritev = slow_pwritev
+        lun.write(0, [b'x' * 4096])
+        self.assertEqual([], finished)
+        ran = []
+        eventlet.spawn(ran.append, 'other green work').wait()
+        deadline = time.monotonic() + 10
+        while not entered.is_set() and time.monotonic() < deadline:
+            eventlet.sleep(0.01)
+        self.assertTrue(entered.is_set())
+        self.assertEqual(['other green work'], ran)
+        self.assertEqual([], finished)
+        release.set()
+        lun.finish()
+        self.assertEqual([4096], finished)
+        with open(self.path, 'rb') as f:
+            self.assertEqual(b'x' * 4096, f.read(4096))
+
+    def test_a_failed_write_is_raised_by_the_next_call(self):
+        lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
+        lun.write(0, [b'y' * 4096])        # EBADF, in the writer's thread
+        with self.assertRaises(OSError):
+            lun.write(4096, [b'z' * 4096])
+        lun.close()                         # nothing left to raise
+
+    def test_close_after_a_failure_does_not_raise(self):
+        lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
+        lun.write(0, [b'y' * 4096])
+        lun.close()
+
+    def test_writeback_is_started_on_a_file(self):
+        # sync_file_range(2) itself, on a file (accepted) and on a pipe
+        # (ESPIPE): a hint, whose failure never fails a write.
+        self.assertIsNotNone(lunwriter._start_writeback)
+        fd = self._open()
+        os.pwrite(fd, b'd' * MiB, 0)
+        self.assertTrue(lunwriter._start_writeback(fd, 0, MiB))
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        self.assertFalse(lunwriter._start_writeback(w, 0, MiB))
+
+    def test_writes_without_eventlet_use_a_thread_of_their_own(self):
+        script = textwrap.dedent(f'''
+            import os, threading
+            from cinder_dpm_ephemeral.image_cache import lunwriter
+            assert not lunwriter._green()
+            seen = []
+            real = os.pwritev
+            def pwritev(fd, bufs, off):
+                seen.append(threading.current_thread().name)
+                return real(fd, bufs, off)
+            os.pwritev = pwritev
+            fd = os.open({self.path!r}, os.O_RDWR)
+            lun = lunwriter.LunWriter(fd)
+            lun.write(0, [b'q' * 8192])
+            lun.finish()
+            assert seen and seen[0] != 'MainThread', seen
+            assert os.pread(fd, 8192, 0) == b'q' * 8192
+            print('ok')
+        ''')
+        out = subprocess.run([sys.executable, '-c', script], check=True,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual('ok', out.stdout.strip())
