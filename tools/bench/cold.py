@@ -330,7 +330,7 @@ def headline(storage: dict[str, Any]) -> dict[str, Any]:
         out[f'{key}_spread'] = [fr.get('min'), fr.get('max')]
         for k in ('copy_seconds', 'reference_seconds', 'glance_bytes',
                   'fraction_end_to_end', 'reference_new_file_seconds',
-                  'fraction_copy_new_file'):
+                  'fraction_copy_new_file', 'peak_dirty_mb'):
             out[f'cold_{fmt}_{k}'] = (cold.get(k) or {}).get('median')
         met[key] = (None if fr.get('min') is None
                     else fr['min'] >= target)
@@ -454,7 +454,7 @@ def main(argv: list[str]) -> int:
     if without:
         for key in [k for k in head if k.endswith(
                 ('_fraction_of_reference', '_fraction_of_reference_spread',
-                 '_copy_seconds'))]:
+                 '_copy_seconds', '_peak_dirty_mb'))]:
             head[f'{key}_without_{args.ab}'] = without['headline'].get(key)
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()

@@ -137,3 +137,55 @@ class TreeMemory:
             self._stop = True
             self._thread.join()
             self._take()
+
+
+def host_dirty_bytes() -> int:
+    """The host's dirty page cache: ``Dirty`` + ``Writeback`` (meminfo).
+
+    Pages written and not yet on the disk, whoever wrote them: the kernel
+    throttles every writer on the host once they pass ``vm.dirty_ratio``.
+    """
+    total = 0
+    with open('/proc/meminfo') as f:
+        for line in f:
+            name, _, rest = line.partition(':')
+            if name in ('Dirty', 'Writeback'):
+                total += int(rest.split()[0]) * 1024
+    return total
+
+
+class HostDirty:
+    """Peak of :func:`host_dirty_bytes` while the ``with`` block runs.
+
+    ``idle``: on entry; ``peak``: the largest sampled (every 20 ms, from a
+    native thread). Host-wide: measured on a machine where the benchmark
+    is the only writer, it is what the build leaves unwritten.
+    """
+
+    INTERVAL = 0.02
+
+    def __init__(self) -> None:
+        self.idle = self.peak = 0
+        self._stop = False
+        self._thread: Any = None
+
+    def _take(self) -> None:
+        self.peak = max(self.peak, host_dirty_bytes())
+
+    def __enter__(self) -> HostDirty:
+        threading, time = _native()
+        self.idle = host_dirty_bytes()
+        self.peak = self.idle
+
+        def loop() -> None:
+            while not self._stop:
+                time.sleep(self.INTERVAL)
+                self._take()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop = True
+        self._thread.join()
+        self._take()

@@ -350,7 +350,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                 # and scheduler: an upper bound of the volume service's).
                 with memory.TreeMemory(
                         os.getpid() if params.get('sample_rss', True)
-                        else None, exclude=_ARRAY_PIDS) as rss:
+                        else None, exclude=_ARRAY_PIDS) as rss, \
+                        memory.HostDirty() as dirty:
                     vol = self.create_volume(self._size_gb(image),
                                              image_id=meta['id'])
                     vol = self.wait_for_volume(vol['id'],
@@ -398,7 +399,9 @@ def _scenario_case(config: str, params: dict[str, Any],
                     'image_file_bytes': image.file_size,
                     'conversion_early_reads': early_reads,
                     'peak_pss_mb': rss.peak / MiB,
-                    'peak_pss_delta_mb': (rss.peak - rss.idle) / MiB})
+                    'peak_pss_delta_mb': (rss.peak - rss.idle) / MiB,
+                    # the host's unwritten page cache at its highest
+                    'peak_dirty_mb': (dirty.peak - dirty.idle) / MiB})
                 self._delete_all([vol])
                 self._idle()
                 if given is None:
@@ -409,7 +412,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                         'reference_new_file_seconds',
                         'fraction_copy_new_file',
                         'glance_bytes', 'peak_pss_mb',
-                        'peak_pss_delta_mb'):
+                        'peak_pss_delta_mb', 'peak_dirty_mb'):
                 out[key] = summary([t[key] for t in trials])
             out['leftover_seconds'] = summary(
                 [t['leftover']['seconds'] for t in trials])

@@ -19,6 +19,7 @@ that later starts a child which allocates, as cinder-volume starts
 ``qemu-img``, and a parent that forks, as ``subprocess`` does.
 """
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -184,3 +185,20 @@ class TreeMemoryTest(unittest.TestCase):
             log.write_text('old run\n' + '\n'.join(lines) + '\n')
             self.assertEqual({'ours': 4242, 'stock': 4343},
                              cloud.volume_backend_pids(log, len('old run\n')))
+
+
+class HostDirtyTest(unittest.TestCase):
+
+    def test_pages_written_and_not_synced_are_counted(self):
+        # 128 MiB written and not synced stay dirty (the kernel starts
+        # writing back at dirty_background_ratio of memory, or after
+        # 30 s); fsync afterwards, so nothing is left to the next test.
+        with tempfile.NamedTemporaryFile(prefix='dirty-') as f:
+            block = b'\x5a' * (4 << 20)
+            with memory.HostDirty() as dirty:
+                for _ in range(32):
+                    f.write(block)
+                f.flush()
+                time.sleep(3 * memory.HostDirty.INTERVAL)
+            os.fsync(f.fileno())
+        self.assertGreater(dirty.peak - dirty.idle, 64 << 20)
