@@ -20,7 +20,11 @@ its size followed by ``fsync``, as the reference and a golden build do:
   (``storage.raw_reference_seconds``, the very function);
 * ``python_<unit>``: plain Python, reading 1 MiB chunks (glanceclient's
   size) and writing each ``unit`` that is not all zeros, skipping the
-  others (``image_cache/writer.py`` writes 4 MiB units this way).
+  others (``image_cache/writer.py`` writes 4 MiB units this way);
+* ``flush_apart``: ``python_4MiB``, with every byte sent to the device
+  (``sync_file_range`` with ``WAIT_BEFORE | WRITE | WAIT_AFTER``) before
+  the ``fsync``: ``parts`` says how long the writes, the sending and the
+  ``fsync`` left after it (the device's cache flush, the journal) took.
 
 No Cinder, no download, no inspection: what is left is the disk and the
 write pattern. Results: ``doc/results/write-pattern.json``.
@@ -74,6 +78,40 @@ def python_units(img: str, dst: str, unit: int) -> tuple[float, int]:
     return time.monotonic() - t, written
 
 
+def flush_apart(img: str, dst: str,
+                parts: dict[str, list[float]]) -> tuple[float, int]:
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+    libc.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64,
+                                     ctypes.c_int64, ctypes.c_uint)
+    zero = bytes(4 * MiB)
+    written = 0
+    t = time.monotonic()
+    fd = os.open(dst, os.O_WRONLY)
+    try:
+        with open(img, 'rb') as src:
+            offset = 0
+            while chunk := src.read(4 * MiB):
+                if chunk != zero[:len(chunk)]:
+                    os.pwrite(fd, chunk, offset)
+                    written += len(chunk)
+                offset += len(chunk)
+        t1 = time.monotonic()
+        # WAIT_BEFORE | WRITE | WAIT_AFTER: every dirty page on the device
+        if libc.sync_file_range(fd, 0, 0, 7) != 0:
+            raise OSError(ctypes.get_errno(), 'sync_file_range')
+        t2 = time.monotonic()
+        os.fsync(fd)
+        t3 = time.monotonic()
+    finally:
+        os.close(fd)
+    for k, v in (('write', t1 - t), ('to_device', t2 - t1),
+                 ('fsync', t3 - t2)):
+        parts.setdefault(k, []).append(v)
+    return t3 - t, written
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog='python -m tools.bench.'
                                           'write_pattern')
@@ -90,7 +128,9 @@ def main(argv: list[str]) -> int:
         'python_4MiB': lambda i, d: python_units(i, d, 4 * MiB),
         'python_1MiB': lambda i, d: python_units(i, d, MiB),
         'python_64KiB': lambda i, d: python_units(i, d, 64 * 1024),
+        'flush_apart': lambda i, d: flush_apart(i, d, parts),
     }
+    parts: dict[str, list[float]] = {}
     runs: dict[str, list[float]] = {k: [] for k in ways}
     written: dict[str, int | None] = {}
     results: dict[str, Any] = {
@@ -113,6 +153,10 @@ def main(argv: list[str]) -> int:
                               'min': min(v), 'max': max(v), 'runs': v}
                           for k, v in runs.items()}
     results['bytes_written'] = written
+    # flush_apart's steps: writes, every page sent, fsync after that
+    results['flush_apart_parts'] = {
+        k: {'median': statistics.median(v), 'min': min(v), 'max': max(v)}
+        for k, v in parts.items()}
     results['load_average_end'] = os.getloadavg()
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2)
