@@ -49,6 +49,9 @@ LOG = logging.getLogger(__name__)
 #: sync_file_range(2) flag: start writeback of dirty pages in the range
 SYNC_FILE_RANGE_WRITE = 2
 _IOV_MAX = 1024
+#: bytes read (and zeroed) at a time by :func:`zero_where_needed`
+ZERO_UNIT = 4 * 1024 * 1024
+_ZERO = bytes(ZERO_UNIT)
 
 
 def _load_sync_file_range() -> Callable[[int, int, int], bool] | None:
@@ -133,6 +136,27 @@ def pwritev_all(fd: int, buffers: Sequence[bytes | memoryview],
         if n:
             views[0] = views[0][n:]
     return total
+
+
+def zero_where_needed(fd: int, offset: int, length: int,
+                      pause: Callable[[], Any] | None = None) -> int:
+    """Make ``[offset, offset + length)`` read zeros; the bytes written.
+
+    For a LUN that does not read zeros where it was never written. Each
+    unit is read first and written only where it is not zeros already: a
+    read is cheaper than a write, and a thin LUN stays thin. ``pause``,
+    if given, is called after each unit (to let other green threads run).
+    """
+    written = 0
+    end = offset + length
+    for off in range(offset, end, ZERO_UNIT):
+        n = min(ZERO_UNIT, end - off)
+        if not _ZERO.startswith(os.pread(fd, n, off)):
+            pwritev_all(fd, [_ZERO[:n]], off)
+            written += n
+        if pause is not None:
+            pause()
+    return written
 
 
 class LunWriter:

@@ -679,12 +679,8 @@ class _FileOrder:
             end = len(written) if end < 0 else end
             first = start << lay.cluster_bits
             last = min(end << lay.cluster_bits, lay.virtual_size)
-            for off in range(first, last, RUN):
-                n = min(RUN, last - off)
-                # read first: a thin LUN stays thin where it reads zeros
-                if not _ZERO.startswith(os.pread(self.fd, n, off)):
-                    _pwrite_all(self.fd, _ZERO[:n], off)
-                eventlet.sleep(0)
+            lunwriter.zero_where_needed(self.fd, first, last - first,
+                                        pause=eventlet.sleep)
             pos = end
 
 

@@ -234,24 +234,14 @@ def _write_unit(lun: lunwriter.LunWriter, offset: int,
     """Write the chunks at ``offset``, keeping the LUN thin.
 
     An all-zero unit is skipped on a LUN that reads zeros; on any other
-    LUN it is written only where the LUN does not read zeros already (a
-    read is cheaper than a write, and leaves thin LUNs thin).
+    LUN it is zeroed where it does not read zeros already.
     """
     if any(not _ZERO.startswith(c) for c in chunks):
         lun.write(offset, chunks)
     elif not reads_zeros:
         lun.wait()
-        for c in chunks:
-            _zero_if_needed_fd(lun.fd, offset, len(c))
-            offset += len(c)
-
-
-def _zero_if_needed_fd(fd: int, offset: int, length: int) -> None:
-    for off in range(offset, offset + length, WRITE_UNIT):
-        n = min(WRITE_UNIT, offset + length - off)
-        have = os.pread(fd, n, off)
-        if have.count(0) != len(have):
-            os.pwrite(fd, _ZERO[:n], off)
+        lunwriter.zero_where_needed(lun.fd, offset,
+                                    sum(len(c) for c in chunks))
 
 
 def zero_rest_fd(fd: int, start: int) -> int:
@@ -261,13 +251,7 @@ def zero_rest_fd(fd: int, start: int) -> int:
     the image's end it would show what the array had there before.
     """
     end = os.lseek(fd, 0, os.SEEK_END)
-    written = 0
-    for off in range(start, end, WRITE_UNIT):
-        n = min(WRITE_UNIT, end - off)
-        have = os.pread(fd, n, off)
-        if have.count(0) != len(have):
-            os.pwrite(fd, _ZERO[:n], off)
-            written += n
+    written = lunwriter.zero_where_needed(fd, start, max(0, end - start))
     os.fsync(fd)
     return written
 

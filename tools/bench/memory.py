@@ -92,7 +92,39 @@ def tree_pss(pid: int, exclude: Collection[int] = ()) -> tuple[int, int]:
     return total, rss
 
 
-class TreeMemory:
+class _Sampler:
+    """Samples taken every :attr:`INTERVAL` from a native thread.
+
+    Subclasses say what one sample is (:meth:`_take`).
+    """
+
+    INTERVAL = 0.02
+
+    def __init__(self) -> None:
+        self._stop = False
+        self._thread: Any = None
+
+    def _take(self) -> Any:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        threading, time = _native()
+
+        def loop() -> None:
+            while not self._stop:
+                time.sleep(self.INTERVAL)
+                self._take()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._stop = True
+            self._thread.join()
+            self._take()
+
+
+class TreeMemory(_Sampler):
     """Peak PSS of a process tree while the ``with`` block runs.
 
     ``idle``: the tree's PSS on entry. ``peak``: the largest sampled.
@@ -101,15 +133,12 @@ class TreeMemory:
     so pids added to it later count from then on.
     """
 
-    INTERVAL = 0.02
-
     def __init__(self, pid: int | None,
                  exclude: Collection[int] = ()) -> None:
+        super().__init__()
         self.pid = pid
         self.exclude = exclude
         self.idle = self.peak = self.peak_rss = 0
-        self._stop = False
-        self._thread: Any = None
 
     def _take(self) -> int:
         assert self.pid is not None
@@ -121,22 +150,12 @@ class TreeMemory:
     def __enter__(self) -> TreeMemory:
         if self.pid is None:
             return self
-        threading, time = _native()
         self.idle = self._take()
-
-        def loop() -> None:
-            while not self._stop:
-                time.sleep(self.INTERVAL)
-                self._take()
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
+        self._start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
-            self._stop = True
-            self._thread.join()
-            self._take()
+        self._finish()
 
 
 def host_dirty_bytes() -> int:
@@ -154,38 +173,27 @@ def host_dirty_bytes() -> int:
     return total
 
 
-class HostDirty:
+class HostDirty(_Sampler):
     """Peak of :func:`host_dirty_bytes` while the ``with`` block runs.
 
-    ``idle``: on entry; ``peak``: the largest sampled (every 20 ms, from a
-    native thread). Host-wide: measured on a machine where the benchmark
-    is the only writer, it is what the build leaves unwritten.
+    ``idle``: on entry; ``peak``: the largest sampled. Host-wide: measured
+    on a machine where the benchmark is the only writer, it is what the
+    build leaves unwritten.
     """
 
-    INTERVAL = 0.02
-
     def __init__(self) -> None:
+        super().__init__()
         self.idle = self.peak = 0
-        self._stop = False
-        self._thread: Any = None
 
-    def _take(self) -> None:
-        self.peak = max(self.peak, host_dirty_bytes())
+    def _take(self) -> int:
+        dirty = host_dirty_bytes()
+        self.peak = max(self.peak, dirty)
+        return dirty
 
     def __enter__(self) -> HostDirty:
-        threading, time = _native()
-        self.idle = host_dirty_bytes()
-        self.peak = self.idle
-
-        def loop() -> None:
-            while not self._stop:
-                time.sleep(self.INTERVAL)
-                self._take()
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
+        self.idle = self.peak = self._take()
+        self._start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop = True
-        self._thread.join()
-        self._take()
+        self._finish()
