@@ -203,10 +203,21 @@ class LunWriter:
             self._do(buffers, offset)
 
     def wait(self) -> None:
-        """Wait for the write under way; raise its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        """Wait for the write under way; raise its error.
+
+        A wait cut short (the green thread killed) leaves the write
+        pending: :meth:`close` still waits for it before the caller may
+        close the LUN's descriptor.
+        """
+        pending = self._pending
+        if pending is None:
+            return
+        try:
             pending.wait()
+        except Exception:
+            self._pending = None        # ended, with this error
+            raise
+        self._pending = None
 
     def finish(self) -> None:
         """Wait for every write, then make them durable (``fsync``)."""

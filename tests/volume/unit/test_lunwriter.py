@@ -110,6 +110,38 @@ class LunWriterTest(unittest.TestCase):
         with open(self.path, 'rb') as f:
             self.assertEqual(b'x' * 4096, f.read(4096))
 
+    def test_close_waits_for_a_write_whose_waiter_was_killed(self):
+        # A build's green thread killed while it waits for a write: the
+        # write goes on in its native thread, and close() (before the
+        # descriptor is closed) must still wait for it to end.
+        native = eventlet.patcher.original('threading')
+        entered, release = native.Event(), native.Event()
+        finished = []
+        real = os.pwritev
+
+        def slow_pwritev(fd, buffers, offset):
+            entered.set()
+            release.wait(5)
+            n = real(fd, buffers, offset)
+            finished.append(n)
+            return n
+        self.addCleanup(setattr, os, 'pwritev', real)
+        os.pwritev = slow_pwritev
+        lun = lunwriter.LunWriter(self._open())
+
+        def build():
+            lun.write(0, [b'k' * 4096])
+            lun.wait()
+        gt = eventlet.spawn(build)
+        deadline = time.monotonic() + 10
+        while not entered.is_set() and time.monotonic() < deadline:
+            eventlet.sleep(0.01)
+        gt.kill()
+        self.assertEqual([], finished)
+        native.Timer(0.2, release.set).start()
+        lun.close()
+        self.assertEqual([4096], finished)
+
     def test_a_failed_write_is_raised_by_the_next_call(self):
         lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
         lun.write(0, [b'y' * 4096])        # EBADF, in the writer's thread
