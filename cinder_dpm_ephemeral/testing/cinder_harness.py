@@ -162,8 +162,14 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
                       **kwargs: Any) -> Any:
         if name == 'volume' and host is None:
             # One volume service per enabled backend, named like
-            # cinder-volume names them: host@backend.
-            host = f'harness@{self.BACKEND}'
+            # cinder-volume names them: host@backend. The host is this
+            # test's own: a green thread an earlier test left running in
+            # this process (a stats update still retrying against an
+            # array that test stopped) publishes its stats under a host
+            # this test's scheduler does not know, instead of overwriting
+            # the pools of this test's backend.
+            tag = os.path.basename(self.work_dir).rsplit('-', 1)[-1]
+            host = f'harness-{tag}@{self.BACKEND}'
             kwargs.setdefault('service_name', self.BACKEND)
         return super().start_service(name, host=host, **kwargs)
 
