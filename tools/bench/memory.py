@@ -28,6 +28,7 @@ parent's size that no memory backs.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Collection
 from typing import Any
@@ -92,70 +93,65 @@ def tree_pss(pid: int, exclude: Collection[int] = ()) -> tuple[int, int]:
     return total, rss
 
 
-class _Sampler:
-    """Samples taken every :attr:`INTERVAL` from a native thread.
-
-    Subclasses say what one sample is (:meth:`_take`).
-    """
-
-    INTERVAL = 0.02
-
-    def __init__(self) -> None:
-        self._stop = False
-        self._thread: Any = None
-
-    def _take(self) -> Any:
-        raise NotImplementedError
-
-    def _start(self) -> None:
-        threading, time = _native()
-
-        def loop() -> None:
-            while not self._stop:
-                time.sleep(self.INTERVAL)
-                self._take()
-        self._thread = threading.Thread(target=loop, daemon=True)
-        self._thread.start()
-
-    def _finish(self) -> None:
-        if self._thread is not None:
-            self._stop = True
-            self._thread.join()
-            self._take()
-
-
-class TreeMemory(_Sampler):
+class TreeMemory:
     """Peak PSS of a process tree while the ``with`` block runs.
 
     ``idle``: the tree's PSS on entry. ``peak``: the largest sampled.
     ``peak_rss``: the root process's own largest RSS, no children. All
-    three stay 0 when ``pid`` is None. ``exclude`` is read at each sample,
-    so pids added to it later count from then on.
+    three stay 0 when ``pid`` is None. ``exclude`` is read on entry.
+
+    The samples are taken every :attr:`INTERVAL` by a process of its own
+    (this module run as a script, left out of the tree it measures). A
+    thread in the measured process would share its GIL: with the volume
+    service busy copying an image in Python, each of a sample's many
+    reads of ``/proc`` waited for the GIL, and a sample took seconds.
     """
+
+    INTERVAL = 0.02
 
     def __init__(self, pid: int | None,
                  exclude: Collection[int] = ()) -> None:
-        super().__init__()
         self.pid = pid
         self.exclude = exclude
         self.idle = self.peak = self.peak_rss = 0
-
-    def _take(self) -> int:
-        assert self.pid is not None
-        pss, rss = tree_pss(self.pid, self.exclude)
-        self.peak = max(self.peak, pss)
-        self.peak_rss = max(self.peak_rss, rss)
-        return pss
+        self._proc: Any = None
 
     def __enter__(self) -> TreeMemory:
         if self.pid is None:
             return self
-        self.idle = self._take()
-        self._start()
+        import subprocess
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, str(self.pid), str(self.INTERVAL),
+             *(str(p) for p in self.exclude)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # the first sample, once the sampler runs
+        self.idle = self.peak = int(self._proc.stdout.readline().split()[0])
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._finish()
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        proc.stdin.close()                  # stop: a last sample, then
+        out = proc.stdout.read().split()    # "<peak pss> <peak rss>"
+        proc.wait()
+        self.peak, self.peak_rss = max(self.peak, int(out[0])), int(out[1])
+
+
+def _sample(pid: int, interval: float, exclude: set[int]) -> None:
+    """The sampler process: peak PSS of pid's tree until stdin closes."""
+    import select
+    exclude.add(os.getpid())
+    pss, rss = tree_pss(pid, exclude)
+    peak, peak_rss = pss, rss
+    print(pss, flush=True)
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], interval)
+        pss, rss = tree_pss(pid, exclude)
+        peak, peak_rss = max(peak, pss), max(peak_rss, rss)
+        if ready and not sys.stdin.read(1):
+            break
+    print(peak, peak_rss, flush=True)
 
 
 def host_dirty_bytes() -> int:
@@ -173,27 +169,43 @@ def host_dirty_bytes() -> int:
     return total
 
 
-class HostDirty(_Sampler):
+class HostDirty:
     """Peak of :func:`host_dirty_bytes` while the ``with`` block runs.
 
-    ``idle``: on entry; ``peak``: the largest sampled. Host-wide: measured
-    on a machine where the benchmark is the only writer, it is what the
-    build leaves unwritten.
+    ``idle``: on entry; ``peak``: the largest sampled, every
+    :attr:`INTERVAL` from a native thread (one read of ``/proc/meminfo``
+    per sample). Host-wide: measured on a machine where the benchmark is
+    the only writer, it is what the build leaves unwritten.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.idle = self.peak = 0
+    INTERVAL = 0.02
 
-    def _take(self) -> int:
-        dirty = host_dirty_bytes()
-        self.peak = max(self.peak, dirty)
-        return dirty
+    def __init__(self) -> None:
+        self.idle = self.peak = 0
+        self._stop = False
+        self._thread: Any = None
+
+    def _take(self) -> None:
+        self.peak = max(self.peak, host_dirty_bytes())
 
     def __enter__(self) -> HostDirty:
-        self.idle = self.peak = self._take()
-        self._start()
+        threading, time = _native()
+        self.idle = self.peak = host_dirty_bytes()
+
+        def loop() -> None:
+            while not self._stop:
+                time.sleep(self.INTERVAL)
+                self._take()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._finish()
+        self._stop = True
+        self._thread.join()
+        self._take()
+
+
+if __name__ == '__main__':
+    _sample(int(sys.argv[1]), float(sys.argv[2]),
+            {int(p) for p in sys.argv[3:]})
