@@ -75,25 +75,34 @@ class LunWriterTest(unittest.TestCase):
             f.seek(4096)
             self.assertEqual(b''.join(bufs), f.read(250_000))
 
-    def test_the_caller_goes_on_while_a_write_is_under_way(self):
-        # The write runs in a native thread: write() returns while it is
-        # still under way, other green threads run meanwhile, and only
-        # wait() waits for it. (With beside=False write() would not return
-        # before the write has ended: 'finished' would not be empty.)
+    def _held_writes(self):
+        """os.pwritev held until ``release`` is set (native events).
+
+        Returns (entered, release, finished): ``entered`` is set when a
+        write starts, ``finished`` lists the bytes of each write done.
+        """
         native = eventlet.patcher.original('threading')
         entered, release = native.Event(), native.Event()
         finished = []
         real = os.pwritev
 
-        def slow_pwritev(fd, buffers, offset):
+        def held_pwritev(fd, buffers, offset):
             entered.set()
             release.wait(5)
             n = real(fd, buffers, offset)
             finished.append(n)
             return n
-        lun = lunwriter.LunWriter(self._open())
         self.addCleanup(setattr, os, 'pwritev', real)
-        os.pwritev = slow_pwritev
+        os.pwritev = held_pwritev
+        return entered, release, finished
+
+    def test_the_caller_goes_on_while_a_write_is_under_way(self):
+        # The write runs in a native thread: write() returns while it is
+        # still under way, other green threads run meanwhile, and only
+        # wait() waits for it. (With beside=False write() would not return
+        # before the write has ended: 'finished' would not be empty.)
+        entered, release, finished = self._held_writes()
+        lun = lunwriter.LunWriter(self._open())
         lun.write(0, [b'x' * 4096])
         self.assertEqual([], finished)
         ran = []
@@ -114,19 +123,7 @@ class LunWriterTest(unittest.TestCase):
         # A build's green thread killed while it waits for a write: the
         # write goes on in its native thread, and close() (before the
         # descriptor is closed) must still wait for it to end.
-        native = eventlet.patcher.original('threading')
-        entered, release = native.Event(), native.Event()
-        finished = []
-        real = os.pwritev
-
-        def slow_pwritev(fd, buffers, offset):
-            entered.set()
-            release.wait(5)
-            n = real(fd, buffers, offset)
-            finished.append(n)
-            return n
-        self.addCleanup(setattr, os, 'pwritev', real)
-        os.pwritev = slow_pwritev
+        entered, release, finished = self._held_writes()
         lun = lunwriter.LunWriter(self._open())
 
         def build():
@@ -138,7 +135,8 @@ class LunWriterTest(unittest.TestCase):
             eventlet.sleep(0.01)
         gt.kill()
         self.assertEqual([], finished)
-        native.Timer(0.2, release.set).start()
+        eventlet.patcher.original('threading').Timer(
+            0.2, release.set).start()
         lun.close()
         self.assertEqual([4096], finished)
 
