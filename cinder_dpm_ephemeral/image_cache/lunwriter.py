@@ -176,8 +176,7 @@ class LunWriter:
         self.beside = beside
         self._writeback = _start_writeback if beside else None
         self._pending: _Native | None = None
-        #: bytes written, writes made, writebacks started
-        self.bytes_written = 0
+        #: writes made, writebacks started
         self.writes = 0
         self.writebacks = 0
 
@@ -192,10 +191,8 @@ class LunWriter:
               buffers: Sequence[bytes | memoryview]) -> None:
         """Write ``buffers`` (one after the other) at ``offset``."""
         self.wait()
-        size = sum(len(b) for b in buffers)
-        if not size:
+        if not any(len(b) for b in buffers):
             return
-        self.bytes_written += size
         self.writes += 1
         if self.beside:
             self._pending = _Native(self._do, list(buffers), offset)
