@@ -54,6 +54,15 @@ ZERO_UNIT = 4 * 1024 * 1024
 _ZERO = bytes(ZERO_UNIT)
 
 
+def is_zero(data: bytes | memoryview) -> bool:
+    """Whether ``data`` (bytes or a view of them) is all zeros."""
+    if len(data) <= ZERO_UNIT:
+        return _ZERO.startswith(data)
+    view = memoryview(data)
+    return all(_ZERO.startswith(view[off:off + ZERO_UNIT])
+               for off in range(0, len(view), ZERO_UNIT))
+
+
 def _load_sync_file_range() -> Callable[[int, int, int], bool] | None:
     name = ctypes.util.find_library('c')
     try:
@@ -151,7 +160,7 @@ def zero_where_needed(fd: int, offset: int, length: int,
     end = offset + length
     for off in range(offset, end, ZERO_UNIT):
         n = min(ZERO_UNIT, end - off)
-        if not _ZERO.startswith(os.pread(fd, n, off)):
+        if not is_zero(os.pread(fd, n, off)):
             pwritev_all(fd, [_ZERO[:n]], off)
             written += n
         if pause is not None:

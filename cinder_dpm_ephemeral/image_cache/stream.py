@@ -98,7 +98,6 @@ RUN = 4 * MiB
 MAX_PENDING = 1 << 19
 #: guest clusters tracked for a LUN that does not read zeros (1 byte each)
 MAX_TRACKED = 1 << 26
-_ZERO = bytes(RUN)
 
 
 class StreamedQcow2:
@@ -657,7 +656,7 @@ class _FileOrder:
             first = guest >> lay.cluster_bits
             last = -(-(guest + len(data)) >> lay.cluster_bits)
             self.written[first:last] = b'\x01' * (last - first)
-        elif _ZERO.startswith(data):
+        elif lunwriter.is_zero(data):
             return          # the LUN reads zeros there already
         # a view of the window, which changes before the write is done
         self.lun.write(guest, [bytes(data) if isinstance(data, memoryview)

@@ -52,7 +52,6 @@ from cinder_dpm_ephemeral.image_cache import stream
 LOG = logging.getLogger(__name__)
 
 WRITE_UNIT = 4 * 1024 * 1024
-_ZERO = bytes(WRITE_UNIT)
 
 
 class Soon:
@@ -236,7 +235,7 @@ def _write_unit(lun: lunwriter.LunWriter, offset: int,
     An all-zero unit is skipped on a LUN that reads zeros; on any other
     LUN it is zeroed where it does not read zeros already.
     """
-    if any(not _ZERO.startswith(c) for c in chunks):
+    if not all(lunwriter.is_zero(c) for c in chunks):
         lun.write(offset, chunks)
     elif not reads_zeros:
         lun.wait()

@@ -152,6 +152,19 @@ class LunWriterTest(unittest.TestCase):
         lun.write(0, [b'y' * 4096])
         lun.close()
 
+    def test_is_zero_looks_at_every_byte_past_one_zero_unit(self):
+        # a byte set in the last zero unit of a buffer longer than one,
+        # as bytes and as a view; the same buffer cleared again is zeros
+        data = bytearray(2 * lunwriter.ZERO_UNIT + 5)
+        self.assertTrue(lunwriter.is_zero(data))
+        for at in (0, lunwriter.ZERO_UNIT - 1, len(data) - 1):
+            data[at] = 1
+            self.assertFalse(lunwriter.is_zero(data), at)
+            self.assertFalse(lunwriter.is_zero(memoryview(data)), at)
+            data[at] = 0
+        self.assertTrue(lunwriter.is_zero(memoryview(data)[3:]))
+        self.assertTrue(lunwriter.is_zero(b''))
+
     def test_writeback_is_started_on_a_file(self):
         # sync_file_range(2) itself, on a file (accepted) and on a pipe
         # (ESPIPE): a hint, whose failure never fails a write.
