@@ -78,6 +78,14 @@ image_cache_opts = [
              'download, write and fsync one after the other in the '
              'service\'s green thread.'),
     cfg.IntOpt(
+        'dpm_ephemeral_write_behind_depth',
+        default=4, min=1, max=64,
+        help='With dpm_ephemeral_write_behind, how many writes to a golden '
+             'volume\'s LUN may be under way at once, each in a native '
+             'thread of its own (at most 4 MiB each): the copies into the '
+             'page cache run on as many cores, and the next write need '
+             'not wait for the one before it. 1: one at a time.'),
+    cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,
         help='Most golden volumes kept per backend (0: no limit). Beyond '

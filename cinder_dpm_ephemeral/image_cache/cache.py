@@ -515,9 +515,12 @@ class GoldenImageCache:
         if last < _now(-TOUCH_EVERY):
             self._set_md(golden, {MD_LAST_USED: _now()})
 
-    def _write_behind(self) -> bool:
-        return bool(self.configuration.safe_get(
-            'dpm_ephemeral_write_behind'))
+    def _write_behind(self) -> int:
+        """LUN writes under way at once beside the download (0: none)."""
+        if not self.configuration.safe_get('dpm_ephemeral_write_behind'):
+            return 0
+        return int(self.configuration.safe_get(
+            'dpm_ephemeral_write_behind_depth') or 1)
 
     def _set_md(self, golden: objects.Volume, values: dict[str, str]) -> None:
         if values.get(MD_FULL) == 'true' or values.get(MD_STALE) == 'true':

@@ -17,9 +17,10 @@ LUN's page cache, and at the end ``fsync``, which is when the LUN's bytes
 actually left for the array. :class:`LunWriter` changes two things:
 
 * each write runs in a native thread (eventlet's ``tpool`` in the volume
-  service), one at a time and in order, while the green thread reads and
-  inspects the next bytes: ``pwritev`` releases the GIL, so the copy into
-  the page cache and the download's work overlap;
+  service), up to :data:`DEPTH` of them at once, while the green thread
+  reads and inspects the next bytes: ``pwritev`` releases the GIL, so the
+  copies into the page cache and the download's work overlap, on as many
+  cores as there are;
 * right after each write, the writeback of that range is started
   (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not wait
   for it): the array receives the image while it downloads, and a
@@ -29,7 +30,9 @@ actually left for the array. :class:`LunWriter` changes two things:
   and still pays the device's cache flush (doc/benchmarks.md).
 
 A write's buffers must not change until it is done: callers hand over
-``bytes`` (immutable) or a copy.
+``bytes`` (immutable) or a copy. Writes under way at once never overlap:
+a write over a range still being written waits for every write before
+it, so the last write to a byte is the one that stays.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +53,9 @@ LOG = logging.getLogger(__name__)
 #: sync_file_range(2) flag: start writeback of dirty pages in the range
 SYNC_FILE_RANGE_WRITE = 2
 _IOV_MAX = 1024
+#: writes under way at once beside the caller (a golden build's units
+#: are at most 4 MiB: 16 MiB of buffers held at most)
+DEPTH = 4
 #: bytes read (and zeroed) at a time by :func:`zero_where_needed`
 ZERO_UNIT = 4 * 1024 * 1024
 _ZERO = bytes(ZERO_UNIT)
@@ -118,6 +125,13 @@ class _Native:
         except BaseException as exc:     # raised by wait(), in the caller
             self._error = exc
 
+    def done(self) -> bool:
+        """Whether it has ended (:meth:`wait` would not block)."""
+        if self._gt is not None:
+            return bool(self._gt.dead)
+        assert self._thread is not None
+        return not self._thread.is_alive()
+
     def wait(self) -> None:
         if self._gt is not None:
             self._gt.wait()
@@ -169,22 +183,27 @@ def zero_where_needed(fd: int, offset: int, length: int,
 
 
 class LunWriter:
-    """Ordered writes to an open LUN, each beside the caller's next work.
+    """Writes to an open LUN, each beside the caller's next work.
 
-    :meth:`write` waits for the write before it (one in flight: its
-    buffers are the caller's until then), then starts this one and
-    returns. :meth:`finish` waits for the last one and ``fsync``s;
-    :meth:`close` (always, e.g. in ``finally``) waits without raising.
-    A write's error is raised by the next call. ``beside=False``: each
-    write done in :meth:`write` itself, no writeback started (the way
-    builds wrote before; ``dpm_ephemeral_write_behind``).
+    :meth:`write` starts the write and returns; with :data:`DEPTH` writes
+    under way it first waits for the oldest (their buffers are the
+    caller's until then). :meth:`wait` waits for them all, :meth:`finish`
+    too and then ``fsync``s; :meth:`close` (always, e.g. in ``finally``)
+    waits for them all without raising. A write's error is raised by the
+    first call that finds it ended (at the latest :meth:`wait`).
+    ``beside=False``: each write done in :meth:`write` itself, no
+    writeback started (the way builds wrote before;
+    ``dpm_ephemeral_write_behind``).
     """
 
-    def __init__(self, fd: int, beside: bool = True) -> None:
+    def __init__(self, fd: int, beside: bool = True,
+                 depth: int | None = None) -> None:
         self.fd = fd
         self.beside = beside
+        self.depth = max(1, DEPTH if depth is None else depth)
         self._writeback = _start_writeback if beside else None
-        self._pending: _Native | None = None
+        #: writes under way, oldest first: (offset, length, native)
+        self._pending: deque[tuple[int, int, _Native]] = deque()
         #: writes made, writebacks started
         self.writes = 0
         self.writebacks = 0
@@ -199,31 +218,54 @@ class LunWriter:
     def write(self, offset: int,
               buffers: Sequence[bytes | memoryview]) -> None:
         """Write ``buffers`` (one after the other) at ``offset``."""
-        self.wait()
-        if not any(len(b) for b in buffers):
+        self._reap()
+        length = sum(len(b) for b in buffers)
+        if not length:
             return
+        if any(o < offset + length and offset < o + n
+               for o, n, _ in self._pending):
+            self.wait()         # the last write to a byte stays
+        while len(self._pending) >= self.depth:
+            self._wait_oldest()
         self.writes += 1
         if self.beside:
-            self._pending = _Native(self._do, list(buffers), offset)
+            self._pending.append(
+                (offset, length, _Native(self._do, list(buffers), offset)))
         else:
             self._do(buffers, offset)
 
-    def wait(self) -> None:
-        """Wait for the write under way; raise its error.
+    def _reap(self) -> None:
+        """Forget the writes already ended; raise the first one's error."""
+        while self._pending and self._pending[0][2].done():
+            self._wait_oldest()
 
-        A wait cut short (the green thread killed) leaves the write
-        pending: :meth:`close` still waits for it before the caller may
+    def _wait_oldest(self) -> None:
+        # Removed only once ended (with or without an error): a wait cut
+        # short leaves it for close() to wait for.
+        native = self._pending[0][2]
+        try:
+            native.wait()
+        except Exception:
+            self._pending.popleft()
+            raise
+        self._pending.popleft()
+
+    def wait(self) -> None:
+        """Wait for every write under way; raise the first error.
+
+        A wait cut short (the green thread killed) leaves the writes
+        pending: :meth:`close` still waits for them before the caller may
         close the LUN's descriptor.
         """
-        pending = self._pending
-        if pending is None:
-            return
-        try:
-            pending.wait()
-        except Exception:
-            self._pending = None        # ended, with this error
-            raise
-        self._pending = None
+        error: Exception | None = None
+        while self._pending:
+            try:
+                self._wait_oldest()
+            except Exception as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
 
     def finish(self) -> None:
         """Wait for every write, then make them durable (``fsync``)."""
@@ -231,7 +273,7 @@ class LunWriter:
         os.fsync(self.fd)
 
     def close(self) -> None:
-        """Wait for a write still under way; its error is logged only."""
+        """Wait for the writes still under way; errors are logged only."""
         try:
             self.wait()
         except Exception:

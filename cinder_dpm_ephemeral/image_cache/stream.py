@@ -128,9 +128,10 @@ class StreamedQcow2:
         self._layout: _Layout | None = None
         #: what the file-order conversion did (see export_stats)
         self.in_order: dict[str, Any] = {}
-        #: LUN writes beside the download (lunwriter; the backend option
-        #: dpm_ephemeral_write_behind)
-        self.write_behind = True
+        #: LUN writes under way at once beside the download, 0: none
+        #: (lunwriter; the backend options dpm_ephemeral_write_behind and
+        #: dpm_ephemeral_write_behind_depth)
+        self.write_behind = lunwriter.DEPTH
 
     # -- life cycle ---------------------------------------------------------
     def open(self) -> None:
@@ -254,7 +255,8 @@ class StreamedQcow2:
                                                'under way'))
         with utils.temporary_chown(dest):
             fd = os.open(dest, os.O_RDWR | os.O_CLOEXEC)
-            lun = lunwriter.LunWriter(fd, beside=self.write_behind)
+            lun = lunwriter.LunWriter(fd, beside=self.write_behind > 0,
+                                      depth=self.write_behind)
             try:
                 conversion = _FileOrder(self, self._layout, lun, reads_zeros)
                 try:

@@ -162,7 +162,7 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
                      inspector: formats.StreamInspector,
                      expected_size: int, reads_zeros: bool | Soon,
                      connector: dict | Soon | None = None,
-                     write_behind: bool = True) -> int:
+                     write_behind: int = lunwriter.DEPTH) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
     ``inspector`` is the download, inspected as it passes (oslo.utils'
@@ -173,16 +173,17 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
     refused before a byte past that size is written, a shorter one at its
     end. Returns the bytes written. ``reads_zeros`` and ``connector`` as
-    for :func:`write_image`. ``write_behind``: each write beside the next
-    download, its writeback started (:mod:`.lunwriter`); False: one step
-    after the other.
+    for :func:`write_image`. ``write_behind``: how many writes may be under
+    way at once beside the download, each with its writeback started
+    (:mod:`.lunwriter`); 0: one step after the other.
     """
     image_id = inspector.image_id
     total = 0
     with attached(driver, context, golden, connector) as path, \
             utils.temporary_chown(path):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        lun = lunwriter.LunWriter(fd, beside=write_behind)
+        lun = lunwriter.LunWriter(fd, beside=write_behind > 0,
+                                  depth=write_behind)
         try:
             reads_zeros = value(reads_zeros)
             # WRITE_UNIT bytes at a time, as views of the download's

@@ -140,12 +140,90 @@ class LunWriterTest(unittest.TestCase):
         lun.close()
         self.assertEqual([4096], finished)
 
-    def test_a_failed_write_is_raised_by_the_next_call(self):
+    def _until_ended(self, lun):
+        deadline = time.monotonic() + 10
+        while not all(native.done() for _, _, native in lun._pending):
+            self.assertLess(time.monotonic(), deadline)
+            eventlet.sleep(0.01)
+
+    def test_a_failed_write_is_raised_by_the_next_call_after_it(self):
         lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
         lun.write(0, [b'y' * 4096])        # EBADF, in the writer's thread
+        self._until_ended(lun)
         with self.assertRaises(OSError):
             lun.write(4096, [b'z' * 4096])
         lun.close()                         # nothing left to raise
+
+    def test_wait_raises_a_failed_write_after_the_others_ended(self):
+        # The first of three writes fails: wait() raises its error, and
+        # only once every write has ended (the caller then closes the
+        # descriptor they write to).
+        entered, release, finished = self._held_writes()
+        lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
+        for i in range(3):
+            lun.write(i * 4096, [b'w' * 4096])
+        natives = [native for _, _, native in lun._pending]
+        self.assertEqual(3, len(natives))
+        eventlet.patcher.original('threading').Timer(
+            0.2, release.set).start()
+        with self.assertRaises(OSError):
+            lun.wait()
+        self.assertEqual([], list(lun._pending))
+        self.assertTrue(all(native.done() for native in natives))
+
+    def test_up_to_depth_writes_are_under_way_at_once(self):
+        # 'depth' writes start without waiting for one another; the next
+        # write() waits for the oldest (builds use DEPTH, more than one).
+        # With one write at a time, the second write() would block until
+        # 'release': 'started' would stop at 1 and the wait time out.
+        native = eventlet.patcher.original('threading')
+        release = native.Event()
+        lock = native.Lock()
+        started = []
+        real = os.pwritev
+
+        def held_pwritev(fd, buffers, offset):
+            with lock:
+                started.append(offset)
+            release.wait(5)
+            return real(fd, buffers, offset)
+        self.addCleanup(setattr, os, 'pwritev', real)
+        os.pwritev = held_pwritev
+        self.assertGreater(lunwriter.DEPTH, 1)
+        depth = 3
+        lun = lunwriter.LunWriter(self._open(), depth=depth)
+        t0 = time.monotonic()
+        for i in range(depth):
+            lun.write(i * MiB, [bytes([i + 1]) * 4096])
+        deadline = time.monotonic() + 10
+        while len(started) < depth:
+            self.assertLess(time.monotonic(), deadline, started)
+            eventlet.sleep(0.01)
+        self.assertLess(time.monotonic() - t0, 4)   # nothing waited
+        native.Timer(0.3, release.set).start()
+        lun.write(depth * MiB, [b'\xff' * 4096])    # waits
+        self.assertTrue(release.is_set())
+        lun.finish()
+        with open(self.path, 'rb') as f:
+            for i in range(depth + 1):
+                f.seek(i * MiB)
+                self.assertEqual(bytes([i + 1 if i < depth
+                                        else 255]) * 4096, f.read(4096))
+
+    def test_a_write_over_one_under_way_waits_for_it(self):
+        # Two writes to one range: the second starts only after the first
+        # ended, so the second's bytes are the ones that stay.
+        entered, release, finished = self._held_writes()
+        lun = lunwriter.LunWriter(self._open())
+        lun.write(0, [b'a' * 8192])
+        eventlet.patcher.original('threading').Timer(
+            0.2, release.set).start()
+        lun.write(4096, [b'b' * 8192])      # overlaps: waits for 'a'
+        self.assertEqual([8192], finished)
+        lun.finish()
+        self.assertEqual([8192, 8192], finished)
+        with open(self.path, 'rb') as f:
+            self.assertEqual(b'a' * 4096 + b'b' * 8192, f.read(12288))
 
     def test_close_after_a_failure_does_not_raise(self):
         lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
