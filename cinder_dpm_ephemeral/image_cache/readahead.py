@@ -25,13 +25,21 @@ format inspectors sit above this and see each byte once, in order.
 
 The spool holds at most ``limit`` bytes (the image's size, less when the
 directory has less room to spare); past it the download waits, as it
-would have without a spool.
+would have without a spool. What the build has read back is dropped from
+the spool as it goes (``fallocate(PUNCH_HOLE)`` every :data:`DROP_EVERY`
+bytes): a spooled page that was handed back is never needed again, and
+dropping it before it is written back frees its memory for the LUN's own
+pages, instead of holding a second copy of the image in the page cache
+until the build ends.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import tempfile
+from collections.abc import Callable
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -44,6 +52,32 @@ LOG = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 #: Room left free in image_conversion_dir beside a spool.
 RESERVE = 1024 * 1024 * 1024
+#: Bytes handed back, at least, between two drops from the spool (0:
+#: none dropped before the spool is closed).
+DROP_EVERY = 8 * CHUNK
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def _load_punch_hole() -> Callable[[int, int, int], bool] | None:
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library('c'),
+                         use_errno=True).fallocate
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                   ctypes.c_int64)
+    fn.restype = ctypes.c_int
+
+    def punch_hole(fd: int, offset: int, length: int) -> bool:
+        # Only a hint: where the file system refuses, the spool keeps its
+        # pages until it is closed, as it did before.
+        return fn(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset,
+                  length) == 0
+    return punch_hole
+
+
+_punch_hole = _load_punch_hole()
 
 
 def room_for(directory: str, wanted: int) -> int:
@@ -79,6 +113,8 @@ class ReadAhead:
         #: bytes spooled, and how many of them were handed back so far
         self.spooled = 0
         self._replayed = 0
+        #: bytes handed back and dropped from the spool since
+        self.dropped = 0
 
     def start(self) -> None:
         """Read ahead from now on (no-op without room for a spool)."""
@@ -132,6 +168,8 @@ class ReadAhead:
             self._replayed += len(data)
             if self._replayed == self.spooled:
                 self._release()
+            elif DROP_EVERY and self._replayed - self.dropped >= DROP_EVERY:
+                self._drop()
             return data
         if self._error is not None:
             error, self._error = self._error, None
@@ -139,6 +177,13 @@ class ReadAhead:
         if self._ended:
             raise StopIteration
         return next(self._chunks)
+
+    def _drop(self) -> None:
+        """Drop what was handed back from the spool (its pages freed)."""
+        assert self._fd is not None
+        if _punch_hole is not None and _punch_hole(
+                self._fd, self.dropped, self._replayed - self.dropped):
+            self.dropped = self._replayed
 
     def _release(self) -> None:
         if self._fd is not None:

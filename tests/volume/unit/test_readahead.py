@@ -93,6 +93,32 @@ class ReadAheadTest(unittest.TestCase):
         # the spool has no name in the directory, ever
         self.assertEqual([], os.listdir(self.dir))
 
+    def test_what_was_handed_back_is_dropped_from_the_spool(self):
+        # The spool's blocks as the build reads it back: every DROP_EVERY
+        # bytes handed back leave the spool (its pages freed), and what
+        # was not handed back yet is still there, in order.
+        data = _chunks(40)
+        down = _Download(data)
+        ahead = self._ahead(down)
+        ahead.start()
+        self._settle(down, 40 * MiB)
+        self.assertEqual(40 * MiB, ahead.spooled)
+        fd = ahead._fd
+
+        def spool_bytes():
+            return os.fstat(fd).st_blocks * 512
+        full = spool_bytes()
+        self.assertGreaterEqual(full, 40 * MiB)
+        got = []
+        for _ in range(20):
+            got.append(next(ahead))
+        # 16 MiB dropped (two rounds of DROP_EVERY), 4 MiB not yet
+        self.assertEqual(16 * MiB, ahead.dropped)
+        self.assertEqual(full - 16 * MiB, spool_bytes())
+        got.extend(ahead)
+        self.assertEqual(b''.join(data), b''.join(got))
+        self.assertIsNone(ahead._fd)        # the spool, closed at its end
+
     def test_spool_stops_at_its_limit_and_the_rest_streams(self):
         data = _chunks(8)
         down = _Download(data)
