@@ -46,7 +46,11 @@ copy limit of the host, not of the link).
 With ``--ab OPTION`` each format is built again, right after, with that
 boolean backend option False (same image, same run): the figures of that
 variant are under ``without`` in the results and ``..._without_OPTION``
-in the headline.
+in the headline. ``--ab OPTION=VALUE`` sets the option to VALUE instead
+(``..._OPTION_VALUE``); ``--ab module.NAME=VALUE`` sets a constant of
+``cinder_dpm_ephemeral.module`` in this process for that variant (the
+volume service runs in it), e.g. ``image_cache.readahead.DROP_EVERY=0``
+(``..._NAME_VALUE``).
 
 The fraction is reference / ours, per trial (paired: the reference is
 measured around that very build), reported as the median with min and
@@ -358,12 +362,13 @@ def main(argv: list[str]) -> int:
                         help='pace each download at this many MB/s, as a '
                              'network link to Glance would (default: as '
                              'fast as the stand-in reads its file)')
-    parser.add_argument('--ab', metavar='OPTION', default=None,
-                        help='also build each format with this boolean '
-                             'backend option False (e.g. '
-                             'dpm_ephemeral_read_ahead), one after the '
-                             'other in this run; its figures are under '
-                             '"without"')
+    parser.add_argument('--ab', metavar='OPTION[=VALUE]', default=None,
+                        help='also build each format with this backend '
+                             'option False (e.g. dpm_ephemeral_read_ahead)'
+                             ' or VALUE, or this module constant '
+                             '(image_cache.readahead.DROP_EVERY=0) set to '
+                             'VALUE, one after the other in this run; its '
+                             'figures are under "without"')
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'bench-cold.json'))
     args = parser.parse_args(argv)
@@ -423,17 +428,24 @@ def main(argv: list[str]) -> int:
         phases: dict[str, Any] = {}
         without: dict[str, Any] = {}
         variants = [({}, storage_results, phases)]
+        # a module constant the variant sets (--ab module.NAME=VALUE)
+        setting: tuple[str, Any] | None = None
         if args.ab:
-            # the option off, right after each build with it on
-            without = {'option': args.ab, 'storage': {}, 'phases': {}}
-            variants.append(({args.ab: False}, without['storage'],
-                             without['phases']))
+            # the variant, right after each build without it
+            name, value, label = ab_variant(args.ab)
+            without = {'option': name, 'value': value, 'label': label,
+                       'storage': {}, 'phases': {}}
+            if '.' in name:
+                setting = (name, value)
+            variants.append(({} if setting else {name: value},
+                             without['storage'], without['phases']))
         for fmt in formats:
             for options, into, steps in variants:
                 params['cold_formats'] = [fmt]
                 params['backend_options'] = options
                 res: dict[str, Any] = {}
-                with Phases() as timer:
+                with Phases() as timer, _constant(
+                        None if into is storage_results else setting):
                     storage.run_case('ours-svc', params, res, 'run_cold')
                 steps[fmt] = timer.summary()
                 into.setdefault('ours-svc', {}).update(
@@ -455,7 +467,7 @@ def main(argv: list[str]) -> int:
         for key in [k for k in head if k.endswith(
                 ('_fraction_of_reference', '_fraction_of_reference_spread',
                  '_copy_seconds', '_peak_dirty_mb'))]:
-            head[f'{key}_without_{args.ab}'] = without['headline'].get(key)
+            head[f'{key}_{without["label"]}'] = without['headline'].get(key)
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()
     results['code'] = code_version()
@@ -465,6 +477,51 @@ def main(argv: list[str]) -> int:
     print(f'results: {args.out}')
     print(json.dumps(head))
     return 0
+
+
+def ab_variant(spec: str) -> tuple[str, Any, str]:
+    """``--ab``'s (name, value, label of its headline keys)."""
+    name, eq, text = spec.partition('=')
+    value: Any = False
+    if eq:
+        low = text.strip().lower()
+        if low in ('true', 'false'):
+            value = low == 'true'
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                value = text
+    if value is False:
+        return name, value, f'without_{name}'
+    return name, value, f'{name.rsplit(".", 1)[-1]}_{value}'
+
+
+class _constant:
+    """Set ``cinder_dpm_ephemeral.<module>.<NAME>`` for a while."""
+
+    def __init__(self, setting: tuple[str, Any] | None) -> None:
+        self.setting = setting
+        self.undo: tuple[Any, str, Any] | None = None
+
+    def __enter__(self) -> None:
+        if self.setting is None:
+            return
+        import importlib
+        path, value = self.setting
+        module_name, attr = path.rsplit('.', 1)
+        module = importlib.import_module(f'cinder_dpm_ephemeral.'
+                                         f'{module_name}')
+        if not hasattr(module, attr):
+            raise SystemExit(f'--ab {path}: cinder_dpm_ephemeral.'
+                             f'{module_name} has no {attr}')
+        self.undo = (module, attr, getattr(module, attr))
+        setattr(module, attr, value)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.undo is not None:
+            setattr(*self.undo)
+            self.undo = None
 
 
 def code_version() -> str:
