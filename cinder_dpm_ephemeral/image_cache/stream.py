@@ -447,8 +447,9 @@ class _FileOrder:
         # guest clusters written, for a LUN that does not read zeros
         self.written = (None if reads_zeros
                         else bytearray(layout.guest_clusters))
-        # the download's bytes [start, pos) not handled yet
-        self.window = bytearray(source._head)
+        # the download's bytes [start, pos) not handled yet (during
+        # _handle, perhaps a download chunk itself: bytes)
+        self.window: bytearray | bytes = bytearray(source._head)
         self.start = 0
         self.pos = len(self.window)
         # [0, done): in the download file, or in a run on the LUN
@@ -458,7 +459,8 @@ class _FileOrder:
         self.runs_length = array.array('q')
         self.stats = source.in_order
         self.stats.update(early_reads=0, items=0, bytes_written=0,
-                          deflated_clusters=0, read_back=0)
+                          deflated_clusters=0, read_back=0,
+                          chunks_in_place=0)
 
     def run(self) -> None:
         src = self.source
@@ -473,7 +475,14 @@ class _FileOrder:
                     image_id=src.image_id,
                     reason=(f'Glance announced {src.size} bytes but '
                             f'sent more'))
-            self.window += chunk
+            if not self.window and isinstance(chunk, bytes):
+                # Nothing left over: the chunk itself is the window, not
+                # a copy of it; the runs written from it are views of
+                # immutable bytes, handed to the LUN's writes as they are.
+                self.window = chunk
+                self.stats['chunks_in_place'] += 1
+            else:
+                self.window += chunk
             self._handle()
             # A local store never blocks on the network: let the rest of
             # the service run between chunks.
@@ -534,7 +543,11 @@ class _FileOrder:
             upto = min(heap[0][0], self.pos) if heap else self.pos
             if upto > self.done:
                 self._keep(view, self.done, upto)
-        del self.window[:self.done - self.start]
+        if isinstance(self.window, bytes):
+            # what is left of a chunk, into a buffer of its own
+            self.window = bytearray(self.window[self.done - self.start:])
+        else:
+            del self.window[:self.done - self.start]
         self.start = self.done
 
     def _keep(self, view: memoryview, begin: int, end: int) -> None:
@@ -660,9 +673,11 @@ class _FileOrder:
             self.written[first:last] = b'\x01' * (last - first)
         elif lunwriter.is_zero(data):
             return          # the LUN reads zeros there already
-        # a view of the window, which changes before the write is done
-        self.lun.write(guest, [bytes(data) if isinstance(data, memoryview)
-                               and self.lun.beside else data])
+        if (isinstance(data, memoryview) and not data.readonly and
+                self.lun.beside):
+            # a view of the window, which changes before the write is done
+            data = bytes(data)
+        self.lun.write(guest, [data])
         self.stats['bytes_written'] += len(data)
 
     def _zero_unwritten(self) -> None:

@@ -150,6 +150,24 @@ class StreamTest(testtools.TestCase):
         # nothing went through the NBD export
         self.assertEqual(0, s.export_stats['reads'])
 
+    def test_chunks_that_end_on_cluster_boundaries_are_not_copied(self):
+        # Download chunks of 1 MiB (as the read-ahead and glanceclient's
+        # own size give them) end where clusters end: nothing is left
+        # over, and each chunk is the window itself, its runs written
+        # from views of it. (The uneven chunks of the other tests take
+        # the copying way.)
+        path = self._image()
+        for reads_zeros in (True, False):
+            with self.subTest(reads_zeros=reads_zeros):
+                lun, s = self._convert(path, reads_zeros,
+                                       chunks=_chunks(path, size=MiB))
+                self._assert_converted(path, lun, s, reads_zeros)
+                self.assertNotIn('qemu_img', s.in_order)
+                chunks = -(-os.path.getsize(path) // MiB)
+                # all but the head's and perhaps the last
+                self.assertGreaterEqual(s.in_order['chunks_in_place'],
+                                        chunks - 2)
+
     def test_plain_image_on_lun_that_does_not_read_zeros(self):
         self._check(self._image(), reads_zeros=False)
 
