@@ -167,6 +167,12 @@ class StreamTest(testtools.TestCase):
                 # all but the head's and perhaps the last
                 self.assertGreaterEqual(s.in_order['chunks_in_place'],
                                         chunks - 2)
+        # switched off (the way before), every chunk is copied
+        self.useFixture(fixtures.MockPatchObject(stream, 'CHUNKS_IN_PLACE',
+                                                 False))
+        lun, s = self._convert(path, chunks=_chunks(path, size=MiB))
+        self._assert_converted(path, lun, s, True)
+        self.assertEqual(0, s.in_order['chunks_in_place'])
 
     def test_plain_image_on_lun_that_does_not_read_zeros(self):
         self._check(self._image(), reads_zeros=False)
