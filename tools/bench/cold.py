@@ -43,10 +43,12 @@ With ``--glance-mbps R`` each download is paced at R MB/s (a network
 link to Glance; the reference still reads the local file: that is the
 copy limit of the host, not of the link).
 
-With ``--ab OPTION`` each format is built again, right after, with that
-boolean backend option False (same image, same run): the figures of that
-variant are under ``without`` in the results and ``..._without_OPTION``
-in the headline. ``--ab OPTION=VALUE`` sets the option to VALUE instead
+With ``--ab OPTION`` each format is also built with that boolean backend
+option False (same image, same run), the two variants alternating build
+by build (from 2026-12-01; before, the variant's ``repeats`` builds came
+after all of the others): the figures of that variant are under
+``without`` in the results and ``..._without_OPTION`` in the headline.
+``--ab OPTION=VALUE`` sets the option to VALUE instead
 (``..._OPTION_VALUE``); ``--ab module.NAME=VALUE`` sets a constant of
 ``cinder_dpm_ephemeral.module`` in this process for that variant (the
 volume service runs in it), e.g. ``image_cache.readahead.DROP_EVERY=0``
@@ -309,6 +311,7 @@ class Phases:
     def __exit__(self, *exc: Any) -> None:
         for owner, name, orig in reversed(self._undo):
             setattr(owner, name, orig)
+        self._undo = []
 
     def summary(self) -> dict[str, Any]:
         from tools.bench import storage
@@ -410,6 +413,8 @@ def main(argv: list[str]) -> int:
             'image_bytes': args.size_mib * MiB,
             'reference_into_existing': True,
             'reference_fastest': True,
+            # with --ab: the variants alternate build by build
+            'variants_alternate': bool(args.ab),
             'settle_seconds': args.settle,
             # the sampler's thread takes the GIL every 10 ms, in the
             # volume service's process: it slowed ours, not the reference
@@ -440,19 +445,34 @@ def main(argv: list[str]) -> int:
             variants.append(({} if setting else {name: value},
                              without['storage'], without['phases']))
         for fmt in formats:
-            for options, into, steps in variants:
-                params['cold_formats'] = [fmt]
-                params['backend_options'] = options
-                res: dict[str, Any] = {}
-                with Phases() as timer, _constant(
-                        None if into is storage_results else setting):
-                    storage.run_case('ours-svc', params, res, 'run_cold')
-                steps[fmt] = timer.summary()
-                into.setdefault('ours-svc', {}).update(
-                    res.get('ours-svc', {}))
-                if 'errors' in res:
-                    into.setdefault('errors', {}).update(
-                        {f'{k}-{fmt}': v for k, v in res['errors'].items()})
+            # With a variant, the two alternate build by build (one
+            # trial each in turn), so that a drift of the machine's disk
+            # or load weighs on both alike.
+            timers = [Phases() for _ in variants]
+            trials: list[list[dict[str, Any]]] = [[] for _ in variants]
+            for _ in range(args.repeats):
+                for i, (options, into, _steps) in enumerate(variants):
+                    params['cold_formats'] = [fmt]
+                    params['repeats'] = 1
+                    params['backend_options'] = options
+                    res: dict[str, Any] = {}
+                    with timers[i], _constant(
+                            None if into is storage_results else setting):
+                        storage.run_case('ours-svc', params, res,
+                                         'run_cold')
+                    got = res.get('ours-svc', {}).get(f'cold_{fmt}')
+                    if got:
+                        trials[i].extend(got['trials'])
+                    if 'errors' in res:
+                        into.setdefault('errors', {}).update(
+                            {f'{k}-{fmt}': v
+                             for k, v in res['errors'].items()})
+            for i, (_options, into, steps) in enumerate(variants):
+                steps[fmt] = timers[i].summary()
+                if trials[i]:
+                    into.setdefault('ours-svc', {'config': 'ours-svc'})[
+                        f'cold_{fmt}'] = storage.cold_summary(trials[i])
+        params['repeats'] = args.repeats
         params.pop('backend_options', None)
         results['storage'] = storage_results
         # seconds per step of one golden build (median, min, max)

@@ -406,19 +406,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                 self._idle()
                 if given is None:
                     os.unlink(image.path)
-            out: dict[str, Any] = {'trials': trials}
-            for key in ('seconds', 'copy_seconds', 'reference_seconds',
-                        'fraction_copy', 'fraction_end_to_end',
-                        'reference_new_file_seconds',
-                        'fraction_copy_new_file',
-                        'glance_bytes', 'peak_pss_mb',
-                        'peak_pss_delta_mb', 'peak_dirty_mb'):
-                out[key] = summary([t[key] for t in trials])
-            out['leftover_seconds'] = summary(
-                [t['leftover']['seconds'] for t in trials])
-            out['leftover_array_bytes'] = summary(
-                [t['leftover']['array_bytes'] for t in trials])
-            return out
+            return cold_summary(trials)
 
         def _warm(self, image: Any, meta: dict) -> dict[str, Any]:
             size = self._size_gb(image)
@@ -589,6 +577,22 @@ def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
     for config in configs or CONFIGS:
         run_case(config, params, results)
     return results
+
+
+def cold_summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cold scenario's trials and each figure's median and spread."""
+    out: dict[str, Any] = {'trials': trials}
+    for key in ('seconds', 'copy_seconds', 'reference_seconds',
+                'fraction_copy', 'fraction_end_to_end',
+                'reference_new_file_seconds', 'fraction_copy_new_file',
+                'glance_bytes', 'peak_pss_mb', 'peak_pss_delta_mb',
+                'peak_dirty_mb'):
+        out[key] = summary([t[key] for t in trials])
+    out['leftover_seconds'] = summary(
+        [t['leftover']['seconds'] for t in trials])
+    out['leftover_array_bytes'] = summary(
+        [t['leftover']['array_bytes'] for t in trials])
+    return out
 
 
 def run_case(config: str, params: dict[str, Any], results: dict[str, Any],
