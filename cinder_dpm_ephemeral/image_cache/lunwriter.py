@@ -70,16 +70,26 @@ def is_zero(data: bytes | memoryview) -> bool:
                for off in range(0, len(view), ZERO_UNIT))
 
 
-def _load_sync_file_range() -> Callable[[int, int, int], bool] | None:
-    name = ctypes.util.find_library('c')
+def libc_function(name: str, *argtypes: Any) -> Any | None:
+    """The C library's ``name`` (an int-returning call), or None.
+
+    A ctypes call releases the GIL while it runs.
+    """
     try:
-        libc = ctypes.CDLL(name, use_errno=True)     # releases the GIL
-        fn = libc.sync_file_range
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library('c'),
+                                 use_errno=True), name)
     except (OSError, AttributeError, TypeError):
         return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.c_uint)
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
+    return fn
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], bool] | None:
+    fn = libc_function('sync_file_range', ctypes.c_int, ctypes.c_int64,
+                       ctypes.c_int64, ctypes.c_uint)
+    if fn is None:
+        return None
 
     def start_writeback(fd: int, offset: int, length: int) -> bool:
         # Only a hint: on failure (a file system or device that does not

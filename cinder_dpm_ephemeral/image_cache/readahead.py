@@ -36,7 +36,6 @@ until the build ends.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import tempfile
 from collections.abc import Callable
@@ -45,6 +44,8 @@ from typing import Any
 
 import eventlet
 from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import lunwriter
 
 LOG = logging.getLogger(__name__)
 
@@ -60,14 +61,10 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 
 
 def _load_punch_hole() -> Callable[[int, int, int], bool] | None:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library('c'),
-                         use_errno=True).fallocate
-    except (OSError, AttributeError, TypeError):
+    fn = lunwriter.libc_function('fallocate', ctypes.c_int, ctypes.c_int,
+                                 ctypes.c_int64, ctypes.c_int64)
+    if fn is None:
         return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64,
-                   ctypes.c_int64)
-    fn.restype = ctypes.c_int
 
     def punch_hole(fd: int, offset: int, length: int) -> bool:
         # Only a hint: where the file system refuses, the spool keeps its
