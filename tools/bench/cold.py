@@ -450,7 +450,7 @@ def main(argv: list[str]) -> int:
             # or load weighs on both alike.
             timers = [Phases() for _ in variants]
             trials: list[list[dict[str, Any]]] = [[] for _ in variants]
-            for _ in range(args.repeats):
+            for trial in range(args.repeats):
                 for i, (options, into, _steps) in enumerate(variants):
                     params['cold_formats'] = [fmt]
                     params['repeats'] = 1
@@ -465,7 +465,7 @@ def main(argv: list[str]) -> int:
                         trials[i].extend(got['trials'])
                     if 'errors' in res:
                         into.setdefault('errors', {}).update(
-                            {f'{k}-{fmt}': v
+                            {f'{k}-{fmt}-{trial}': v
                              for k, v in res['errors'].items()})
             for i, (_options, into, steps) in enumerate(variants):
                 steps[fmt] = timers[i].summary()
