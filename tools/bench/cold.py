@@ -370,8 +370,8 @@ def main(argv: list[str]) -> int:
                              'option False (e.g. dpm_ephemeral_read_ahead)'
                              ' or VALUE, or this module constant '
                              '(image_cache.readahead.DROP_EVERY=0) set to '
-                             'VALUE, one after the other in this run; its '
-                             'figures are under "without"')
+                             'VALUE, alternating build by build in this '
+                             'run; its figures are under "without"')
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'bench-cold.json'))
     args = parser.parse_args(argv)
@@ -436,7 +436,7 @@ def main(argv: list[str]) -> int:
         # a module constant the variant sets (--ab module.NAME=VALUE)
         setting: tuple[str, Any] | None = None
         if args.ab:
-            # the variant, right after each build without it
+            # the variant, built in turn with the builds as configured
             name, value, label = ab_variant(args.ab)
             without = {'option': name, 'value': value, 'label': label,
                        'storage': {}, 'phases': {}}
@@ -472,8 +472,6 @@ def main(argv: list[str]) -> int:
                 if trials[i]:
                     into.setdefault('ours-svc', {'config': 'ours-svc'})[
                         f'cold_{fmt}'] = storage.cold_summary(trials[i])
-        params['repeats'] = args.repeats
-        params.pop('backend_options', None)
         results['storage'] = storage_results
         # seconds per step of one golden build (median, min, max)
         results['phases'] = phases
