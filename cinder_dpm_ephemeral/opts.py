@@ -86,6 +86,19 @@ image_cache_opts = [
              'page cache run on as many cores, and the next write need '
              'not wait for the one before it. 1: one at a time.'),
     cfg.IntOpt(
+        'dpm_ephemeral_spare_golden_luns',
+        default=0, min=0, max=16,
+        help='Golden LUNs made ahead per pool, with no image yet: after a '
+             'golden volume is built, one of the same size and volume '
+             'type is made in the background, and the next build of an '
+             'image of that size in the pool writes onto it at once '
+             'instead of waiting for the array to make a LUN. Each is a '
+             'volume of the internal tenant (name dpm-golden-spare), '
+             'counted in its quota and in the pool\'s allocated capacity; '
+             'the least recently wanted are removed beyond this number. '
+             '0: none (surplus ones are removed by the periodic '
+             'clean-up).'),
+    cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,
         help='Most golden volumes kept per backend (0: no limit). Beyond '

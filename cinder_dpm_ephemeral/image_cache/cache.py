@@ -64,6 +64,7 @@ from cinder_dpm_ephemeral.image_cache import glance_access
 from cinder_dpm_ephemeral.image_cache import readahead
 from cinder_dpm_ephemeral.image_cache import recovery
 from cinder_dpm_ephemeral.image_cache import signature
+from cinder_dpm_ephemeral.image_cache import spares
 from cinder_dpm_ephemeral.image_cache import stream
 from cinder_dpm_ephemeral.image_cache import writer
 
@@ -120,6 +121,8 @@ class GoldenImageCache:
         #: (when, clones per golden id): the pool stats' last array answer
         self.clone_counts_seen: tuple[float, dict[str, int]] = (
             float('-inf'), {})
+        #: the green thread making the last spare LUN (:mod:`.spares`)
+        self.spare_maker: Any = None
 
     # -- configuration --------------------------------------------------------
     @property
@@ -358,6 +361,10 @@ class GoldenImageCache:
         golden: objects.Volume | None = None
         try:
             start = timeutils.utcnow()
+            # os-brick's connector properties while the image's head is
+            # checked and the array makes (or a spare gives) the LUN
+            connector = writer.Soon(writer.connector_properties,
+                                    self.backend.driver)
             raw_stream: formats.StreamInspector | None = None
             overlap: dict[str, str] = {}
             if formats.streams_as_raw(image_meta):
@@ -405,53 +412,36 @@ class GoldenImageCache:
                 [int(g.metadata.get(MD_GENERATION, 0))
                  for g in self._pool_goldens(ictx, volume, image_id)]
                 or [0])
-            golden = objects.Volume(
-                context=ictx,
-                size=self.backend.golden_size_gb(virtual),
-                host=volume.host,
-                cluster_name=volume.cluster_name,
-                availability_zone=volume.availability_zone,
-                volume_type_id=volume.volume_type_id,
-                user_id=ictx.user_id,
-                project_id=ictx.project_id,
-                status='creating',
-                attach_status='detached',
-                display_name=f'dpm-golden-{image_id}',
-                display_description=(f'Golden volume of image {image_id} '
-                                     f'for DPM boot volumes (managed by '
-                                     f'cinder-dpm-ephemeral)'),
-                metadata={MD_GOLDEN: 'true', MD_IMAGE: image_id,
-                          MD_VERSION: version, MD_VIRTUAL: str(virtual),
-                          MD_POOL: volume_utils.extract_host(
-                              volume.host, 'pool') or '',
-                          MD_GENERATION: str(generation),
-                          MD_STATE: STATE_BUILDING,
-                          MD_LAST_USED: _now(),
-                          # who builds it, since when (recovery.py)
-                          **recovery.builder_metadata(self.backend.driver)})
-            # Counted like Cinder's own image-cache volumes (quota of the
-            # internal tenant, the pool's allocated capacity) from the
-            # moment the row exists.
-            reservations = accounting.reserve(ictx, golden)
+            size = self.backend.golden_size_gb(virtual)
+            name = f'dpm-golden-{image_id}'
+            description = (f'Golden volume of image {image_id} for DPM '
+                           f'boot volumes (managed by cinder-dpm-ephemeral)')
+            metadata = {MD_GOLDEN: 'true', MD_IMAGE: image_id,
+                        MD_VERSION: version, MD_VIRTUAL: str(virtual),
+                        MD_POOL: volume_utils.extract_host(
+                            volume.host, 'pool') or '',
+                        MD_GENERATION: str(generation),
+                        MD_STATE: STATE_BUILDING,
+                        MD_LAST_USED: _now(),
+                        # who builds it, since when (recovery.py)
+                        **recovery.builder_metadata(self.backend.driver)}
+            # a LUN made ahead, if the pool has one of this size and type
+            golden = spares.claim(self, ictx, volume, size, metadata, name,
+                                  description)
+            spare = golden is not None
+            if golden is None:
+                golden = self._new_golden(ictx, volume, size, name,
+                                          description, metadata)
             try:
-                golden.create()
-            except Exception:
-                accounting.rollback(ictx, reservations)
-                raise
-            # (a clean-up looking before this still finds the lock taken)
-            self.building.add(golden.id)
-            accounting.commit(ictx, reservations)
-            self.capacity.add(golden)
-            try:
-                # os-brick's connector properties while the array makes
-                # the LUN; whether it reads zeros while it is attached
-                connector = writer.Soon(writer.connector_properties,
-                                        self.backend.driver)
-                update = self.backend.create_golden_lun(golden)
-                if update:
-                    golden.update(update)
-                    golden.save()
-                zeros = writer.Soon(self.backend.reads_zeros, golden)
+                zeros = spares.reads_zeros(golden) if spare else None
+                if not spare:
+                    update = self.backend.create_golden_lun(golden)
+                    if update:
+                        golden.update(update)
+                        golden.save()
+                if zeros is None:
+                    # asked of the array while the LUN is attached
+                    zeros = writer.Soon(self.backend.reads_zeros, golden)
                 if raw_stream is not None:
                     writer.write_raw_stream(
                         self.backend.driver, context, golden, raw_stream,
@@ -493,9 +483,12 @@ class GoldenImageCache:
                         old.metadata.get(MD_STALE) != 'true'):
                     self._set_md(old, {MD_STALE: 'true', MD_FULL: 'true'})
             LOG.info('Golden volume %(g)s of image %(img)s (generation '
-                     '%(gen)d, %(size)d GiB) ready in %(sec).1f s.',
+                     '%(gen)d, %(size)d GiB%(spare)s) ready in %(sec).1f s.',
                      {'g': golden.id, 'img': image_id, 'gen': generation,
-                      'size': golden.size, 'sec': seconds})
+                      'size': golden.size, 'sec': seconds,
+                      'spare': ', on a spare LUN' if spare else ''})
+            # a LUN of this size and type made ahead for the next build
+            spares.replenish_soon(self, ictx, volume, golden.size)
             return golden
         finally:
             # (no id yet when the internal tenant's quota refused it)
@@ -508,6 +501,34 @@ class GoldenImageCache:
             if tmp:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+    def _new_golden(self, ictx: Any, volume: objects.Volume, size: int,
+                    name: str, description: str,
+                    metadata: dict[str, str]) -> objects.Volume:
+        """A golden volume's row, counted, in ``self.building``."""
+        golden = objects.Volume(
+            context=ictx, size=size, host=volume.host,
+            cluster_name=volume.cluster_name,
+            availability_zone=volume.availability_zone,
+            volume_type_id=volume.volume_type_id,
+            user_id=ictx.user_id, project_id=ictx.project_id,
+            status='creating', attach_status='detached',
+            display_name=name, display_description=description,
+            metadata=metadata)
+        # Counted like Cinder's own image-cache volumes (quota of the
+        # internal tenant, the pool's allocated capacity) from the moment
+        # the row exists.
+        reservations = accounting.reserve(ictx, golden)
+        try:
+            golden.create()
+        except Exception:
+            accounting.rollback(ictx, reservations)
+            raise
+        # (a clean-up looking before this still finds the lock taken)
+        self.building.add(golden.id)
+        accounting.commit(ictx, reservations)
+        self.capacity.add(golden)
+        return golden
 
     def _touch(self, golden: objects.Volume) -> None:
         """Record a use for LRU eviction (at most once a minute)."""
@@ -643,6 +664,7 @@ class GoldenImageCache:
         live: list[objects.Volume] = []
         current: dict[str, str | None] = {}
         removed = []
+        spare_luns = []
         for g in goldens:
             md = g.metadata
             if g.status in ('creating', 'deleting') and \
@@ -653,6 +675,9 @@ class GoldenImageCache:
                        if md.get(MD_STATE) == STATE_REMOVING else None)
                 if why and recovery.remove_dead(self, g, why):
                     removed.append(g.id)
+                continue
+            if spares.is_spare(g) and g.status == 'available':
+                spare_luns.append(g)
                 continue
             if md.get(MD_STATE) != STATE_READY:
                 # (not while this process finishes it: 'available' first)
@@ -684,6 +709,11 @@ class GoldenImageCache:
             'dpm_ephemeral_image_cache_max_size_gb') or 0
         live.sort(key=lambda g: g.metadata.get(MD_LAST_USED, ''))
         doomed += eviction.victims(self, live, max_count, max_gb)
+        try:
+            removed += spares.collect(self, spare_luns)
+        except Exception:
+            LOG.exception('Surplus spare golden LUNs not removed; the next '
+                          'clean-up tries again.')
         for g in doomed:
             try:
                 if self.remove_unused(g):

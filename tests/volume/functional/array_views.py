@@ -14,6 +14,7 @@
 import uuid
 
 from cinder import context as cinder_context
+from cinder.db import api as db
 from cinder import objects
 
 from cinder_dpm_ephemeral.testing import backends
@@ -38,6 +39,13 @@ class InternalTenant:
     def goldens(self, image_id=None):
         ictx = cinder_context.get_internal_tenant_context()
         return self.driver.image_cache.goldens(ictx, None, image_id)
+
+    def internal_usage(self):
+        """The internal tenant's quota usage: (volumes, gigabytes)."""
+        usage = db.quota_usage_get_all_by_project(
+            cinder_context.get_admin_context(), INTERNAL_PROJECT)
+        return (usage.get('volumes', {}).get('in_use', 0),
+                usage.get('gigabytes', {}).get('in_use', 0))
 
 
 class SVCArray:

@@ -22,8 +22,6 @@ import os
 import time
 
 from cinder.cmd import manage
-from cinder import context as cinder_context
-from cinder.db import api as db
 from cinder.volume import volume_utils
 import eventlet
 import fixtures
@@ -54,10 +52,7 @@ class _OpsTests(array_views.InternalTenant):
         return [self.wait_for_volume(v['id'], timeout=300) for v in vols]
 
     def _usage(self):
-        usage = db.quota_usage_get_all_by_project(
-            cinder_context.get_admin_context(), INTERNAL_PROJECT)
-        return (usage.get('volumes', {}).get('in_use', 0),
-                usage.get('gigabytes', {}).get('in_use', 0))
+        return self.internal_usage()
 
     def _allocated_gb(self, host):
         pool = volume_utils.extract_host(host, 'pool')

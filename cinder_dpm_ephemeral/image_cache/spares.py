@@ -1,0 +1,259 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Golden LUNs made ahead, so that a build writes its first byte at once.
+
+A golden build cannot write before the array has made its LUN: on SVC the
+in-tree ``create_volume`` runs ``lsiogrp`` and ``mkvdisk`` (two CLI
+commands), on PowerFlex an ``addVolume``. With
+``dpm_ephemeral_spare_golden_luns`` set to N > 0, each build that ends
+well leaves behind, made in the background, a golden volume with no image
+yet of the same size and volume type in the same pool (metadata ``state``
+``spare``, name ``dpm-golden-spare``). The next build there of an image of
+that size takes it instead of making a LUN. A pool keeps at most N spares,
+one per volume type and size, the least recently wanted removed first.
+
+A spare is a golden volume like the others, so nothing about it can leak
+unseen: a row of Cinder's internal tenant, counted in its quota and in the
+pool's allocated capacity from the moment it exists, made with the
+builder's metadata (:mod:`.recovery` removes one whose making died with
+its service), listed by ``cinder-dpm-manage cache list``, removed by the
+periodic clean-up once surplus (the option lowered, or set to 0). What
+the array says of it (whether it reads zeros) is asked once, when it is
+made, and kept in its metadata.
+
+A spare is taken with one conditional update of its row (``available``
+and still named ``dpm-golden-spare`` -> ``creating``): two builds, or a
+build and a removal, in one service or in a cluster, never both get it.
+The spare's lock (the image lock named for no image, in its pool) is held
+while spares are made or removed, never while a build takes one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import eventlet
+from cinder import exception
+from cinder import objects
+from cinder.volume import volume_utils
+from oslo_log import log as logging
+
+from cinder_dpm_ephemeral.image_cache import accounting
+from cinder_dpm_ephemeral.image_cache import recovery
+
+LOG = logging.getLogger(__name__)
+
+SPARE_NAME = 'dpm-golden-spare'
+STATE_SPARE = 'spare'
+#: 'true' or 'false': whether the spare's LUN reads zeros where unwritten
+MD_READS_ZEROS = 'reads_zeros'
+
+
+def wanted(cache: Any) -> int:
+    """Spares a pool keeps (0: none)."""
+    return int(cache.configuration.safe_get(
+        'dpm_ephemeral_spare_golden_luns') or 0)
+
+
+def is_spare(golden: objects.Volume) -> bool:
+    return golden.metadata.get('state') == STATE_SPARE
+
+
+def pool_spares(cache: Any, ictx: Any,
+                volume: objects.Volume) -> list[objects.Volume]:
+    """The spares in ``volume``'s pool (of its cluster, in a cluster)."""
+    pool = volume_utils.extract_host(volume.host, 'pool')
+    out = []
+    for g in cache.goldens(ictx, None if volume.cluster_name
+                           else volume.host):
+        if not is_spare(g):
+            continue
+        if volume.cluster_name and (
+                g.cluster_name != volume.cluster_name or
+                volume_utils.extract_host(g.host, 'pool') != pool):
+            continue
+        out.append(g)
+    return out
+
+
+def claim(cache: Any, ictx: Any, volume: objects.Volume, size: int,
+          metadata: dict[str, str], name: str,
+          description: str) -> objects.Volume | None:
+    """Take a spare of ``size`` GiB for a build of ``volume``'s image.
+
+    Returns it renamed, ``creating``, with ``metadata`` (the build's), and
+    in ``cache.building``; None if there is none to take.
+    """
+    if not wanted(cache):
+        return None
+    for g in pool_spares(cache, ictx, volume):
+        if (g.size != size or g.volume_type_id != volume.volume_type_id or
+                g.status != 'available'):
+            continue
+        # (the periodic clean-up leaves it alone from now on)
+        cache.building.add(g.id)
+        if not g.conditional_update(
+                {'status': 'creating', 'display_name': name,
+                 'display_description': description},
+                {'status': 'available', 'display_name': SPARE_NAME}):
+            cache.building.discard(g.id)
+            continue        # taken or being removed meanwhile
+        cache._set_md(g, metadata)
+        LOG.info('Golden volume %(g)s: spare LUN of %(size)d GiB taken for '
+                 'image %(img)s.', {'g': g.id, 'size': size,
+                                    'img': metadata.get('image_id')})
+        return g
+    return None
+
+
+def reads_zeros(golden: objects.Volume) -> bool | None:
+    """What the array said of a spare's LUN when it was made, if known."""
+    value = golden.metadata.get(MD_READS_ZEROS)
+    return None if value is None else value == 'true'
+
+
+def replenish_soon(cache: Any, ictx: Any, volume: objects.Volume,
+                   size: int) -> None:
+    """Make a spare like the golden just built, in a green thread."""
+    if not wanted(cache):
+        return
+
+    def run() -> None:
+        try:
+            replenish(cache, ictx, volume, size)
+        except Exception:
+            LOG.exception('Spare golden LUN of %(size)d GiB in %(host)s not '
+                          'made; the next build makes its LUN itself.',
+                          {'size': size, 'host': volume.host})
+    cache.spare_maker = eventlet.spawn(run)
+
+
+def replenish(cache: Any, ictx: Any, volume: objects.Volume,
+              size: int) -> objects.Volume | None:
+    """Have a spare of ``size`` GiB of ``volume``'s type in its pool.
+
+    Returns the spare made, or None if one was there already (or the
+    internal tenant's quota refused it). Surplus spares of the pool (the
+    least recently wanted first) are removed to keep at most
+    :func:`wanted`.
+    """
+    n = wanted(cache)
+    if not n:
+        return None
+    pool = volume_utils.extract_host(volume.host, 'pool')
+    with cache._lock('', pool):
+        spares = sorted(pool_spares(cache, ictx, volume),
+                        key=lambda g: g.metadata.get('last_used', ''))
+        for g in spares:
+            if g.size == size and g.volume_type_id == volume.volume_type_id:
+                cache._set_md(g, {'last_used': _now()})
+                return None
+        for g in spares[:max(0, len(spares) - (n - 1))]:
+            remove(cache, g)
+        return _make(cache, ictx, volume, size, pool)
+
+
+def _make(cache: Any, ictx: Any, volume: objects.Volume, size: int,
+          pool: str | None) -> objects.Volume | None:
+    spare = objects.Volume(
+        context=ictx, size=size, host=volume.host,
+        cluster_name=volume.cluster_name,
+        availability_zone=volume.availability_zone,
+        volume_type_id=volume.volume_type_id,
+        user_id=ictx.user_id, project_id=ictx.project_id,
+        status='creating', attach_status='detached',
+        display_name=SPARE_NAME,
+        display_description=('Golden volume made ahead, with no image yet, '
+                             'for the next image build of its size '
+                             '(managed by cinder-dpm-ephemeral)'),
+        metadata={'dpm_ephemeral_golden': 'true', 'state': STATE_SPARE,
+                  'pool': pool or '', 'last_used': _now(),
+                  **recovery.builder_metadata(cache.backend.driver)})
+    try:
+        reservations = accounting.reserve(ictx, spare)
+    except exception.OverQuota as exc:
+        LOG.warning('Spare golden LUN not made: the internal tenant %(p)s '
+                    'is over its quota (%(exc)s).',
+                    {'p': ictx.project_id, 'exc': exc})
+        return None
+    try:
+        spare.create()
+    except Exception:
+        accounting.rollback(ictx, reservations)
+        raise
+    cache.building.add(spare.id)
+    try:
+        accounting.commit(ictx, reservations)
+        cache.capacity.add(spare)
+        try:
+            update = cache.backend.create_golden_lun(spare)
+            if update:
+                spare.update(update)
+                spare.save()
+            zeros = cache.backend.reads_zeros(spare)
+        except Exception:
+            LOG.exception('Making spare golden LUN %s failed; removing it.',
+                          spare.id)
+            cache._destroy(spare)
+            raise
+        cache._set_md(spare, {MD_READS_ZEROS: str(bool(zeros)).lower()})
+        spare.status = 'available'
+        spare.save()
+    finally:
+        cache.building.discard(spare.id)
+    LOG.info('Spare golden LUN %(g)s of %(size)d GiB made in %(host)s.',
+             {'g': spare.id, 'size': size, 'host': volume.host})
+    return spare
+
+
+def remove(cache: Any, spare: objects.Volume) -> bool:
+    """Remove a spare no build has taken; False if one took it first.
+
+    The caller holds the spare's lock.
+    """
+    try:
+        spare.refresh()
+    except exception.VolumeNotFound:
+        return False
+    if not is_spare(spare) or spare.status != 'available':
+        return False
+    # marked first: a removal cut short is finished by the next clean-up
+    cache._set_md(spare, {'state': 'removing'})
+    if not spare.conditional_update(
+            {'status': 'deleting'},
+            {'status': 'available', 'display_name': SPARE_NAME}):
+        return False        # a build took it; its metadata is the build's
+    LOG.info('Removing spare golden LUN %(g)s (%(size)d GiB).',
+             {'g': spare.id, 'size': spare.size})
+    return bool(cache._destroy(spare))
+
+
+def collect(cache: Any, spares: list[objects.Volume]) -> list[str]:
+    """Remove surplus spares (of ``spares``, all available); their ids."""
+    n = wanted(cache)
+    by_pool: dict[tuple, list[objects.Volume]] = {}
+    for g in spares:
+        by_pool.setdefault((g.cluster_name or g.host,), []).append(g)
+    removed = []
+    for group in by_pool.values():
+        group.sort(key=lambda g: g.metadata.get('last_used', ''))
+        for g in group[:max(0, len(group) - n)]:
+            pool = volume_utils.extract_host(g.host, 'pool')
+            with cache._lock('', pool):
+                if remove(cache, g):
+                    removed.append(g.id)
+    return removed
+
+
+def _now() -> str:
+    from cinder_dpm_ephemeral.image_cache import cache as golden_cache
+    return golden_cache._now()

@@ -1,0 +1,211 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Golden LUNs made ahead (``dpm_ephemeral_spare_golden_luns``), real Cinder.
+
+A build leaves a spare LUN of its size behind; the next build of an image
+of that size writes onto it without asking the array for a LUN; spares are
+counted like golden volumes and never outlive a failure or the option.
+"""
+
+from cinder import context as cinder_context
+from cinder import objects
+
+from cinder_dpm_ephemeral.image_cache import spares
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import array_views
+
+MiB = 1024 * 1024
+
+
+class _SpareTests(array_views.InternalTenant):
+
+    def setUp(self):
+        super().setUp()
+        self.flags(dpm_ephemeral_spare_golden_luns=1, group=self.BACKEND)
+
+    @property
+    def cache(self):
+        return self.driver.image_cache
+
+    def _image(self, seed, name, fmt='qcow2'):
+        image = images.make_image(self.work_dir, 8 * MiB, fmt, seed=seed,
+                                  name=name)
+        return image, self.add_image(image)
+
+    def _create(self, image_id):
+        vol = self.create_volume(self.VOLUME_GB, image_id=image_id)
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual('available', vol['status'], vol)
+        self._spare_made()
+        return vol
+
+    def _spare_made(self):
+        maker = self.cache.spare_maker
+        if maker is not None:
+            maker.wait()
+
+    def spares(self):
+        return [g for g in self.goldens() if spares.is_spare(g)]
+
+    def _usage(self):
+        return self.internal_usage()
+
+    def _assert_content(self, volume_id, image):
+        self.assertEqual(image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(volume_id),
+                                                  image.virtual_size))
+
+    def test_next_build_takes_the_spare_and_leaves_another(self):
+        image_a, meta_a = self._image(31, 'spare-a')
+        vol_a = self._create(meta_a['id'])
+        golden_a = self.goldens(meta_a['id'])[0]
+        [spare] = self.spares()
+        self.assertEqual('available', spare.status)
+        self.assertEqual(golden_a.size, spare.size)
+        self.assertEqual(golden_a.volume_type_id, spare.volume_type_id)
+        self.assertEqual(array_views.INTERNAL_PROJECT, spare.project_id)
+        self.assertIn(spare.metadata[spares.MD_READS_ZEROS],
+                      ('true', 'false'))
+        # golden + clone + spare on the array; all three counted
+        self.assertEqual(3, self.array_volume_count())
+        self.assertEqual((2, 2 * golden_a.size), self._usage())
+
+        image_b, meta_b = self._image(32, 'spare-b', fmt='raw')
+        vol_b = self._create(meta_b['id'])
+        golden_b = self.goldens(meta_b['id'])[0]
+        # the build wrote onto the spare: same row, same array object
+        self.assertEqual(spare.id, golden_b.id)
+        self.assertEqual(f'dpm-golden-{meta_b["id"]}', golden_b.display_name)
+        self.assertEqual('ready', golden_b.metadata['state'])
+        self._assert_content(vol_b['id'], image_b)
+        self._assert_content(vol_a['id'], image_a)
+        self.assertEqual(1, self.images.downloads[meta_b['id']])
+        # and another spare was made for the next build
+        [again] = self.spares()
+        self.assertNotEqual(spare.id, again.id)
+        self.assertEqual(5, self.array_volume_count())
+        self.assertEqual((3, 3 * golden_a.size), self._usage())
+
+    def test_without_the_option_no_spare_and_surplus_removed(self):
+        _image, meta = self._image(33, 'spare-c')
+        self._create(meta['id'])
+        self.assertEqual(1, len(self.spares()))
+        before = self.array_volume_count()
+        # lowered to 0: the periodic clean-up removes the spare, quota too
+        self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
+        self.cache.collect_garbage(self.images.service())
+        self.assertEqual([], self.spares())
+        self.assertEqual(before - 1, self.array_volume_count())
+        golden = self.goldens(meta['id'])[0]
+        self.assertEqual((1, golden.size), self._usage())
+        # and a build makes none
+        _image, meta2 = self._image(34, 'spare-d')
+        self._create(meta2['id'])
+        self.assertEqual([], self.spares())
+        self.assertEqual(before - 1 + 2, self.array_volume_count())
+
+    def test_failed_build_on_a_spare_leaves_nothing(self):
+        _image, meta = self._image(35, 'spare-e')
+        self._create(meta['id'])
+        [spare] = self.spares()
+        objects_before = self.array_volume_count()
+        usage_before = self._usage()
+        # Glance announced the full size; the store now sends only half:
+        # the build fails after it took the spare.
+        image, bad = self._image(36, 'spare-short')
+        with open(image.path, 'r+b') as f:
+            f.truncate(image.file_size // 2)
+        vol = self.create_volume(self.VOLUME_GB, image_id=bad['id'])
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual('error', vol['status'])
+        self.assertEqual([], self.goldens(bad['id']))
+        # the spare was used and removed with the failed golden
+        self.assertNotIn(spare.id, [g.id for g in self.goldens()])
+        self.assertEqual([], self.spares())
+        self.assertEqual(objects_before - 1, self.array_volume_count())
+        self.assertEqual((usage_before[0] - 1,
+                          usage_before[1] - spare.size), self._usage())
+        self.delete_volume(vol['id'])
+
+    def test_a_spare_is_taken_once(self):
+        _image, meta = self._image(37, 'spare-f')
+        vol = self._create(meta['id'])
+        [spare] = self.spares()
+        ictx = cinder_context.get_internal_tenant_context()
+        volume = objects.Volume.get_by_id(ictx.elevated(), vol['id'])
+        md = {'state': 'building', 'image_id': 'x'}
+        first = spares.claim(self.cache, ictx, volume, spare.size, md,
+                             'dpm-golden-x', 'x')
+        self.assertEqual(spare.id, first.id)
+        # a second build, and a removal holding an older view of the row
+        self.assertIsNone(spares.claim(self.cache, ictx, volume, spare.size,
+                                       md, 'dpm-golden-y', 'y'))
+        self.assertFalse(spares.remove(self.cache, spare))
+        self.assertEqual('creating', objects.Volume.get_by_id(
+            ictx.elevated(), spare.id).status)
+        # the claimed one, as a build whose service died: the clean-up
+        # removes it once it is no longer this process's
+        self.cache.building.discard(first.id)
+        self.cache.collect_garbage(self.images.service())
+        self.assertNotIn(first.id, [g.id for g in self.goldens()])
+        self.assertEqual(2, self.array_volume_count())   # golden + clone
+
+    def test_a_spare_of_another_size_is_not_taken(self):
+        _image, meta = self._image(38, 'spare-g')
+        self._create(meta['id'])
+        [spare] = self.spares()
+        # a 2 GiB-larger image (virtual size) needs a larger LUN
+        big = images.make_image(self.work_dir, spare.size * 1024 * MiB +
+                                MiB, 'qcow2', seed=39, name='spare-big',
+                                data_size=4 * MiB)
+        meta_big = self.add_image(big)
+        vol = self.create_volume(spare.size * 2, image_id=meta_big['id'])
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual('available', vol['status'], vol)
+        self._spare_made()
+        golden_big = self.goldens(meta_big['id'])[0]
+        self.assertNotEqual(spare.id, golden_big.id)
+        # one spare per pool (the option): the old size gave way
+        [now] = self.spares()
+        self.assertEqual(golden_big.size, now.size)
+        self.assertNotIn(spare.id, [g.id for g in self.goldens()])
+
+
+class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
+                      cinder_harness.CinderHarness):
+
+    def test_no_mkvdisk_for_a_build_on_a_spare(self):
+        _image, meta = self._image(40, 'spare-cmd')
+        self._create(meta['id'])
+        [spare] = self.spares()
+        start = len(self.backend.emulator.call('array.recent_commands',
+                                               10000))
+        _image, meta2 = self._image(41, 'spare-cmd2')
+        vol = self._create(meta2['id'])
+        golden = self.goldens(meta2['id'])[0]
+        [again] = self.spares()
+        log = self.backend.emulator.call('array.recent_commands', 10000)
+        made = [argv for argv in log[start:] if argv[1] == 'mkvdisk']
+        names = [next(a.strip('"') for a in argv
+                      if a.strip('"').startswith('volume-'))
+                 for argv in made]
+        # the clone's vdisk and the next spare's; none for the golden,
+        # which is the spare's vdisk
+        self.assertEqual(spare.id, golden.id)
+        self.assertEqual(sorted([f'volume-{vol["id"]}',
+                                 f'volume-{again.id}']), sorted(names))
+
+
+class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
+                            cinder_harness.CinderHarness):
+    pass
