@@ -73,6 +73,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 MiB = 1024 * 1024
@@ -249,13 +250,17 @@ class Phases:
 
     def __init__(self) -> None:
         self.builds: list[dict[str, float]] = []
+        #: what each of ``builds`` was: 'build' (a timed golden build),
+        #: 'prime' (the bench's build that leaves a spare LUN behind),
+        #: 'spare' (a spare LUN made after a build)
+        self.kinds: list[str] = []
         self._undo: list[tuple[Any, str, Any]] = []
         # steps under way per thread: [label, seconds of the steps nested
         # in it]; a step run beside the build (writer.Soon) has its own
         self._stacks: dict[int, list[list[Any]]] = {}
 
     def _wrap(self, owner: Any, name: str, label: str,
-              new_build: bool = False) -> None:
+              new_build: str | Callable[..., str] = '') -> None:
         import threading
 
         import eventlet.patcher
@@ -266,6 +271,8 @@ class Phases:
         def timed(*args: Any, **kwargs: Any) -> Any:
             if new_build:
                 phases.builds.append({})
+                phases.kinds.append(new_build if isinstance(new_build, str)
+                                    else new_build(*args))
             stack = phases._stacks.setdefault(threading.get_ident(), [])
             frame = [label, 0.0]
             stack.append(frame)
@@ -292,10 +299,13 @@ class Phases:
         from cinder_dpm_ephemeral import emulation
         from cinder_dpm_ephemeral.image_cache import cache
         from cinder_dpm_ephemeral.image_cache import driver
+        from cinder_dpm_ephemeral.image_cache import spares
         from cinder_dpm_ephemeral.image_cache import stream
         from cinder_dpm_ephemeral.image_cache import writer
         from cinder_dpm_ephemeral.svc import clones
-        self._wrap(cache.GoldenImageCache, '_build_golden', 'other', True)
+        self._wrap(cache.GoldenImageCache, '_build_golden', 'other',
+                   _build_kind)
+        self._wrap(spares, 'replenish', 'other', 'spare')
         self._wrap(driver.ArrayClones, 'create_golden_lun', 'lun_create')
         self._wrap(clones.SVCClones, 'reads_zeros', 'reads_zeros')
         self._wrap(volume_utils, 'brick_get_connector_properties',
@@ -314,15 +324,35 @@ class Phases:
         self._undo = []
 
     def summary(self) -> dict[str, Any]:
+        out = self._steps('build')
+        made = self._steps('spare')
+        if made:
+            # array work a spare LUN took off the builds (after them)
+            out['spare_lun'] = made
+        return out
+
+    def _steps(self, kind: str) -> dict[str, Any]:
         from tools.bench import storage
-        labels = sorted({k for b in self.builds for k in b} - {'wall'})
-        out = {k: storage.summary([b.get(k) for b in self.builds])
+        builds = [b for b, k in zip(self.builds, self.kinds, strict=True)
+                  if k == kind]
+        if not builds:
+            return {}
+        labels = sorted({k for b in builds for k in b} - {'wall'})
+        out = {k: storage.summary([b.get(k) for b in builds])
                for k in labels}
         # steps run beside others (connector_properties, reads_zeros)
         # overlap: the build's time is its wall time, not their sum
-        out['total'] = storage.summary([b['wall'] for b in self.builds
+        out['total'] = storage.summary([b['wall'] for b in builds
                                         if 'wall' in b])
         return out
+
+
+def _build_kind(cache: Any, context: Any, ictx: Any, volume: Any,
+                image_meta: dict[str, Any], *rest: Any) -> str:
+    """'prime' for the bench's own priming image, 'build' otherwise."""
+    from tools.bench import storage
+    return ('prime' if str(image_meta.get('name') or '').startswith(
+        storage.PRIME_PREFIX) else 'build')
 
 
 def headline(storage: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,9 @@ from tools.bench import memory
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+#: name of the images :meth:`_prime_spare` builds (tools/bench/cold.py
+#: leaves their builds out of the phases)
+PRIME_PREFIX = 'prime-'
 
 
 #: The emulators' processes, left out of the memory figure: they are the
@@ -124,6 +127,7 @@ def _scenario_case(config: str, params: dict[str, Any],
     from cinder import context as cinder_context
     from cinder import objects
 
+    from cinder_dpm_ephemeral.image_cache import spares
     from cinder_dpm_ephemeral.testing import backends
     from cinder_dpm_ephemeral.testing import cinder_harness
     from cinder_dpm_ephemeral.testing import images
@@ -331,6 +335,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                     self.work_dir, params['image_bytes'], fmt,
                     seed=11 + trial, name=f'cold-{fmt}-{trial}')
                 meta = self.add_image(image)
+                spare = self._prime_spare(image) if ours else None
                 # the reference: into a new file, or (cold benchmark) into
                 # an existing sparse file as the LUN is
                 existing = (image.virtual_size if
@@ -358,6 +363,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                                                timeout=params['timeout'])
                 op = self._delta(s0)
                 self.assertEqual('available', vol['status'])
+                self._spare_made()
                 leftover = self._idle()
                 copy_seconds = None
                 early_reads = None
@@ -366,6 +372,10 @@ def _scenario_case(config: str, params: dict[str, Any],
                     golden = self.driver.image_cache.goldens(
                         ictx, None, meta['id'])[0]
                     copy_seconds = float(golden.metadata['build_seconds'])
+                    if spare is not None and golden.id != spare:
+                        raise AssertionError(
+                            f'the build of {meta["id"]} did not take the '
+                            f'spare LUN {spare} made for it')
                     early_reads = golden.metadata.get(
                         'conversion_early_reads')
                 settle()
@@ -384,6 +394,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                                           new_after) if t is not None)
                 trials.append({
                     'seconds': op['seconds'], 'op': op,
+                    'on_spare_lun': spare is not None,
                     'leftover': leftover,
                     'copy_seconds': copy_seconds,
                     'reference_seconds': ref,
@@ -407,6 +418,43 @@ def _scenario_case(config: str, params: dict[str, Any],
                 if given is None:
                     os.unlink(image.path)
             return cold_summary(trials)
+
+        def _spare_made(self) -> None:
+            maker = getattr(self.driver.image_cache, 'spare_maker', None)
+            if maker is not None:
+                maker.wait()
+
+        def _prime_spare(self, image: Any) -> str | None:
+            """With spare LUNs on, the pool as a build of this size left it.
+
+            A volume from another image of the same virtual size (a qcow2
+            with 1 MiB of data) builds its golden volume, which leaves a
+            spare LUN of that size behind; the volume is deleted, the
+            golden and the spare stay. Returns the spare's id (None with
+            spares off).
+            """
+            cache = self.driver.image_cache
+            if not spares.wanted(cache):
+                return None
+            name = f'{PRIME_PREFIX}{uuid.uuid4().hex[:8]}'
+            prime = images.make_image(
+                self.work_dir, image.virtual_size, 'qcow2', seed=97,
+                name=name, data_size=MiB)
+            meta = self.add_image(prime, name=name)
+            vol = self.create_volume(self._size_gb(image),
+                                     image_id=meta['id'])
+            vol = self.wait_for_volume(vol['id'], timeout=params['timeout'])
+            self.assertEqual('available', vol['status'])
+            self._spare_made()
+            self._delete_all([vol])
+            self._idle()
+            os.unlink(prime.path)
+            ictx = cinder_context.get_internal_tenant_context()
+            ready = [g.id for g in cache.goldens(ictx)
+                     if spares.is_spare(g) and g.status == 'available']
+            if len(ready) != 1:
+                raise AssertionError(f'spare LUNs after priming: {ready}')
+            return ready[0]
 
         def _warm(self, image: Any, meta: dict) -> dict[str, Any]:
             size = self._size_gb(image)
