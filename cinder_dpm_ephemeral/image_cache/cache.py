@@ -736,6 +736,9 @@ class GoldenImageCache:
         """
         md = golden.metadata
         with self._lock(md.get(MD_IMAGE, ''), md.get(MD_POOL) or None):
+            if spares.is_spare(golden):
+                # (only if no build takes it meanwhile)
+                return spares.remove(self, golden)
             if not self._still_usable(golden) and golden.status != 'error':
                 return False            # gone, or another service has it
             if self.backend.dependents(golden):

@@ -33,6 +33,7 @@ from cinder import context as cinder_context
 from cinder import objects
 
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import spares
 
 #: states a volume or attachment must never be left in
 TRANSITIONAL = frozenset((
@@ -83,6 +84,8 @@ def unneeded_goldens(view: dict[str, Any], dependents: dict[str, int],
             continue
         ready = (v.metadata.get(cache.MD_STATE) == cache.STATE_READY and
                  v.status == 'available')
+        if spares.is_spare(v) and v.status == 'available':
+            continue    # a LUN made ahead (dpm_ephemeral_spare_golden_luns)
         if not ready:
             out.append(f'golden {v.id} {v.status}/'
                        f'{v.metadata.get(cache.MD_STATE)}')

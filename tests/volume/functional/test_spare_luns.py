@@ -17,8 +17,11 @@ counted like golden volumes and never outlive a failure or the option.
 """
 
 from cinder import context as cinder_context
+from cinder import exception
 from cinder import objects
 
+from cinder_dpm_ephemeral.emulators.powerflex import errors as pflex_errors
+from cinder_dpm_ephemeral.emulators.svc import common as svc_common
 from cinder_dpm_ephemeral.image_cache import spares
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
@@ -179,10 +182,43 @@ class _SpareTests(array_views.InternalTenant):
         [now] = self.spares()
         self.assertEqual(golden_big.size, now.size)
         self.assertNotIn(spare.id, [g.id for g in self.goldens()])
+        # the operator's eviction (cinder-dpm-manage cache evict) takes it
+        objects_before = self.array_volume_count()
+        self.assertTrue(self.cache.remove_unused(now))
+        self.assertEqual([], self.spares())
+        self.assertEqual(objects_before - 1, self.array_volume_count())
+
+    def test_a_spare_the_array_refuses_leaves_nothing(self):
+        self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
+        _image, meta = self._image(42, 'spare-h')
+        vol = self._create(meta['id'])
+        golden = self.goldens(meta['id'])[0]
+        before = (self.array_objects(), self.internal_usage())
+        self.flags(dpm_ephemeral_spare_golden_luns=1, group=self.BACKEND)
+        self.inject_lun_fault()
+        ictx = cinder_context.get_internal_tenant_context()
+        volume = objects.Volume.get_by_id(ictx.elevated(), vol['id'])
+        self.assertRaises(exception.VolumeBackendAPIException,
+                          spares.replenish, self.cache, ictx,
+                          volume, golden.size)
+        # no row, no LUN, no quota left behind
+        self.assertEqual([], self.spares())
+        self.assertEqual([golden.id], [g.id for g in self.goldens()])
+        self.assertEqual(before, (self.array_objects(),
+                                  self.internal_usage()))
+        self.assertEqual(set(), self.cache.building)
+        # and the next try makes it
+        made = spares.replenish(self.cache, ictx, volume, golden.size)
+        self.assertEqual([made.id], [g.id for g in self.spares()])
 
 
 class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
                       cinder_harness.CinderHarness):
+
+    def inject_lun_fault(self):
+        # the pool has no extents left for the new vdisk
+        self.backend.emulator.call('array.inject_fault', 'mkvdisk', 1,
+                                   svc_common.E_NO_EXTENTS)
 
     def test_no_mkvdisk_for_a_build_on_a_spare(self):
         _image, meta = self._image(40, 'spare-cmd')
@@ -208,4 +244,11 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
 
 class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
                             cinder_harness.CinderHarness):
-    pass
+
+    def inject_lun_fault(self):
+        # the storage pool has no room for the new volume
+        self.backend.emulator.call(
+            'inject_fault', 'createVolume', 1,
+            error_code=pflex_errors.INSUFFICIENT_CAPACITY,
+            message='Insufficient capacity in Storage Pool',
+            http_status=500)
