@@ -25,9 +25,19 @@ padding): on any other LUN a skipped block would show whatever the array
 had there before, e.g. another tenant's deleted data.
 
 What a build needs before its first byte but can learn beside other steps
-is started early as a :class:`Soon`: os-brick's connector properties while
-the array makes the LUN, the array's answer whether the LUN reads zeros
-while the LUN is attached (doc/benchmarks.md, "Where the time goes").
+is started early as a :class:`Soon`: os-brick's connector properties from
+the build's start, the array's answer whether the LUN reads zeros while
+the LUN is attached (doc/benchmarks.md, "Where the time goes").
+
+os-brick gathers the connector properties of every protocol through
+several privileged commands (the iSCSI initiator name, the NVMe host NQN
+and ids, ...), 0.2-0.3 s here: longer than a build on a spare LUN takes
+to reach its attach. When the build's own answer is not there yet,
+:func:`attached` uses the last answer of this process instead (at most
+:data:`CONNECTOR_MAX_AGE` seconds old); should the attach fail with it
+and the fresh answer differ (an HBA replaced meanwhile), the attach is
+made again with the fresh one. The detach always uses what the attach
+used.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -76,6 +87,9 @@ class Soon:
         except BaseException as exc:        # handed to result()'s caller
             self._error = exc
 
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
     def result(self) -> Any:
         self._thread.join()
         if self._error is not None:
@@ -88,11 +102,57 @@ def value(v: Any) -> Any:
     return v.result() if isinstance(v, Soon) else v
 
 
+#: Seconds the last connector properties may stand in for a fresh answer.
+CONNECTOR_MAX_AGE = 600.0
+# (multipath, enforce_multipath) -> (when, properties): the last answers
+_last_connector: dict[tuple, tuple[float, dict]] = {}
+
+
+def _connector_key(driver: Any) -> tuple:
+    return (bool(driver.configuration.use_multipath_for_image_xfer),
+            bool(driver.configuration.enforce_multipath_for_image_xfer))
+
+
 def connector_properties(driver: Any) -> dict:
     """os-brick's connector properties for the driver's image transfers."""
-    return volume_utils.brick_get_connector_properties(
-        driver.configuration.use_multipath_for_image_xfer,
-        driver.configuration.enforce_multipath_for_image_xfer)
+    mp, enforce = _connector_key(driver)
+    props = volume_utils.brick_get_connector_properties(mp, enforce)
+    _last_connector[(mp, enforce)] = (time.monotonic(), props)
+    return props
+
+
+def recent_connector(driver: Any) -> dict | None:
+    """The last connector properties of this process, if recent."""
+    last = _last_connector.get(_connector_key(driver))
+    if last is None or time.monotonic() - last[0] > CONNECTOR_MAX_AGE:
+        return None
+    return last[1]
+
+
+def _attach(driver: Any, context: Any, volume: Any,
+            connector: dict | Soon | None) -> tuple[dict, Any, dict]:
+    """The driver's ``_attach_volume``; (attach_info, volume, properties)."""
+    if connector is None:
+        connector = connector_properties(driver)
+    if isinstance(connector, Soon) and not connector.done():
+        recent = recent_connector(driver)
+        if recent is not None:
+            try:
+                return (*driver._attach_volume(context, volume, recent),
+                        recent)
+            except Exception:
+                fresh = connector.result()
+                if fresh == recent:
+                    raise
+                LOG.warning('Volume %s: attach with this host\'s connector '
+                            'properties of a while ago failed, and they '
+                            'have changed since; attaching with the new '
+                            'ones.', volume.id, exc_info=True)
+                return (*driver._attach_volume(context, volume, fresh),
+                        fresh)
+    properties = value(connector)
+    return (*driver._attach_volume(context, volume, properties),
+            properties)
 
 
 @contextlib.contextmanager
@@ -103,11 +163,11 @@ def attached(driver: Any, context: Any, volume: Any,
     The driver's ``_attach_volume`` decides how (os-brick over the array's
     protocol, or the emulator's LUN file); it is detached on the way out.
     ``connector``: os-brick's connector properties if already asked for
-    (:func:`connector_properties`, perhaps as a :class:`Soon`).
+    (:func:`connector_properties`, perhaps as a :class:`Soon`; while that
+    has not answered, the last answer stands in: see the module's doc).
     """
-    properties = (value(connector) if connector is not None
-                  else connector_properties(driver))
-    attach_info, volume = driver._attach_volume(context, volume, properties)
+    attach_info, volume, properties = _attach(driver, context, volume,
+                                              connector)
     try:
         yield attach_info['device']['path']
     finally:

@@ -14,11 +14,16 @@
 A build leaves a spare LUN of its size behind; the next build of an image
 of that size writes onto it without asking the array for a LUN; spares are
 counted like golden volumes and never outlive a failure or the option.
+Such a build reaches its attach before os-brick has answered with the
+host's connector properties: the last answer stands in.
 """
 
 from cinder import context as cinder_context
 from cinder import exception
 from cinder import objects
+from cinder.volume import volume_utils
+import eventlet
+import fixtures
 
 from cinder_dpm_ephemeral.emulators.powerflex import errors as pflex_errors
 from cinder_dpm_ephemeral.emulators.svc import common as svc_common
@@ -187,6 +192,67 @@ class _SpareTests(array_views.InternalTenant):
         self.assertTrue(self.cache.remove_unused(now))
         self.assertEqual([], self.spares())
         self.assertEqual(objects_before - 1, self.array_volume_count())
+
+    def _slow_connector(self):
+        """os-brick answers slowly from its second call on.
+
+        Each answer is marked with its number. Returns the answers each
+        attach of a golden LUN used.
+        """
+        real = volume_utils.brick_get_connector_properties
+        answers = []
+        # no answer of an earlier test of this process
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.writer._last_connector', {}))
+
+        def slow(*args, **kwargs):
+            props = dict(real(*args, **kwargs))
+            answers.append(props)
+            props['dpm_test_answer'] = len(answers)
+            if len(answers) > 1:
+                eventlet.sleep(2.0)
+            return props
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.writer.volume_utils.'
+            'brick_get_connector_properties', slow))
+        used = []
+        real_attach = self.driver._attach_volume
+
+        def attach(context, volume, properties, *args, **kwargs):
+            used.append(properties.get('dpm_test_answer'))
+            if used[-1] in self.refused_answers:
+                # as an FC attach with a replaced HBA's old WWPNs fails
+                raise exception.VolumeBackendAPIException(
+                    data='no device found for the host\'s ports')
+            return real_attach(context, volume, properties, *args,
+                               **kwargs)
+        self.driver._attach_volume = attach
+        self.addCleanup(delattr, self.driver, '_attach_volume')
+        return used
+
+    refused_answers = ()
+
+    def test_attach_uses_the_last_connector_while_asking_again(self):
+        used = self._slow_connector()
+        image_a, meta_a = self._image(43, 'conn-a')
+        self._create(meta_a['id'])
+        image_b, meta_b = self._image(44, 'conn-b', fmt='raw')
+        vol_b = self._create(meta_b['id'])
+        # the first build waited for the answer; the second (on the spare)
+        # did not wait for its own, slow one
+        self.assertEqual([1, 1], used)
+        self._assert_content(vol_b['id'], image_b)
+
+    def test_attach_refused_with_the_last_connector_uses_the_new_one(self):
+        used = self._slow_connector()
+        _image, meta_a = self._image(45, 'conn-c')
+        self._create(meta_a['id'])
+        self.refused_answers = (1,)
+        image_b, meta_b = self._image(46, 'conn-d')
+        vol_b = self._create(meta_b['id'])
+        self.assertEqual([1, 1, 2], used)
+        self._assert_content(vol_b['id'], image_b)
+        self.assertEqual(1, self.images.downloads[meta_b['id']])
 
     def test_a_spare_the_array_refuses_leaves_nothing(self):
         self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
