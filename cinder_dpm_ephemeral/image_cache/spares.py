@@ -47,7 +47,6 @@ from cinder import objects
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 
-from cinder_dpm_ephemeral.image_cache import accounting
 from cinder_dpm_ephemeral.image_cache import recovery
 
 LOG = logging.getLogger(__name__)
@@ -164,36 +163,21 @@ def replenish(cache: Any, ictx: Any, volume: objects.Volume,
 
 def _make(cache: Any, ictx: Any, volume: objects.Volume, size: int,
           pool: str | None) -> objects.Volume | None:
-    spare = objects.Volume(
-        context=ictx, size=size, host=volume.host,
-        cluster_name=volume.cluster_name,
-        availability_zone=volume.availability_zone,
-        volume_type_id=volume.volume_type_id,
-        user_id=ictx.user_id, project_id=ictx.project_id,
-        status='creating', attach_status='detached',
-        display_name=SPARE_NAME,
-        display_description=('Golden volume made ahead, with no image yet, '
-                             'for the next image build of its size '
-                             '(managed by cinder-dpm-ephemeral)'),
-        metadata={'dpm_ephemeral_golden': 'true', 'state': STATE_SPARE,
-                  'pool': pool or '', 'last_used': _now(),
-                  **recovery.builder_metadata(cache.backend.driver)})
     try:
-        reservations = accounting.reserve(ictx, spare)
+        # a row, counted, in cache.building (as a golden build's)
+        spare = cache._new_golden(
+            ictx, volume, size, SPARE_NAME,
+            'Golden volume made ahead, with no image yet, for the next '
+            'image build of its size (managed by cinder-dpm-ephemeral)',
+            {'dpm_ephemeral_golden': 'true', 'state': STATE_SPARE,
+             'pool': pool or '', 'last_used': _now(),
+             **recovery.builder_metadata(cache.backend.driver)})
     except exception.OverQuota as exc:
         LOG.warning('Spare golden LUN not made: the internal tenant %(p)s '
                     'is over its quota (%(exc)s).',
                     {'p': ictx.project_id, 'exc': exc})
         return None
     try:
-        spare.create()
-    except Exception:
-        accounting.rollback(ictx, reservations)
-        raise
-    cache.building.add(spare.id)
-    try:
-        accounting.commit(ictx, reservations)
-        cache.capacity.add(spare)
         try:
             update = cache.backend.create_golden_lun(spare)
             if update:

@@ -254,6 +254,24 @@ class _SpareTests(array_views.InternalTenant):
         self._assert_content(vol_b['id'], image_b)
         self.assertEqual(1, self.images.downloads[meta_b['id']])
 
+    def test_no_spare_over_the_internal_tenants_quota(self):
+        self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
+        _image, meta = self._image(47, 'spare-quota')
+        vol = self._create(meta['id'])
+        golden = self.goldens(meta['id'])[0]
+        # room for the golden volume only
+        self.api.api_put(f'/os-quota-sets/{array_views.INTERNAL_PROJECT}',
+                         {'quota_set': {'volumes': 1}})
+        before = (self.array_objects(), self.internal_usage())
+        self.flags(dpm_ephemeral_spare_golden_luns=1, group=self.BACKEND)
+        ictx = cinder_context.get_internal_tenant_context()
+        volume = objects.Volume.get_by_id(ictx.elevated(), vol['id'])
+        self.assertIsNone(spares.replenish(self.cache, ictx, volume,
+                                           golden.size))
+        self.assertEqual([], self.spares())
+        self.assertEqual(before, (self.array_objects(),
+                                  self.internal_usage()))
+
     def test_a_spare_the_array_refuses_leaves_nothing(self):
         self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
         _image, meta = self._image(42, 'spare-h')
