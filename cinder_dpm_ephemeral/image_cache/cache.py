@@ -37,7 +37,6 @@ converts the image once; later creates only clone, with no lock held.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import os
 import tempfile
@@ -761,6 +760,4 @@ class GoldenImageCache:
 TOUCH_EVERY = 60
 
 
-def _now(offset_seconds: float = 0) -> str:
-    t = timeutils.utcnow() + datetime.timedelta(seconds=offset_seconds)
-    return t.strftime('%Y-%m-%dT%H:%M:%S.%f')
+_now = recovery.now_text

@@ -60,10 +60,15 @@ BUILD_MAX_SECONDS = 6 * 3600
 _TIME_FORMAT = '%Y-%m-%dT%H:%M:%S.%f'
 
 
+def now_text(offset_seconds: float = 0) -> str:
+    """UTC now (plus ``offset_seconds``) as golden metadata records time."""
+    t = timeutils.utcnow() + datetime.timedelta(seconds=offset_seconds)
+    return t.strftime(_TIME_FORMAT)
+
+
 def builder_metadata(driver: Any) -> dict[str, str]:
     """Metadata of a golden volume this service starts to build."""
-    return {MD_BUILDER: str(driver.host),
-            MD_BUILD_STARTED: timeutils.utcnow().strftime(_TIME_FORMAT)}
+    return {MD_BUILDER: str(driver.host), MD_BUILD_STARTED: now_text()}
 
 
 def _started(golden: objects.Volume) -> datetime.datetime | None:

@@ -154,7 +154,7 @@ def replenish(cache: Any, ictx: Any, volume: objects.Volume,
                         key=lambda g: g.metadata.get('last_used', ''))
         for g in spares:
             if g.size == size and g.volume_type_id == volume.volume_type_id:
-                cache._set_md(g, {'last_used': _now()})
+                cache._set_md(g, {'last_used': recovery.now_text()})
                 return None
         for g in spares[:max(0, len(spares) - (n - 1))]:
             remove(cache, g)
@@ -170,7 +170,7 @@ def _make(cache: Any, ictx: Any, volume: objects.Volume, size: int,
             'Golden volume made ahead, with no image yet, for the next '
             'image build of its size (managed by cinder-dpm-ephemeral)',
             {'dpm_ephemeral_golden': 'true', 'state': STATE_SPARE,
-             'pool': pool or '', 'last_used': _now(),
+             'pool': pool or '', 'last_used': recovery.now_text(),
              **recovery.builder_metadata(cache.backend.driver)})
     except exception.OverQuota as exc:
         LOG.warning('Spare golden LUN not made: the internal tenant %(p)s '
@@ -236,8 +236,3 @@ def collect(cache: Any, spares: list[objects.Volume]) -> list[str]:
                 if remove(cache, g):
                     removed.append(g.id)
     return removed
-
-
-def _now() -> str:
-    from cinder_dpm_ephemeral.image_cache import cache as golden_cache
-    return golden_cache._now()
