@@ -735,7 +735,7 @@ class GoldenImageCache:
         """
         md = golden.metadata
         with self._lock(md.get(MD_IMAGE, ''), md.get(MD_POOL) or None):
-            if spares.is_spare(golden):
+            if spares.is_spare(golden) and golden.status == 'available':
                 # (only if no build takes it meanwhile)
                 return spares.remove(self, golden)
             if not self._still_usable(golden) and golden.status != 'error':

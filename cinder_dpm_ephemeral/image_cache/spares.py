@@ -153,7 +153,9 @@ def replenish(cache: Any, ictx: Any, volume: objects.Volume,
         spares = sorted(pool_spares(cache, ictx, volume),
                         key=lambda g: g.metadata.get('last_used', ''))
         for g in spares:
-            if g.size == size and g.volume_type_id == volume.volume_type_id:
+            if (g.size == size and
+                    g.volume_type_id == volume.volume_type_id and
+                    g.status in ('available', 'creating')):
                 cache._set_md(g, {'last_used': recovery.now_text()})
                 return None
         for g in spares[:max(0, len(spares) - (n - 1))]:

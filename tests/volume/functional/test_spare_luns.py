@@ -168,6 +168,25 @@ class _SpareTests(array_views.InternalTenant):
         self.assertNotIn(first.id, [g.id for g in self.goldens()])
         self.assertEqual(2, self.array_volume_count())   # golden + clone
 
+    def test_a_spare_in_error_is_removed_and_replaced(self):
+        _image, meta = self._image(48, 'spare-err')
+        vol = self._create(meta['id'])
+        [spare] = self.spares()
+        # as _destroy leaves one whose array delete failed
+        spare.status = 'error'
+        spare.save()
+        objects_before = self.array_volume_count()
+        # it does not stand in the way of a new one
+        ictx = cinder_context.get_internal_tenant_context()
+        volume = objects.Volume.get_by_id(ictx.elevated(), vol['id'])
+        made = spares.replenish(self.cache, ictx, volume, spare.size)
+        self.assertIsNotNone(made)
+        self.assertEqual(objects_before + 1, self.array_volume_count())
+        # and the clean-up removes it
+        self.cache.collect_garbage(self.images.service())
+        self.assertEqual([made.id], [g.id for g in self.spares()])
+        self.assertEqual(objects_before, self.array_volume_count())
+
     def test_a_spare_of_another_size_is_not_taken(self):
         _image, meta = self._image(38, 'spare-g')
         self._create(meta['id'])
