@@ -136,6 +136,12 @@ def replenish_soon(cache: Any, ictx: Any, volume: objects.Volume,
     cache.spare_maker = eventlet.spawn(run)
 
 
+def wait_made(cache: Any) -> None:
+    """Wait for the spare :func:`replenish_soon` started last, if any."""
+    if cache.spare_maker is not None:
+        cache.spare_maker.wait()
+
+
 def replenish(cache: Any, ictx: Any, volume: objects.Volume,
               size: int) -> objects.Volume | None:
     """Have a spare of ``size`` GiB of ``volume``'s type in its pool.

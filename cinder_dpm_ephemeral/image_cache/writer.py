@@ -134,25 +134,24 @@ def _attach(driver: Any, context: Any, volume: Any,
     """The driver's ``_attach_volume``; (attach_info, volume, properties)."""
     if connector is None:
         connector = connector_properties(driver)
-    if isinstance(connector, Soon) and not connector.done():
-        recent = recent_connector(driver)
-        if recent is not None:
-            try:
-                return (*driver._attach_volume(context, volume, recent),
-                        recent)
-            except Exception:
-                fresh = connector.result()
-                if fresh == recent:
-                    raise
-                LOG.warning('Volume %s: attach with this host\'s connector '
-                            'properties of a while ago failed, and they '
-                            'have changed since; attaching with the new '
-                            'ones.', volume.id, exc_info=True)
-                return (*driver._attach_volume(context, volume, fresh),
-                        fresh)
-    properties = value(connector)
-    return (*driver._attach_volume(context, volume, properties),
-            properties)
+    # the last answer while the build's own has not come
+    recent = (recent_connector(driver) if isinstance(connector, Soon) and
+              not connector.done() else None)
+    properties = recent if recent is not None else value(connector)
+    try:
+        return (*driver._attach_volume(context, volume, properties),
+                properties)
+    except Exception:
+        if recent is None:
+            raise
+        fresh = value(connector)
+        if fresh == recent:
+            raise
+        LOG.warning('Volume %s: attach with this host\'s connector '
+                    'properties of a while ago failed, and they have changed '
+                    'since; attaching with the new ones.', volume.id,
+                    exc_info=True)
+    return (*driver._attach_volume(context, volume, fresh), fresh)
 
 
 @contextlib.contextmanager

@@ -363,7 +363,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                                                timeout=params['timeout'])
                 op = self._delta(s0)
                 self.assertEqual('available', vol['status'])
-                self._spare_made()
+                spares.wait_made(self.driver.image_cache)
                 leftover = self._idle()
                 copy_seconds = None
                 early_reads = None
@@ -419,11 +419,6 @@ def _scenario_case(config: str, params: dict[str, Any],
                     os.unlink(image.path)
             return cold_summary(trials)
 
-        def _spare_made(self) -> None:
-            maker = getattr(self.driver.image_cache, 'spare_maker', None)
-            if maker is not None:
-                maker.wait()
-
         def _prime_spare(self, image: Any) -> str | None:
             """With spare LUNs on, the pool as a build of this size left it.
 
@@ -445,7 +440,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                                      image_id=meta['id'])
             vol = self.wait_for_volume(vol['id'], timeout=params['timeout'])
             self.assertEqual('available', vol['status'])
-            self._spare_made()
+            spares.wait_made(self.driver.image_cache)
             self._delete_all([vol])
             self._idle()
             os.unlink(prime.path)

@@ -54,13 +54,8 @@ class _SpareTests(array_views.InternalTenant):
         vol = self.create_volume(self.VOLUME_GB, image_id=image_id)
         vol = self.wait_for_volume(vol['id'], timeout=300)
         self.assertEqual('available', vol['status'], vol)
-        self._spare_made()
+        spares.wait_made(self.cache)
         return vol
-
-    def _spare_made(self):
-        maker = self.cache.spare_maker
-        if maker is not None:
-            maker.wait()
 
     def spares(self):
         return [g for g in self.goldens() if spares.is_spare(g)]
@@ -199,7 +194,7 @@ class _SpareTests(array_views.InternalTenant):
         vol = self.create_volume(spare.size * 2, image_id=meta_big['id'])
         vol = self.wait_for_volume(vol['id'], timeout=300)
         self.assertEqual('available', vol['status'], vol)
-        self._spare_made()
+        spares.wait_made(self.cache)
         golden_big = self.goldens(meta_big['id'])[0]
         self.assertNotEqual(spare.id, golden_big.id)
         # one spare per pool (the option): the old size gave way
