@@ -20,6 +20,7 @@ other two (its own stestr repository, its lines prefixed ``[e2e]``) and
 the suite takes the longer of the two paths instead of their sum.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -34,18 +35,33 @@ ALONGSIDE_REPO = '.stestr-e2e'
 DEFAULT_REPO = '.'
 
 _COUNTER = r'''
+import json
 import sys
 import subunit
 import testtools
-summary = testtools.StreamSummary()
-summary.startTestRun()
-subunit.ByteStreamToStreamResult(sys.stdin.buffer).run(summary)
-summary.stopTestRun()
-failed = len(summary.errors) + len(summary.failures)
-skipped = len(summary.skipped)
-print(summary.testsRun - failed - skipped, failed, skipped)
-for test, _ in summary.errors + summary.failures:
-    print(test.id())
+counts = {'passed': 0, 'failed': 0, 'skipped': 0}
+failed = []
+
+
+def on_test(test):
+    status = test['status']
+    if status in ('success', 'xfail'):
+        counts['passed'] += 1
+    elif status == 'skip':
+        counts['skipped'] += 1
+    elif status in ('fail', 'uxsuccess'):
+        counts['failed'] += 1
+        tb = test['details'].get('traceback')
+        failed.append((test['id'], tb.as_text() if tb is not None else ''))
+
+
+result = testtools.StreamToDict(on_test)
+result.startTestRun()
+subunit.ByteStreamToStreamResult(sys.stdin.buffer).run(result)
+result.stopTestRun()
+print(counts['passed'], counts['failed'], counts['skipped'])
+for test_id, tb in failed:
+    print(test_id + '\t' + json.dumps(tb))
 '''
 
 _print_lock = threading.Lock()
@@ -65,8 +81,37 @@ def _next_stream(repo: str) -> str:
         return ''
 
 
+#: characters of a failure's reason repeated in the closing summary
+REASON_CHARS = 1500
+
+
+def reason(details: str) -> str:
+    """The end of a failure's traceback: the exception and its message.
+
+    From the first unindented line after the last ``Traceback`` header
+    (``AssertionError: ...``) to the end, at most :data:`REASON_CHARS`
+    characters: what a CI log's tail must show for the failure to be
+    understood without the run's whole output.
+    """
+    lines = details.rstrip().splitlines()
+    start = 0
+    for i, line in enumerate(lines):
+        if line.startswith('Traceback (most recent call last)'):
+            start = i + 1
+    while (start < len(lines) - 1 and
+           (not lines[start] or lines[start][0].isspace())):
+        start += 1
+    text = '\n'.join(lines[start:]).strip()
+    if len(text) > REASON_CHARS:
+        text = text[:REASON_CHARS] + ' [...]'
+    return text
+
+
 def _counts(repo: str) -> tuple[int, int, int, list[str]]:
-    """(passed, failed, skipped, ids of the failed) of repo's last run."""
+    """(passed, failed, skipped, the failed) of repo's last run.
+
+    Each failed one as its id, then its :func:`reason` indented.
+    """
     last = subprocess.run([sys.executable, '-m', 'stestr', '--repo-url', repo,
                            'last', '--subunit'],
                           capture_output=True, check=False)
@@ -77,7 +122,16 @@ def _counts(repo: str) -> tuple[int, int, int, list[str]]:
         p, f, s = (int(x) for x in lines[0].split())
     except (IndexError, ValueError):
         return 0, 0, 0, []
-    return p, f, s, lines[1:]
+    failed = []
+    for line in lines[1:]:
+        test_id, _, details = line.partition('\t')
+        try:
+            why = reason(json.loads(details)) if details else ''
+        except ValueError:
+            why = ''
+        failed.append(test_id + ''.join(f'\n    {w}'
+                                        for w in why.splitlines()))
+    return p, f, s, failed
 
 
 def _command(suite: str, repo: str, argv: list[str],

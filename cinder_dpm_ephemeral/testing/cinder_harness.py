@@ -84,6 +84,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         self.start_backends()
         super().setUp()
         self.addCleanup(self._close_driver_connections)
+        self.addCleanup(self._wait_for_background_work)
         self.api.update_project(self.api.project_id)
         # The default quota class in the database (10 volumes) wins over
         # the quota_* options: lift it for this project, as an admin would.
@@ -91,6 +92,15 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
             f'/os-quota-sets/{self.api.project_id}',
             {'quota_set': {'volumes': -1, 'gigabytes': -1, 'snapshots': -1,
                            'per_volume_gigabytes': -1}})
+
+    def _wait_for_background_work(self) -> None:
+        # A spare LUN still being made after the test's last build
+        # (spares.replenish_soon) would go on after this test, against
+        # its stopped array and into the next test's database.
+        from cinder_dpm_ephemeral.image_cache import spares
+        cache = getattr(self.driver, 'image_cache', None)
+        if cache is not None:
+            spares.wait_made(cache)
 
     def _close_driver_connections(self) -> None:
         # Close the driver's SSH pool while the array still answers, so its

@@ -46,7 +46,8 @@ class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
         self.assertEqual(0, res['leaked'], res['leaked_detail'])
         self.assertEqual(0, res['corrupt'], res['failures_sample'])
         self.assertEqual(res['lifecycles'],
-                         res['succeeded'] + res['failed_cleanly'])
+                         res['succeeded'] + res['failed_cleanly'],
+                         res['failures_sample'])
         # Every log line of the slice, DEBUG included, the injected
         # failures' tracebacks and retries among them: no array password.
         log = self.all_logs()
