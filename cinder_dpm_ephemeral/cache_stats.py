@@ -36,6 +36,7 @@ from typing import Any
 
 from cinder import rpc
 from cinder import utils
+from cinder.volume import volume_utils
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -64,9 +65,6 @@ def notify(context: Any, action: str, image_id: str | None, host: str,
 def pool_figures(cache: Any, host: str,
                  pools: list[dict[str, Any]]) -> None:
     """Add the golden cache's figures to each pool dict of ``pools``."""
-    from cinder_dpm_ephemeral.image_cache import cache as golden_cache
-    from cinder.volume import volume_utils
-
     per_pool: dict[str, dict[str, int]] = {
         p['pool_name']: {'dpm_golden_volumes': 0, 'dpm_golden_gb': 0,
                          'dpm_golden_clones': 0} for p in pools}
@@ -82,9 +80,7 @@ def pool_figures(cache: Any, host: str,
         for g in goldens:
             if volume_utils.extract_host(g.host, 'backend') != backend:
                 continue
-            pool = (g.metadata.get(golden_cache.MD_POOL) or
-                    volume_utils.extract_host(g.host, 'pool'))
-            figures = per_pool.get(pool)
+            figures = per_pool.get(cache.pool_of(g))
             if figures is None:
                 continue
             figures['dpm_golden_volumes'] += 1

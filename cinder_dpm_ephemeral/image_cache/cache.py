@@ -281,6 +281,12 @@ class GoldenImageCache:
         with lock:
             yield
 
+    @staticmethod
+    def pool_of(golden: objects.Volume) -> str | None:
+        """The pool a golden volume was built for (metadata, else host)."""
+        return (golden.metadata.get(MD_POOL) or
+                volume_utils.extract_host(golden.host, 'pool'))
+
     def goldens(self, ictx: Any, host: str | None = None,
                 image_id: str | None = None) -> list[objects.Volume]:
         """Golden volumes of this backend (host ``backend@name#pool``)."""

@@ -75,8 +75,7 @@ def cache_list(drivers: dict[str, Any]) -> list[dict[str, Any]]:
             clones: int | None = counts.get(g.id)
             rows.append({
                 'backend': name,
-                'pool': md.get(cache.MD_POOL) or
-                volume_utils.extract_host(g.host, 'pool'),
+                'pool': cache.GoldenImageCache.pool_of(g),
                 'golden_volume': g.id, 'image': md.get(cache.MD_IMAGE),
                 'size_gb': g.size, 'state': md.get(cache.MD_STATE),
                 'status': g.status, 'clones': clones,
