@@ -37,40 +37,20 @@ from typing import Any
 
 from zhmcclient.mock import _urihandler as mock  # private API: pinned
 
-from cinder_dpm_ephemeral.emulators.hmc import errors
+from cinder_dpm_ephemeral.emulators.hmc import boot
+from cinder_dpm_ephemeral.emulators.hmc.checks import (
+    SG_FEATURE, check_name, has_sg_feature, lookup)
 from cinder_dpm_ephemeral.emulators.hmc.context import context_of
+from cinder_dpm_ephemeral.emulators.hmc import errors
+from cinder_dpm_ephemeral.emulators.hmc import storage
 
 LOG = logging.getLogger(__name__)
 
-NAME_MAX = 64
 # Partition boot-device values (Partition data model, boot-device).
 BOOT_DEVICES = ('storage-adapter', 'storage-volume', 'network-adapter',
                 'ftp', 'removable-media', 'iso-image', 'none')
 _HEX16 = re.compile(r'^[0-9A-Fa-f]{16}$')
 _HEX1_16 = re.compile(r'^[0-9A-Fa-f]{1,16}$')
-SG_FEATURE = 'dpm-storage-management'
-
-
-def has_sg_feature(cpc: Any) -> bool:
-    for feature in cpc.properties.get('available-features-list') or []:
-        if feature.get('name') == SG_FEATURE and feature.get('state'):
-            return True
-    return False
-
-
-def lookup(hmc: Any, method: str, uri: str) -> Any:
-    try:
-        return hmc.lookup_by_uri(uri)
-    except KeyError:
-        raise mock.InvalidResourceError(method, uri) from None
-
-
-def check_name(method: str, uri: str, name: Any, what: str) -> None:
-    if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX:
-        raise errors.invalid_value(
-            method, uri, f'The {what} name must be a string of 1 to '
-            f'{NAME_MAX} characters; got {name!r} '
-            f'({len(name) if isinstance(name, str) else "not a string"})')
 
 
 def check_partition_name(method: str, uri: str, cpc: Any, name: Any,
@@ -183,7 +163,6 @@ class PartitionHandler(mock.PartitionHandler):
                                     valid_statuses=['stopped'])
         # Deleting a partition detaches its storage groups (their virtual
         # storage resources of this partition go away with it).
-        from cinder_dpm_ephemeral.emulators.hmc import storage
         for sg_uri in list(partition.properties['storage-group-uris']):
             storage.detach(hmc, partition, lookup(hmc, method, sg_uri))
         mock.PartitionHandler.delete(method, hmc, uri, uri_parms,
@@ -204,7 +183,6 @@ class PartitionStartHandler:
         mock.check_valid_cpc_status(method, uri, cpc)
         mock.check_partition_status(method, uri, partition,
                                     valid_statuses=['stopped'])
-        from cinder_dpm_ephemeral.emulators.hmc import boot
         try:
             what = boot.load(hmc, partition)
         except errors.IplFailed as exc:

@@ -41,7 +41,7 @@ from zhmcclient.mock import _urihandler as mock  # private API: pinned
 
 from cinder_dpm_ephemeral.emulators import files
 from cinder_dpm_ephemeral.emulators.hmc import definition as definitions
-from cinder_dpm_ephemeral.emulators.hmc import handlers, ipl, storage
+from cinder_dpm_ephemeral.emulators.hmc import errors, handlers, ipl, storage
 from cinder_dpm_ephemeral.emulators.hmc.context import StrictContext
 
 LOG = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class _CreatePartition(handlers.PartitionsHandler):
              wait_for_completion: bool) -> Any:
         body = dict(body or {})
         if 'object-id' in body:
-            raise handlers.errors.invalid_value(
+            raise errors.invalid_value(
                 method, uri, "'object-id' cannot be set: the HMC assigns it")
         body['object-id'] = str(uuid.uuid4())
         return handlers.PartitionsHandler.post(

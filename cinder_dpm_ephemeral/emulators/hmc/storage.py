@@ -52,7 +52,7 @@ from zhmcclient.mock import _urihandler as mock  # private API: pinned
 
 from cinder_dpm_ephemeral.emulators.hmc import errors
 from cinder_dpm_ephemeral.emulators.hmc.context import context_of
-from cinder_dpm_ephemeral.emulators.hmc.handlers import (
+from cinder_dpm_ephemeral.emulators.hmc.checks import (
     check_name, has_sg_feature, lookup)
 
 _HEX16 = re.compile(r'^[0-9A-Fa-f]{16}$')
