@@ -17,9 +17,10 @@ The cloud (cinder_dpm_ephemeral.testing.cloud) comes up once per run in
 ``.cloud/``, and goes down when the test process exits (stestr runs this
 suite in one worker), shared by every test class of the suite. A cloud
 left by an interrupted run is ended first. Tests drive it with the real
-``openstack`` client as the ``dpm-demo`` user, and look under it the way
-an operator would: the SVC's CLI over SSH, the HMC's Web Services API
-through zhmcclient, Glance's access log.
+``openstack`` client as the ``dpm-demo`` user (each command a process of
+its own, forked from one that loaded the client once: :mod:`.osc`), and
+look under it the way an operator would: the SVC's CLI over SSH, the
+HMC's Web Services API through zhmcclient, Glance's access log.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -45,9 +45,9 @@ from cinder_dpm_ephemeral.testing.cloud import cloud
 from cinder_dpm_ephemeral.testing.cloud import config
 from cinder_dpm_ephemeral.testing.cloud import layout as lay
 from cinder_dpm_ephemeral.testing.cloud import services as svcs
+from tests.e2e import osc
 
 E2E_PORT_OFFSET = int(os.environ.get('DPM_E2E_PORT_OFFSET', '100'))
-OPENSTACK = os.path.join(os.path.dirname(sys.executable), 'openstack')
 
 _lock = threading.Lock()
 _cloud: Cloud | None = None
@@ -66,20 +66,23 @@ class Cloud:
         for k in ('OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD',
                   'OS_PROJECT_NAME', 'OS_TOKEN'):
             self.env.pop(k, None)
+        self._osc = osc.Zygote()
 
     # -- the user's command -------------------------------------------------
     def openstack(self, *args: str, admin: bool = False,
                   check: bool = True, timeout: float = 600
                   ) -> subprocess.CompletedProcess[str]:
-        cmd = [OPENSTACK, '--os-cloud',
-               'dpm-demo-admin' if admin else 'dpm-demo', *args]
-        proc = subprocess.run(cmd, env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = self._osc.run(['--os-cloud',
+                              'dpm-demo-admin' if admin else 'dpm-demo',
+                              *args], self.env, timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f'openstack {" ".join(args)} failed ({proc.returncode}):\n'
                 f'{proc.stdout}{proc.stderr}')
         return proc
+
+    def close(self) -> None:
+        self._osc.close()
 
     def json(self, *args: str, admin: bool = False) -> Any:
         return json.loads(self.openstack(*args, '-f', 'json',
@@ -225,6 +228,7 @@ def take_down() -> None:
     with _lock:
         try:
             if _cloud is not None:
+                _cloud.close()
                 cloud.down(_layout())
         finally:
             _cloud = None
