@@ -41,7 +41,6 @@ clean-up runs again, and the comparison is repeated.
 
 from __future__ import annotations
 
-import random
 import time
 import unittest
 import uuid
@@ -56,8 +55,6 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 WWPNS = ['c05076ffe5002000', 'c05076ffe5002001']
 SDC_GUID = '6b1f2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d'
-
-KINDS = {'new': 2.0, 'cached': 3.0, 'storm': 1.0, 'attach': 3.0}
 
 
 def params_for(quick: bool, rate: float, seed: int,
@@ -181,16 +178,4 @@ def run_array(array: str, params: dict[str, Any]) -> dict[str, Any]:
     if errors:
         out['errors'] = [e[-3000:] for e in errors]
     out['seconds'] = round(time.monotonic() - t, 1)
-    return out
-
-
-def plan(params: dict[str, Any], rng: random.Random) -> list[str]:
-    """The lifecycle kinds, in order, adding up to the per-array count."""
-    kinds, weights = list(KINDS), list(KINDS.values())
-    out: list[str] = []
-    n = 0
-    while n < params['lifecycles_per_array']:
-        k = rng.choices(kinds, weights)[0]
-        out.append(k)
-        n += params['storm_size'] if k == 'storm' else 1
     return out

@@ -38,6 +38,22 @@ DELETABLE = ('available', 'error', 'error_restoring', 'error_extending',
              'error_managing')
 
 
+#: lifecycle kinds (see tools/faults/campaign.py) and their weights
+KINDS = {'new': 2.0, 'cached': 3.0, 'storm': 1.0, 'attach': 3.0}
+
+
+def plan(params: dict[str, Any], rng: random.Random) -> list[str]:
+    """The lifecycle kinds, in order, adding up to the per-array count."""
+    kinds, weights = list(KINDS), list(KINDS.values())
+    out: list[str] = []
+    n = 0
+    while n < params['lifecycles_per_array']:
+        k = rng.choices(kinds, weights)[0]
+        out.append(k)
+        n += params['storm_size'] if k == 'storm' else 1
+    return out
+
+
 def _log_filter(record: logging.LogRecord) -> bool:
     """Warnings and errors, and what this project's code says."""
     return (record.levelno >= logging.WARNING or
@@ -204,7 +220,6 @@ class LifecycleMixin:
                                          f'{str(exc)[:200]}')
 
     def campaign(self, array: str, params: dict[str, Any]) -> dict[str, Any]:
-        from tools.faults import campaign as campaign_mod
         self._params = params
         if params.get('log'):
             # the services' log, warnings and errors, for the root causes
@@ -217,7 +232,7 @@ class LifecycleMixin:
             self.addCleanup(logging.getLogger().removeHandler, handler)
         self._periodic_errors: list[str] = []
         rng = random.Random(params['seed'])
-        kinds = campaign_mod.plan(params, rng)
+        kinds = plan(params, rng)
         cached = [self._new_image(i) for i in range(3)]
         n_images = len(cached)
         t0 = time.monotonic()
@@ -260,7 +275,7 @@ class LifecycleMixin:
                    'lun_write_errors': self.backend.luns.counters().get(
                        'injected_write_errors', 0),
                    'glance': dict(self.images.faults_injected)},
-               'kinds': {k: kinds.count(k) for k in campaign_mod.KINDS},
+               'kinds': {k: kinds.count(k) for k in KINDS},
                'glance_downloads': sum(self.images.downloads.values())}
         out.update(self._settle(array, params, records))
         out['periodic_errors'] = self._periodic_errors[:5]
