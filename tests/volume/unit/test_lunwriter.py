@@ -277,3 +277,97 @@ class LunWriterTest(unittest.TestCase):
         out = subprocess.run([sys.executable, '-c', script], check=True,
                              capture_output=True, text=True, timeout=60)
         self.assertEqual('ok', out.stdout.strip())
+
+
+class FlushBehindTest(unittest.TestCase):
+    """Every FLUSH_EVERY bytes a flush starts beside the writes."""
+
+    def setUp(self):
+        fd, self.path = tempfile.mkstemp(prefix='lunwriter-flush-')
+        os.close(fd)
+        self.addCleanup(os.unlink, self.path)
+        with open(self.path, 'wb') as f:
+            f.truncate(32 * MiB)
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.addCleanup(os.close, self.fd)
+        native = eventlet.patcher.original('threading')
+        self.caller = native.get_ident()
+        #: (thread id, fd) of each fdatasync
+        self.flushed = []
+        self.release = native.Event()
+        self.release.set()
+        self.fail_with = None
+        real = os.fdatasync
+
+        def spy(fd):
+            self.flushed.append((native.get_ident(), fd))
+            self.release.wait(10)
+            if self.fail_with is not None:
+                raise self.fail_with
+            return real(fd)
+        self.addCleanup(setattr, os, 'fdatasync', real)
+        os.fdatasync = spy
+        self.addCleanup(setattr, lunwriter, 'FLUSH_EVERY',
+                        lunwriter.FLUSH_EVERY)
+        lunwriter.FLUSH_EVERY = 4 * MiB
+
+    def _write(self, lun, n_mib):
+        rng = random.Random(9)
+        want = bytearray(32 * MiB)
+        for i in range(n_mib):
+            data = rng.randbytes(MiB)
+            want[i * MiB:(i + 1) * MiB] = data
+            lun.write(i * MiB, [data])
+        return bytes(want)
+
+    def test_flushes_beside_the_writes_and_all_durable_after_finish(self):
+        lun = lunwriter.LunWriter(self.fd)
+        want = self._write(lun, 16)
+        lun.finish()
+        lun.close()
+        # 16 MiB, a flush every 4 MiB at most, one at a time
+        self.assertGreaterEqual(lun.flushes, 1)
+        self.assertLessEqual(lun.flushes, 4)
+        self.assertEqual(lun.flushes, len(self.flushed))
+        self.assertTrue(all(fd == self.fd for _, fd in self.flushed))
+        self.assertNotIn(self.caller, [t for t, _ in self.flushed])
+        with open(self.path, 'rb') as f:
+            self.assertEqual(want, f.read())
+
+    def test_none_with_flush_every_zero_or_one_write_at_a_time(self):
+        lunwriter.FLUSH_EVERY = 0
+        lun = lunwriter.LunWriter(self.fd)
+        self._write(lun, 16)
+        lun.finish()
+        lunwriter.FLUSH_EVERY = 4 * MiB
+        lun2 = lunwriter.LunWriter(self.fd, beside=False)
+        self._write(lun2, 16)
+        lun2.finish()
+        self.assertEqual((0, 0, []), (lun.flushes, lun2.flushes,
+                                      self.flushed))
+
+    def test_close_waits_for_a_flush_under_way(self):
+        # The caller closes the LUN's descriptor right after close(): a
+        # flush still running then would flush whatever file gets that
+        # descriptor number next.
+        self.release.clear()
+        lun = lunwriter.LunWriter(self.fd)
+        self._write(lun, 5)
+        lun.wait()
+        self.assertEqual(1, lun.flushes)
+        self.assertIsNotNone(lun._flush)
+        self.assertFalse(lun._flush.done())
+        eventlet.patcher.original('threading').Timer(
+            0.3, self.release.set).start()
+        lun.close()
+        self.assertTrue(self.release.is_set())
+        self.assertIsNone(lun._flush)
+
+    def test_a_failed_flush_fails_the_build(self):
+        self.fail_with = OSError(5, 'Input/output error')
+        lun = lunwriter.LunWriter(self.fd)
+        self._write(lun, 5)
+        with self.assertRaises(OSError) as ctx:
+            lun.finish()
+        self.assertEqual(5, ctx.exception.errno)
+        lun.close()
