@@ -30,8 +30,18 @@ its size followed by ``fsync``, as the reference and a golden build do:
   into one page-aligned buffer and written from it, past the page cache;
   ``direct_parts`` says how long the writes and the ``fsync`` took.
 
+* ``lunwriter`` and ``lunwriter_flush_behind``: the golden build's own
+  writer (``image_cache/lunwriter.py``, :class:`LunWriter`, in plain
+  threads here as outside eventlet), 4 MiB units that are not all
+  zeros, each write beside the next read with its writeback started;
+  without, then with the flushes started every ``FLUSH_EVERY`` bytes
+  beside the writes. ``lunwriter_parts`` says how long the writes took
+  (to the last write's end) and ``finish`` (the flush under way, then the
+  final ``fsync``).
+
 No Cinder, no download, no inspection: what is left is the disk and the
-write pattern. Results: ``doc/results/write-pattern.json``.
+write pattern. ``--ways a,b`` runs only those. Results:
+``doc/results/write-pattern.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -146,6 +156,40 @@ def direct(img: str, dst: str,
     return t2 - t, written
 
 
+def lunwriter_units(img: str, dst: str, flush_every: int,
+                    parts: dict[str, list[float]]) -> tuple[float, int]:
+    from cinder_dpm_ephemeral.image_cache import lunwriter
+    unit = 4 * MiB
+    zero = bytes(unit)
+    written = 0
+    saved = lunwriter.FLUSH_EVERY
+    lunwriter.FLUSH_EVERY = flush_every
+    t = time.monotonic()
+    fd = os.open(dst, os.O_RDWR)
+    lun = lunwriter.LunWriter(fd)
+    try:
+        with open(img, 'rb') as src:
+            offset = 0
+            while chunk := src.read(unit):
+                if chunk != zero[:len(chunk)]:
+                    lun.write(offset, [chunk])
+                    written += len(chunk)
+                offset += len(chunk)
+        lun.wait()
+        t1 = time.monotonic()
+        lun.finish()
+        t2 = time.monotonic()
+    finally:
+        lun.close()
+        os.close(fd)
+        lunwriter.FLUSH_EVERY = saved
+    key = 'flush_behind_' if flush_every else ''
+    for k, v in ((key + 'write', t1 - t), (key + 'finish', t2 - t1)):
+        parts.setdefault(k, []).append(v)
+    parts.setdefault(key + 'flushes', []).append(lun.flushes)
+    return t2 - t, written
+
+
 def _parts(parts: dict[str, list[float]]) -> dict[str, Any]:
     return {k: {'median': statistics.median(v), 'min': min(v), 'max': max(v)}
             for k, v in parts.items()}
@@ -158,7 +202,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'write-pattern.json'))
+    parser.add_argument('--ways', default=None,
+                        help='comma-separated ways to run (default: all)')
     args = parser.parse_args(argv)
+    from cinder_dpm_ephemeral.image_cache import lunwriter
     from tools.bench import cold
     size = args.size_mib * MiB
     work = tempfile.mkdtemp(prefix='write-pattern-')
@@ -169,9 +216,19 @@ def main(argv: list[str]) -> int:
         'python_64KiB': lambda i, d: python_units(i, d, 64 * 1024),
         'flush_apart': lambda i, d: flush_apart(i, d, parts),
         'direct': lambda i, d: direct(i, d, direct_parts),
+        'lunwriter': lambda i, d: lunwriter_units(i, d, 0, lun_parts),
+        'lunwriter_flush_behind': lambda i, d: lunwriter_units(
+            i, d, lunwriter.FLUSH_EVERY, lun_parts),
     }
+    if args.ways:
+        chosen = args.ways.split(',')
+        unknown = sorted(set(chosen) - set(ways))
+        if unknown:
+            parser.error(f'unknown ways {unknown}; known: {sorted(ways)}')
+        ways = {k: ways[k] for k in chosen}
     parts: dict[str, list[float]] = {}
     direct_parts: dict[str, list[float]] = {}
+    lun_parts: dict[str, list[float]] = {}
     runs: dict[str, list[float]] = {k: [] for k in ways}
     written: dict[str, int | None] = {}
     results: dict[str, Any] = {
@@ -198,6 +255,10 @@ def main(argv: list[str]) -> int:
     results['flush_apart_parts'] = _parts(parts)
     # direct's steps: the O_DIRECT writes, the fsync after them
     results['direct_parts'] = _parts(direct_parts)
+    # the golden build's writer: writes, then finish() (flush and fsync);
+    # flush_behind_*: the same with its flushes beside the writes
+    results['lunwriter_parts'] = _parts(lun_parts)
+    results['lunwriter_flush_every'] = lunwriter.FLUSH_EVERY
     results['load_average_end'] = os.getloadavg()
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2)
