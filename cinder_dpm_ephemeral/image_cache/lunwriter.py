@@ -30,8 +30,8 @@ actually left for the array. :class:`LunWriter` changes two things:
 * every :data:`FLUSH_EVERY` bytes written, a flush (``fdatasync``) is
   started in a native thread, one at a time, while the writes go on. A
   device's cache flush costs in proportion to what it holds since the
-  last one (on this project's virtual disks, about 0.7 s for a 1 GiB
-  image's bytes, and nothing when the cache is clean): flushed as the
+  last one (on the virtual disk the benchmarks ran on, about 0.7 s for
+  a 1 GiB image's bytes, and nothing when it holds none): flushed as the
   image arrives, the final ``fsync`` is left only the last part to
   flush (doc/benchmarks.md, "Flush-behind"). On an array's LUN the
   flush is SCSI SYNCHRONIZE CACHE, which a battery-backed cache answers
@@ -273,9 +273,17 @@ class LunWriter:
         self._flush = _Native(os.fdatasync, self.fd)
 
     def _wait_flush(self) -> None:
-        flush, self._flush = self._flush, None
-        if flush is not None:
+        # Forgotten only once ended (with or without an error): a wait cut
+        # short leaves it for close() to wait for.
+        flush = self._flush
+        if flush is None:
+            return
+        try:
             flush.wait()
+        except Exception:
+            self._flush = None
+            raise
+        self._flush = None
 
     def _reap(self) -> None:
         """Forget the writes already ended; raise the first one's error."""

@@ -363,6 +363,25 @@ class FlushBehindTest(unittest.TestCase):
         self.assertTrue(self.release.is_set())
         self.assertIsNone(lun._flush)
 
+    def test_close_waits_for_a_flush_whose_waiter_was_killed(self):
+        # The build's green thread killed while finish() waits for the
+        # flush: the flush goes on in its native thread, and close()
+        # must still wait for it before the descriptor is closed.
+        self.release.clear()
+        lun = lunwriter.LunWriter(self.fd)
+        self._write(lun, 5)
+        lun.wait()
+        gt = eventlet.spawn(lun.finish)
+        eventlet.sleep(0.1)
+        gt.kill()
+        self.assertFalse(self.release.is_set())
+        self.assertIsNotNone(lun._flush)
+        eventlet.patcher.original('threading').Timer(
+            0.3, self.release.set).start()
+        lun.close()
+        self.assertTrue(self.release.is_set())
+        self.assertIsNone(lun._flush)
+
     def test_a_failed_flush_fails_the_build(self):
         self.fail_with = OSError(5, 'Input/output error')
         lun = lunwriter.LunWriter(self.fd)
