@@ -228,8 +228,10 @@ def take_down() -> None:
     with _lock:
         try:
             if _cloud is not None:
-                _cloud.close()
-                cloud.down(_layout())
+                try:
+                    _cloud.close()
+                finally:
+                    cloud.down(_layout())
         finally:
             _cloud = None
             _release_suite_lock()
