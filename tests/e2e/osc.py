@@ -14,7 +14,7 @@
 Before a command does anything, python-openstackclient imports itself,
 the SDK and its plugins: about 2.3 s of the 2.8 s that ``openstack volume
 list`` takes here on an idle machine, more while the other suites run
-beside this one, and the suite runs about two hundred commands. So a
+beside this one, and the suite runs over a hundred commands. So a
 *zygote* process imports the client once; each command then runs in a
 child forked from it, as ``openstack`` would run it: a process of its
 own, the command's arguments and environment, its own standard output,

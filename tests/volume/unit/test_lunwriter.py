@@ -27,14 +27,20 @@ from cinder_dpm_ephemeral.image_cache import lunwriter
 MiB = 1024 * 1024
 
 
+def sparse_file(test, size):
+    """A sparse file of ``size`` bytes, removed after ``test``."""
+    fd, path = tempfile.mkstemp(prefix='lunwriter-')
+    os.close(fd)
+    test.addCleanup(os.unlink, path)
+    with open(path, 'wb') as f:
+        f.truncate(size)
+    return path
+
+
 class LunWriterTest(unittest.TestCase):
 
     def setUp(self):
-        fd, self.path = tempfile.mkstemp(prefix='lunwriter-')
-        os.close(fd)
-        self.addCleanup(os.unlink, self.path)
-        with open(self.path, 'wb') as f:
-            f.truncate(64 * MiB)
+        self.path = sparse_file(self, 64 * MiB)
 
     def _open(self, flags=os.O_RDWR):
         fd = os.open(self.path, flags)
@@ -283,11 +289,7 @@ class FlushBehindTest(unittest.TestCase):
     """Every FLUSH_EVERY bytes a flush starts beside the writes."""
 
     def setUp(self):
-        fd, self.path = tempfile.mkstemp(prefix='lunwriter-flush-')
-        os.close(fd)
-        self.addCleanup(os.unlink, self.path)
-        with open(self.path, 'wb') as f:
-            f.truncate(32 * MiB)
+        self.path = sparse_file(self, 32 * MiB)
         self.fd = os.open(self.path, os.O_RDWR)
         self.addCleanup(os.close, self.fd)
         native = eventlet.patcher.original('threading')
@@ -350,32 +352,34 @@ class FlushBehindTest(unittest.TestCase):
         # The caller closes the LUN's descriptor right after close(): a
         # flush still running then would flush whatever file gets that
         # descriptor number next.
-        self.release.clear()
-        lun = lunwriter.LunWriter(self.fd)
-        self._write(lun, 5)
-        lun.wait()
+        lun = self._flush_held()
         self.assertEqual(1, lun.flushes)
-        self.assertIsNotNone(lun._flush)
         self.assertFalse(lun._flush.done())
-        eventlet.patcher.original('threading').Timer(
-            0.3, self.release.set).start()
-        lun.close()
-        self.assertTrue(self.release.is_set())
-        self.assertIsNone(lun._flush)
+        self._close_after_release(lun)
 
     def test_close_waits_for_a_flush_whose_waiter_was_killed(self):
         # The build's green thread killed while finish() waits for the
         # flush: the flush goes on in its native thread, and close()
         # must still wait for it before the descriptor is closed.
-        self.release.clear()
-        lun = lunwriter.LunWriter(self.fd)
-        self._write(lun, 5)
-        lun.wait()
+        lun = self._flush_held()
         gt = eventlet.spawn(lun.finish)
         eventlet.sleep(0.1)
         gt.kill()
         self.assertFalse(self.release.is_set())
         self.assertIsNotNone(lun._flush)
+        self._close_after_release(lun)
+
+    def _flush_held(self):
+        """A writer whose one flush is under way until self.release."""
+        self.release.clear()
+        lun = lunwriter.LunWriter(self.fd)
+        self._write(lun, 5)
+        lun.wait()
+        self.assertIsNotNone(lun._flush)
+        return lun
+
+    def _close_after_release(self, lun):
+        """close() returns only after the flush was released."""
         eventlet.patcher.original('threading').Timer(
             0.3, self.release.set).start()
         lun.close()
