@@ -323,6 +323,11 @@ class Phases:
             setattr(owner, name, orig)
         self._undo = []
 
+    def new_builds(self, since: int) -> list[dict[str, float]]:
+        """The timed golden builds (kind 'build') from index ``since``."""
+        return [b for b, k in zip(self.builds[since:], self.kinds[since:],
+                                  strict=True) if k == 'build']
+
     def summary(self) -> dict[str, Any]:
         out = self._steps('build')
         made = self._steps('spare')
@@ -347,6 +352,27 @@ class Phases:
         return out
 
 
+def copy_step(trials: list[dict[str, Any]],
+              builds: list[dict[str, float]]) -> None:
+    """Give each trial its build's data copy step, against the reference.
+
+    ``copy_step_seconds`` is the build's ``copy`` step (download and
+    conversion or stream onto the attached LUN, fsync included; the
+    array's steps before and after it left out), and
+    ``fraction_copy_step`` the trial's reference over it: what the data
+    path does once the array has made and attached the LUN. Only when
+    the trial's builds and the timed ones pair one to one; otherwise
+    None, never a guess.
+    """
+    paired = len(builds) == len(trials)
+    for trial, build in zip(trials, builds if paired else [{}] * len(trials),
+                            strict=True):
+        step = build.get('copy')
+        trial['copy_step_seconds'] = step
+        trial['fraction_copy_step'] = (
+            trial['reference_seconds'] / step if step else None)
+
+
 def _build_kind(cache: Any, context: Any, ictx: Any, volume: Any,
                 image_meta: dict[str, Any], *rest: Any) -> str:
     """'prime' for the bench's own priming image, 'build' otherwise."""
@@ -367,8 +393,15 @@ def headline(storage: dict[str, Any]) -> dict[str, Any]:
         out[f'{key}_spread'] = [fr.get('min'), fr.get('max')]
         for k in ('copy_seconds', 'reference_seconds', 'glance_bytes',
                   'fraction_end_to_end', 'reference_new_file_seconds',
-                  'fraction_copy_new_file', 'peak_dirty_mb'):
+                  'fraction_copy_new_file', 'peak_dirty_mb',
+                  'copy_step_seconds'):
             out[f'cold_{fmt}_{k}'] = (cold.get(k) or {}).get('median')
+        # the data path alone, once the LUN is attached (see copy_step)
+        step = cold.get('fraction_copy_step') or {}
+        out[f'cold_{fmt}_fraction_of_reference_copy_step'] = step.get(
+            'median')
+        out[f'cold_{fmt}_fraction_of_reference_copy_step_spread'] = [
+            step.get('min'), step.get('max')]
         met[key] = (None if fr.get('min') is None
                     else fr['min'] >= target)
     out['targets'] = {f'cold_{f}_fraction_of_reference': f'>= {t}'
@@ -486,12 +519,15 @@ def main(argv: list[str]) -> int:
                     params['repeats'] = 1
                     params['backend_options'] = options
                     res: dict[str, Any] = {}
+                    before = len(timers[i].builds)
                     with timers[i], _constant(
                             None if into is storage_results else setting):
                         storage.run_case('ours-svc', params, res,
                                          'run_cold')
                     got = res.get('ours-svc', {}).get(f'cold_{fmt}')
                     if got:
+                        copy_step(got['trials'],
+                                  timers[i].new_builds(before))
                         trials[i].extend(got['trials'])
                     if 'errors' in res:
                         into.setdefault('errors', {}).update(
@@ -514,7 +550,8 @@ def main(argv: list[str]) -> int:
     if without:
         for key in [k for k in head if k.endswith(
                 ('_fraction_of_reference', '_fraction_of_reference_spread',
-                 '_copy_seconds', '_peak_dirty_mb'))]:
+                 '_copy_seconds', '_peak_dirty_mb', '_copy_step',
+                 '_copy_step_spread'))]:
             head[f'{key}_{without["label"]}'] = without['headline'].get(key)
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()

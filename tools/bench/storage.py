@@ -629,8 +629,8 @@ def cold_summary(trials: list[dict[str, Any]]) -> dict[str, Any]:
                 'fraction_copy', 'fraction_end_to_end',
                 'reference_new_file_seconds', 'fraction_copy_new_file',
                 'glance_bytes', 'peak_pss_mb', 'peak_pss_delta_mb',
-                'peak_dirty_mb'):
-        out[key] = summary([t[key] for t in trials])
+                'peak_dirty_mb', 'copy_step_seconds', 'fraction_copy_step'):
+        out[key] = summary([t.get(key) for t in trials])
     out['leftover_seconds'] = summary(
         [t['leftover']['seconds'] for t in trials])
     out['leftover_array_bytes'] = summary(

@@ -9,8 +9,9 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""``./run bench cold --ab``: what each spelling of a variant sets."""
+"""``./run bench cold``: the ``--ab`` variants, and each build's copy step."""
 
+import time
 import unittest
 
 from cinder_dpm_ephemeral.image_cache import readahead
@@ -49,3 +50,55 @@ class AbVariantTest(unittest.TestCase):
             with cold._constant(('image_cache.readahead.DROP_EVRY', 0)):
                 pass
         self.assertIn('has no DROP_EVRY', str(ctx.exception))
+
+
+class _Build:
+    """A build with a copy step in it, as the benchmark's Phases see one."""
+
+    def __init__(self, copy_for):
+        self.copy_for = copy_for
+
+    def build(self, kind):
+        time.sleep(0.01)
+        self.copy()
+
+    def copy(self):
+        time.sleep(self.copy_for)
+
+
+class CopyStepTest(unittest.TestCase):
+
+    def _timed(self, kinds, copy_for=0.05):
+        phases = cold.Phases()
+        phases._wrap(_Build, 'build', 'other', lambda _self, kind: kind)
+        phases._wrap(_Build, 'copy', 'copy')
+        try:
+            for kind in kinds:
+                _Build(copy_for).build(kind)
+        finally:
+            phases.__exit__(None, None, None)
+        return phases
+
+    def test_each_trial_gets_its_builds_copy_step(self):
+        phases = self._timed(['prime', 'build'])
+        builds = phases.new_builds(0)
+        self.assertEqual(1, len(builds))
+        trials = [{'reference_seconds': 0.1}]
+        cold.copy_step(trials, builds)
+        step = trials[0]['copy_step_seconds']
+        # the copy step's own time, not the build's
+        self.assertGreaterEqual(step, 0.05)
+        self.assertLess(step, builds[0]['wall'])
+        self.assertAlmostEqual(0.1 / step, trials[0]['fraction_copy_step'])
+
+    def test_only_new_builds_count(self):
+        phases = self._timed(['build', 'spare', 'build'])
+        self.assertEqual(1, len(phases.new_builds(2)))
+        self.assertEqual(2, len(phases.new_builds(0)))
+
+    def test_no_guess_when_builds_and_trials_do_not_pair(self):
+        phases = self._timed(['build', 'build'])
+        trials = [{'reference_seconds': 0.1}]
+        cold.copy_step(trials, phases.new_builds(0))
+        self.assertIsNone(trials[0]['copy_step_seconds'])
+        self.assertIsNone(trials[0]['fraction_copy_step'])
