@@ -39,14 +39,28 @@ its size followed by ``fsync``, as the reference and a golden build do:
   (to the last write's end) and ``finish`` (the flush under way, then the
   final ``fsync``).
 
-No Cinder, no download, no inspection: what is left is the disk and the
-write pattern. ``--ways a,b`` runs only those. Results:
-``doc/results/write-pattern.json`` (``--out`` to change).
+* ``raw_stream``: the golden build's whole raw stream,
+  ``writer.write_raw_stream`` itself (oslo.utils' format inspector over
+  every chunk, the 4 MiB units, the zero check, :class:`LunWriter` with
+  its flushes, ``fsync``, the inspector's final checks), fed the Glance
+  stand-in's own 1 MiB chunks (``testing/glance.py``) and writing into
+  the file as the LUN it attached; only the array is left out (no LUN
+  made, no attach: ``raw_stream`` hands the function the file's path as
+  the attached device, with os-brick's properties given);
+* ``raw_stream_python``: what of that is Python's per-byte work alone:
+  the same chunks through the same inspector and zero check, nothing
+  written.
+
+No Cinder, no array, no network: what is left is the disk, the write
+pattern and, for ``raw_stream``, the build's own per-byte work.
+``--ways a,b`` runs only those. Results: ``doc/results/write-pattern.json``
+(``--out`` to change).
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -190,6 +204,66 @@ def lunwriter_units(img: str, dst: str, flush_every: int,
     return t2 - t, written
 
 
+class _FileLun:
+    """The array's attach, left out: the LUN is the file at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _attach_volume(self, context: Any, volume: Any,
+                       properties: dict) -> tuple[dict, Any]:
+        return {'device': {'path': self.path}}, volume
+
+    def _detach_volume(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+_stores: dict[str, tuple[Any, str]] = {}
+
+
+def _stand_in_chunks(img: str) -> Any:
+    """The image's bytes as the Glance stand-in serves them (lazily).
+
+    The image is registered (its checksums computed) once per file, not
+    while a copy is timed; the file is read as the returned chunks are.
+    """
+    from cinder_dpm_ephemeral.testing import glance
+    if img not in _stores:
+        store = glance.ImageStore(tempfile.mkdtemp(prefix='write-pattern-'))
+        _stores[img] = store, store.add(img, 'raw')['id']
+        shutil.rmtree(store.root, ignore_errors=True)
+    store, image_id = _stores[img]
+    return store.chunks(image_id)
+
+
+def raw_stream(img: str, dst: str) -> tuple[float, int]:
+    from cinder_dpm_ephemeral.image_cache import formats
+    from cinder_dpm_ephemeral.image_cache import writer
+    size = os.path.getsize(img)
+    chunks = _stand_in_chunks(img)
+    t = time.monotonic()
+    inspector = formats.StreamInspector(chunks, 'probe', 'raw')
+    writer.write_raw_stream(_FileLun(dst), None, None, inspector, size,
+                            reads_zeros=True, connector={})
+    took = time.monotonic() - t
+    if not filecmp.cmp(img, dst, shallow=False):
+        raise SystemExit(f'raw_stream: {dst} differs from the image')
+    return took, size
+
+
+def raw_stream_python(img: str, dst: str) -> tuple[float, int]:
+    from cinder_dpm_ephemeral.image_cache import formats
+    from cinder_dpm_ephemeral.image_cache import lunwriter
+    chunks = _stand_in_chunks(img)
+    t = time.monotonic()
+    inspector = formats.StreamInspector(chunks, 'probe', 'raw')
+    nonzero = 0
+    for chunk in inspector:
+        nonzero += not lunwriter.is_zero(chunk)
+    inspector.finish()
+    return time.monotonic() - t, 0
+
+
 def _parts(parts: dict[str, list[float]]) -> dict[str, Any]:
     return {k: {'median': statistics.median(v), 'min': min(v), 'max': max(v)}
             for k, v in parts.items()}
@@ -219,6 +293,8 @@ def main(argv: list[str]) -> int:
         'lunwriter': lambda i, d: lunwriter_units(i, d, 0, lun_parts),
         'lunwriter_flush_behind': lambda i, d: lunwriter_units(
             i, d, lunwriter.FLUSH_EVERY, lun_parts),
+        'raw_stream': raw_stream,
+        'raw_stream_python': raw_stream_python,
     }
     if args.ways:
         chosen = args.ways.split(',')
