@@ -231,7 +231,9 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     GPT) is what a bootable raw disk has and is accepted. The stream must
     be exactly ``expected_size`` bytes (Glance's ``size``): a longer one is
     refused before a byte past that size is written, a shorter one at its
-    end. Returns the bytes written. ``reads_zeros`` and ``connector`` as
+    end. Returns the bytes streamed (the image's size: on a LUN that reads
+    zeros, its all-zero units are among them, skipped rather than
+    written). ``reads_zeros`` and ``connector`` as
     for :func:`write_image`. ``write_behind``: how many writes may be under
     way at once beside the download, each with its writeback started
     (:mod:`.lunwriter`); 0: one step after the other.
