@@ -12,8 +12,9 @@
 """Golden LUNs made ahead, so that a build writes its first byte at once.
 
 A golden build cannot write before the array has made its LUN: on SVC the
-in-tree ``create_volume`` runs ``lsiogrp`` and ``mkvdisk`` (two CLI
-commands), on PowerFlex an ``addVolume``. With
+in-tree ``create_volume`` runs ``mkvdisk`` (and ``lsiogrp`` before it
+when the volume type allows several I/O groups), on PowerFlex an
+``addVolume``. With
 ``dpm_ephemeral_spare_golden_luns`` set to N > 0, each build that ends
 well leaves behind, made in the background, a golden volume with no image
 yet of the same size and volume type in the same pool (metadata ``state``

@@ -145,7 +145,7 @@ class SVCClones(cache_driver.ArrayClones):
             volume.volume_type_id,
             volume_metadata=volume.get('volume_metadata'))
         pool = volume_utils.extract_host(volume.host, 'pool')
-        opts['iogrp'] = self._io_group(opts, pool)
+        opts['iogrp'] = d._helpers.select_io_group(d._state, opts, pool)
         # Three commands: the target vdisk (the golden's size, as FlashCopy
         # wants), a named no-copy map, and its start with the prepare
         # folded in (no prestartfcmap, no polling for "prepared").
@@ -180,18 +180,6 @@ class SVCClones(cache_driver.ArrayClones):
         model_update['replication_status'] = (
             fields.ReplicationStatus.NOT_CAPABLE)
         return model_update
-
-    def _io_group(self, opts: dict[str, Any], pool: str) -> int:
-        """The type's I/O group, as the in-tree create picks it.
-
-        With one eligible group (the usual case) no ``lsiogrp`` is needed
-        to balance between groups.
-        """
-        d = self.driver
-        groups = d._helpers._get_valid_requested_io_groups(d._state, opts)
-        if len(groups) == 1:
-            return int(groups[0])
-        return d._helpers.select_io_group(d._state, opts, pool)
 
     def _extend(self, volume: Any, gb: int, formatted: bool) -> None:
         if formatted:

@@ -30,6 +30,7 @@ from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.svc import clones
+from cinder_dpm_ephemeral.svc import helpers
 from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 
 LOG = logging.getLogger(__name__)
@@ -60,13 +61,20 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 check_exit_code=False too (lsvdisk); the clean-up after a
                 reschedule removes the failed attempt's LUN when the
                 volume was deleted meanwhile.
+        0.2.3 - A new vdisk's I/O group is asked of the array (lsiogrp)
+                only when the volume type allows more than one
+                (svc/helpers.py).
     """
 
-    VERSION = '0.2.2'
+    VERSION = '0.2.3'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # the in-tree helpers, asking lsiogrp only when there is a choice
+        self._master_backend_helpers = helpers.StorwizeEphemeralHelpers(
+            self._run_ssh)
+        self._helpers = self._master_backend_helpers
         self._init_golden_cache(clones.SVCClones(self))
 
     @staticmethod

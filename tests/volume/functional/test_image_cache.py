@@ -403,6 +403,24 @@ class SVCImageCacheTest(array_views.SVCArray, _CacheTests,
         self.assertEqual(['mkvdisk', 'mkfcmap', 'startfcmap',
                           'lsvdiskfcmappings', 'rmvdisk'], ran)
 
+    def test_one_io_group_is_not_asked_for(self):
+        # storwize_svc_vol_iogrp is 0 (its default): the golden LUN and a
+        # blank volume are made in io_grp0 without an lsiogrp (the
+        # in-tree create_volume runs one before every mkvdisk)
+        _image, meta = self._image(mib=8, seed=29, name='iogrp')
+        self.backend.emulator.call('array.commands.clear')
+        self._create(meta['id'])
+        blank = self.create_volume(1)
+        blank = self.wait_for_volume(blank['id'])
+        self.assertEqual('available', blank['status'], blank)
+        log = self.backend.emulator.call('array.recent_commands', 10000)
+        made = [argv for argv in log if argv[1] == 'mkvdisk']
+        # the golden LUN, its clone, the blank volume
+        self.assertEqual(3, len(made), made)
+        self.assertEqual(['0'] * 3,
+                         [argv[argv.index('-iogrp') + 1] for argv in made])
+        self.assertNotIn('lsiogrp', [argv[1] for argv in log])
+
 
 class PowerFlexImageCacheTest(array_views.PowerFlexArray, _CacheTests,
                               cinder_harness.CinderHarness):
