@@ -258,9 +258,8 @@ def raw_stream_python(img: str, dst: str) -> tuple[float, int]:
     chunks = _stand_in_chunks(img)
     t = time.monotonic()
     inspector = formats.StreamInspector(chunks, 'probe', 'raw')
-    nonzero = 0
     for chunk in inspector:
-        nonzero += not lunwriter.is_zero(chunk)
+        lunwriter.is_zero(chunk)        # the check each unit gets
     inspector.finish()
     return time.monotonic() - t, 0
 
