@@ -438,6 +438,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--out', default=os.path.join(
         'doc', 'results', 'bench-cold.json'))
     args = parser.parse_args(argv)
+    results = run(size_mib=args.size_mib, repeats=args.repeats,
+                  formats=[f for f in args.formats.split(',') if f],
+                  fill=args.fill, settle=args.settle,
+                  svc_latency=args.svc_latency, glance_mbps=args.glance_mbps,
+                  ab=args.ab)
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(results, f, indent=2, default=str)
+    print(f'results: {args.out}')
+    print(json.dumps(results['headline']))
+    return 0
+
+
+def run(size_mib: int = 1024, repeats: int = 5,
+        formats: list[str] | None = None, fill: float = 0.8,
+        settle: float = 0.0, svc_latency: float | None = None,
+        glance_mbps: float | None = None, ab: str | None = None
+        ) -> dict[str, Any]:
+    """The cold benchmark (see the module's doc); its results.
+
+    Also what ``./run bench [--quick]`` runs for the headline's
+    ``cold_*_fraction_of_reference`` (1 GiB, 5 repeats, no variant).
+    """
     warnings.simplefilter('ignore')
     from cinder import monkey_patch
     monkey_patch.patch()
@@ -464,29 +487,29 @@ def main(argv: list[str]) -> int:
     work = tempfile.mkdtemp(prefix='bench-cold-')
     try:
         t = time.monotonic()
-        made, info = images_for(work, args.size_mib * MiB, args.fill, 7)
+        made, info = images_for(work, size_mib * MiB, fill, 7)
         info['make_seconds'] = time.monotonic() - t
         results['image'] = info
         print(f'image: {json.dumps(info)}', flush=True)
-        formats = [f for f in args.formats.split(',') if f]
+        formats = list(formats or TARGETS)
         params = {
-            'repeats': args.repeats,
+            'repeats': repeats,
             'cold_formats': formats,
             'cold_images': made,
-            'image_bytes': args.size_mib * MiB,
+            'image_bytes': size_mib * MiB,
             'reference_into_existing': True,
             'reference_fastest': True,
             # with --ab: the variants alternate build by build
-            'variants_alternate': bool(args.ab),
-            'settle_seconds': args.settle,
+            'variants_alternate': bool(ab),
+            'settle_seconds': settle,
             # the sampler's thread takes the GIL every 10 ms, in the
             # volume service's process: it slowed ours, not the reference
             'sample_rss': False,
             'svc_latency': (svc_cli.BENCH_CLI_LATENCY
-                            if args.svc_latency is None
-                            else args.svc_latency),
-            'glance_bytes_per_second': (args.glance_mbps * 1e6
-                                        if args.glance_mbps else None),
+                            if svc_latency is None
+                            else svc_latency),
+            'glance_bytes_per_second': (glance_mbps * 1e6
+                                        if glance_mbps else None),
             'idle_timeout': 600,
             'timeout': 1800,
         }
@@ -498,9 +521,9 @@ def main(argv: list[str]) -> int:
         variants = [({}, storage_results, phases)]
         # a module constant the variant sets (--ab module.NAME=VALUE)
         setting: tuple[str, Any] | None = None
-        if args.ab:
+        if ab:
             # the variant, built in turn with the builds as configured
-            name, value, label = ab_variant(args.ab)
+            name, value, label = ab_variant(ab)
             without = {'option': name, 'value': value, 'label': label,
                        'storage': {}, 'phases': {}}
             if '.' in name:
@@ -513,7 +536,7 @@ def main(argv: list[str]) -> int:
             # or load weighs on both alike.
             timers = [Phases() for _ in variants]
             trials: list[list[dict[str, Any]]] = [[] for _ in variants]
-            for trial in range(args.repeats):
+            for trial in range(repeats):
                 for i, (options, into, _steps) in enumerate(variants):
                     params['cold_formats'] = [fmt]
                     params['repeats'] = 1
@@ -556,12 +579,7 @@ def main(argv: list[str]) -> int:
     results['finished'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
     results['load_average_end'] = os.getloadavg()
     results['code'] = code_version()
-    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(results, f, indent=2, default=str)
-    print(f'results: {args.out}')
-    print(json.dumps(head))
-    return 0
+    return results
 
 
 def ab_variant(spec: str) -> tuple[str, Any, str]:

@@ -52,3 +52,31 @@ class BenchColdScenarioTest(unittest.TestCase):
 
     def test_stock_powerflex(self):
         self._run('stock-powerflex')
+
+
+class BenchColdRunTest(unittest.TestCase):
+    """``cold.run``, what ``./run bench cold`` and the headline run."""
+
+    def test_one_build_against_the_reference(self):
+        from tools.bench import cold
+        res = cold.run(size_mib=64, repeats=1, formats=['raw'],
+                       svc_latency=0.0)
+        self.assertNotIn('errors', res['storage'],
+                         res['storage'].get('errors'))
+        raw = res['storage']['ours-svc']['cold_raw']
+        self.assertEqual(1, len(raw['trials']))
+        trial = raw['trials'][0]
+        # the realistic disk, whole, through Glance
+        self.assertEqual(64 * MiB, trial['glance_bytes'])
+        self.assertEqual(64 * MiB, res['image']['virtual_size'])
+        self.assertLess(res['image']['data_bytes'], 64 * MiB)
+        # reference / build, paired in the trial
+        self.assertAlmostEqual(
+            trial['reference_seconds'] / trial['copy_seconds'],
+            trial['fraction_copy'], places=6)
+        head = res['headline']
+        self.assertEqual(trial['fraction_copy'],
+                         head['cold_raw_fraction_of_reference'])
+        self.assertEqual([trial['fraction_copy']] * 2,
+                         head['cold_raw_fraction_of_reference_spread'])
+        self.assertIn('copy', res['phases']['raw'])
