@@ -62,8 +62,9 @@ class ColdFractionTest(unittest.TestCase):
         head = bench.headline(self.storage, 5, self.cold)
         self.assertEqual(0.13,
                          head['cold_qcow2_fraction_of_reference_32mib'])
+        spread = head['spread']
         self.assertEqual([0.13, 0.16],
-                         head['spread']['cold_raw_fraction_of_reference_32mib'])
+                         spread['cold_raw_fraction_of_reference_32mib'])
 
     def test_without_the_cold_benchmark_no_figure_is_made_up(self):
         head = bench.headline(self.storage, 5, None)
