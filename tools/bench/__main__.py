@@ -14,7 +14,10 @@
 Writes doc/results/bench-quick.json (or bench-full.json) and a PNG chart
 next to it, committed so every figure quoted in doc/benchmarks.md names
 its file and key, and prints as the last line one JSON object with the
-headline figures (``headline`` in the same file).
+headline figures (``headline`` in the same file). The headline's two
+cold fractions come from the cold benchmark (:func:`tools.bench.cold.run`
+on its 1 GiB realistic disk, results under ``cold``), the main bench's
+own cold scenario's under ``cold_<fmt>_fraction_of_reference_<N>mib``.
 """
 
 from __future__ import annotations
