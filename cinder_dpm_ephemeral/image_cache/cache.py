@@ -170,16 +170,19 @@ class GoldenImageCache:
         pool = volume_utils.extract_host(volume.host, 'pool')
         built = False
         for _attempt in range(4):
-            golden = self._find_usable(ictx, volume, image_id, version)
+            golden = self._usable(self._pool_goldens(ictx, volume, image_id),
+                                  version)
             if golden is None:
                 with self._lock(image_id, pool):
-                    golden = self._find_usable(ictx, volume, image_id,
-                                               version)
+                    # the pool's goldens of this image as they stand
+                    # under the lock: the build's generation follows them
+                    in_pool = self._pool_goldens(ictx, volume, image_id)
+                    golden = self._usable(in_pool, version)
                     if golden is None:
                         try:
                             golden = self._build_golden(
                                 context, ictx, volume, image_meta,
-                                image_service, version)
+                                image_service, version, in_pool)
                             built = True
                             # unused to no clean-up until its first clone
                             self.building.add(golden.id)
@@ -314,10 +317,12 @@ class GoldenImageCache:
         return [g for g in self.goldens(ictx, None, image_id)
                 if g.cluster_name == volume.cluster_name]
 
-    def _find_usable(self, ictx: Any, volume: objects.Volume, image_id: str,
-                     version: str) -> objects.Volume | None:
+    @staticmethod
+    def _usable(goldens: list[objects.Volume],
+                version: str) -> objects.Volume | None:
+        """The newest ready golden of ``version`` among ``goldens``."""
         best = None
-        for g in self._pool_goldens(ictx, volume, image_id):
+        for g in goldens:
             md = g.metadata
             if (md.get(MD_VERSION) != version or
                     md.get(MD_STATE) != STATE_READY or
@@ -330,7 +335,13 @@ class GoldenImageCache:
 
     def _build_golden(self, context: Any, ictx: Any, volume: objects.Volume,
                       image_meta: dict[str, Any], image_service: Any,
-                      version: str) -> objects.Volume:
+                      version: str,
+                      in_pool: list[objects.Volume]) -> objects.Volume:
+        """Build the image's golden volume in ``volume``'s pool.
+
+        ``in_pool``: the image's golden volumes in that pool, as found
+        under the build's lock (the new one's generation is past theirs).
+        """
         image_id = image_meta['id']
         # A signed image is verified as it streams (Cinder's rules; refused
         # here, before anything is downloaded or created, if its signature
@@ -414,8 +425,7 @@ class GoldenImageCache:
                     streamed is not None and streamed.in_file_order)):
                 ahead.start()
             generation = 1 + max(
-                [int(g.metadata.get(MD_GENERATION, 0))
-                 for g in self._pool_goldens(ictx, volume, image_id)]
+                [int(g.metadata.get(MD_GENERATION, 0)) for g in in_pool]
                 or [0])
             size = self.backend.golden_size_gb(virtual)
             name = f'dpm-golden-{image_id}'

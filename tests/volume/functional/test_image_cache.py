@@ -120,6 +120,13 @@ class _CacheTests(array_views.InternalTenant):
         goldens = self.goldens(meta['id'])
         self.assertEqual(3, len(goldens), [g.metadata for g in goldens])
         self.assertEqual(n, self.clone_links())
+        # each new golden one generation past those of the pool; the
+        # older two at the limit, the newest taking the clones
+        by_gen = {int(g.metadata[cache.MD_GENERATION]): g for g in goldens}
+        self.assertEqual([1, 2, 3], sorted(by_gen))
+        self.assertEqual('true', by_gen[1].metadata.get(cache.MD_FULL))
+        self.assertEqual('true', by_gen[2].metadata.get(cache.MD_FULL))
+        self.assertIsNone(by_gen[3].metadata.get(cache.MD_FULL))
         for v in vols[:: self.CLONE_LIMIT]:
             self._assert_content(v['id'], image)
         for v in vols:
