@@ -377,10 +377,10 @@ class GoldenImageCache:
         golden: objects.Volume | None = None
         try:
             start = timeutils.utcnow()
-            # os-brick's connector properties while the image's head is
-            # checked and the array makes (or a spare gives) the LUN
-            connector = writer.Soon(writer.connector_properties,
-                                    self.backend.driver)
+            # os-brick's connector properties (this process's recent
+            # answer, or asked while the image's head is checked and the
+            # array makes, or a spare gives, the LUN)
+            connector = writer.connector_soon(self.backend.driver)
             raw_stream: formats.StreamInspector | None = None
             overlap: dict[str, str] = {}
             if formats.streams_as_raw(image_meta):

@@ -26,16 +26,19 @@ had there before, e.g. another tenant's deleted data.
 
 What a build needs before its first byte but can learn beside other steps
 is started early as a :class:`Soon`: os-brick's connector properties from
-the build's start, the array's answer whether the LUN reads zeros while
-the LUN is attached (doc/benchmarks.md, "Where the time goes").
+the build's start (unless this process has a recent answer), the array's
+answer whether the LUN reads zeros while the LUN is attached
+(doc/benchmarks.md, "Where the time goes").
 
 os-brick gathers the connector properties of every protocol through
 several privileged commands (the iSCSI initiator name, the NVMe host NQN
 and ids, ...), 0.2-0.3 s here: longer than a build on a spare LUN takes
-to reach its attach. When the build's own answer is not there yet,
-:func:`attached` uses the last answer of this process instead (at most
-:data:`CONNECTOR_MAX_AGE` seconds old); should the attach fail with it
-and the fresh answer differ (an HBA replaced meanwhile), the attach is
+to reach its attach, and CPU that a copy running beside them lacks. So
+:func:`attached` uses the last answer of this process (at most
+:data:`CONNECTOR_MAX_AGE` seconds old) when there is one, or when the
+build's own is not there yet; os-brick is asked again only when there is
+none (:func:`connector_soon`) or when the attach fails with it: should
+the fresh answer then differ (an HBA replaced meanwhile), the attach is
 made again with the fresh one. The detach always uses what the attach
 used.
 """
@@ -71,27 +74,39 @@ class Soon:
     A thread of its own (a green thread in the eventlet-patched volume
     service); :meth:`result` waits for it and returns its value or raises
     its error, as if called there. Only for calls with no effect to undo:
-    one whose result no one asks for is simply dropped.
+    one whose result no one asks for is simply dropped. ``lazy``: not
+    started; computed in the caller by the first :meth:`result`, if any
+    (never :meth:`done` before that).
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any,
+                 lazy: bool = False) -> None:
         self._value: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(fn, args), daemon=True)
-        self._thread.start()
+        self._call: tuple | None = (fn, args)
+        self._thread: threading.Thread | None = None
+        if not lazy:
+            self._thread = threading.Thread(
+                target=self._run, args=(fn, args), daemon=True)
+            self._thread.start()
 
     def _run(self, fn: Callable[..., Any], args: tuple) -> None:
         try:
             self._value = fn(*args)
         except BaseException as exc:        # handed to result()'s caller
             self._error = exc
+        self._call = None
 
     def done(self) -> bool:
+        if self._thread is None:
+            return self._call is None
         return not self._thread.is_alive()
 
     def result(self) -> Any:
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
+        elif self._call is not None:
+            self._run(*self._call)
         if self._error is not None:
             raise self._error
         return self._value
@@ -104,6 +119,10 @@ def value(v: Any) -> Any:
 
 #: Seconds the last connector properties may stand in for a fresh answer.
 CONNECTOR_MAX_AGE = 600.0
+#: A build with a recent answer does not ask os-brick (False: every build
+#: asks, and uses the recent answer only while its own has not come; for
+#: the benchmark's side-by-side runs)
+REUSE_CONNECTOR = True
 # (multipath, enforce_multipath) -> (when, properties): the last answers
 _last_connector: dict[tuple, tuple[float, dict]] = {}
 
@@ -127,6 +146,19 @@ def recent_connector(driver: Any) -> dict | None:
     if last is None or time.monotonic() - last[0] > CONNECTOR_MAX_AGE:
         return None
     return last[1]
+
+
+def connector_soon(driver: Any) -> Soon:
+    """os-brick's connector properties for a build's attach, as a Soon.
+
+    With a recent answer in this process the attach uses it, and os-brick
+    is asked only if that attach fails (a lazy Soon); otherwise it is asked
+    now, beside the build's next steps. os-brick's privileged commands
+    cost CPU the build's copy needs, when they run beside it on a host
+    with few cores (doc/benchmarks.md).
+    """
+    return Soon(connector_properties, driver,
+                lazy=REUSE_CONNECTOR and recent_connector(driver) is not None)
 
 
 def _attach(driver: Any, context: Any, volume: Any,

@@ -58,7 +58,7 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
                 meanwhile.
     """
 
-    VERSION = '0.2.2'
+    VERSION = '0.2.3'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

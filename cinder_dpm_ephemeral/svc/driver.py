@@ -66,7 +66,7 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 (svc/helpers.py).
     """
 
-    VERSION = '0.2.3'
+    VERSION = '0.2.4'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

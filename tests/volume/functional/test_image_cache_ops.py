@@ -255,6 +255,9 @@ class SVCOpsTest(array_views.SVCArray, _OpsTests,
                 if isinstance(owner, type) else
                 f'{owner.__name__}.{name}', timed))
 
+        # no answer of an earlier test of this process: os-brick is asked
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.writer._last_connector', {}))
         record(volume_utils, 'brick_get_connector_properties', 'connector')
         record(cache_driver.ArrayClones, 'create_golden_lun', 'lun')
         record(clones.SVCClones, 'reads_zeros', 'zeros')

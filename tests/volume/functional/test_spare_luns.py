@@ -14,8 +14,9 @@
 A build leaves a spare LUN of its size behind; the next build of an image
 of that size writes onto it without asking the array for a LUN; spares are
 counted like golden volumes and never outlive a failure or the option.
-Such a build reaches its attach before os-brick has answered with the
-host's connector properties: the last answer stands in.
+Such a build reaches its attach before os-brick could answer with the
+host's connector properties: the last answer stands in, and os-brick is
+asked again only when that answer is old or the attach fails with it.
 """
 
 from cinder import context as cinder_context
@@ -214,7 +215,7 @@ class _SpareTests(array_views.InternalTenant):
         attach of a golden LUN used.
         """
         real = volume_utils.brick_get_connector_properties
-        answers = []
+        answers = self.answers = []
         # no answer of an earlier test of this process
         self.useFixture(fixtures.MonkeyPatch(
             'cinder_dpm_ephemeral.image_cache.writer._last_connector', {}))
@@ -246,15 +247,29 @@ class _SpareTests(array_views.InternalTenant):
 
     refused_answers = ()
 
-    def test_attach_uses_the_last_connector_while_asking_again(self):
+    def test_attach_uses_the_last_connector_without_asking_again(self):
         used = self._slow_connector()
         image_a, meta_a = self._image(43, 'conn-a')
         self._create(meta_a['id'])
         image_b, meta_b = self._image(44, 'conn-b', fmt='raw')
         vol_b = self._create(meta_b['id'])
         # the first build waited for the answer; the second (on the spare)
-        # did not wait for its own, slow one
+        # used it, and os-brick was not asked again
         self.assertEqual([1, 1], used)
+        self.assertEqual(1, len(self.answers))
+        self._assert_content(vol_b['id'], image_b)
+
+    def test_an_old_connector_answer_is_not_used(self):
+        used = self._slow_connector()
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.writer.CONNECTOR_MAX_AGE', 0))
+        _image, meta_a = self._image(48, 'conn-e')
+        self._create(meta_a['id'])
+        image_b, meta_b = self._image(49, 'conn-f', fmt='raw')
+        vol_b = self._create(meta_b['id'])
+        # the first answer too old for the second build: it waited for
+        # its own
+        self.assertEqual([1, 2], used)
         self._assert_content(vol_b['id'], image_b)
 
     def test_attach_refused_with_the_last_connector_uses_the_new_one(self):
