@@ -56,6 +56,9 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
         0.2.2 - The clean-up after a reschedule removes the failed
                 attempt's volume when the Cinder volume was deleted
                 meanwhile.
+        0.2.3 - Golden builds attach with the volume service's connector
+                properties when they are at most 10 minutes old, and ask
+                os-brick only when there are none or the attach fails.
     """
 
     VERSION = '0.2.3'

@@ -64,6 +64,9 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
         0.2.3 - A new vdisk's I/O group is asked of the array (lsiogrp)
                 only when the volume type allows more than one
                 (svc/helpers.py).
+        0.2.4 - Golden builds attach with the volume service's connector
+                properties when they are at most 10 minutes old, and ask
+                os-brick only when there are none or the attach fails.
     """
 
     VERSION = '0.2.4'
