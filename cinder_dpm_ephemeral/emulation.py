@@ -14,8 +14,14 @@
 With ``dpm_ephemeral_emulator_state_dir`` set, every attach the volume
 service makes for itself (image to volume, volume to image, generic copies)
 opens the emulated LUN's file through os-brick's LOCAL connector, instead of
-attaching over the array's protocol. Everything else (the array control
-path, the connection info handed to Nova) is the production code, unchanged.
+attaching over the array's protocol. The array's side of that attach is the
+production code, unchanged: the driver's ``initialize_connection`` maps the
+LUN to the volume host (an SVC host object and host mapping, a PowerFlex
+SDC mapping) and ``terminate_connection`` unmaps it, with the host's
+connector properties completed by the emulated host's ports and SDC
+(:mod:`.emulators.volume_host`). Only finding the device differs: the LUN's
+file, where os-brick would scan the fabric. Everything else (the connection
+info handed to Nova, the whole control path) is the production code.
 """
 
 from __future__ import annotations
@@ -23,13 +29,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cinder import exception as cinder_exception
 from cinder import utils
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.emulators import lunstore
+from cinder_dpm_ephemeral.emulators import volume_host
 
 LOG = logging.getLogger(__name__)
+
+#: Map the LUN to the volume host around the service's own attaches (the
+#: array's side of a real attach). False only for the benchmark's A/B
+#: (``./run bench cold --ab emulation.MAP_TO_VOLUME_HOST=false``): the
+#: emulation as it was before, with no host, mapping or unmapping.
+MAP_TO_VOLUME_HOST = True
 
 
 class EmulatedDataPathMixin:
@@ -59,17 +74,47 @@ class EmulatedDataPathMixin:
         if store is None or remote:
             return super()._attach_volume(  # type: ignore[misc]
                 context, volume, properties, remote)
-        lun = self._emulated_lun_id(volume)
+        # The array maps the LUN to this host, as for a real attach (the
+        # in-tree drivers' create_export does nothing on either array).
+        props = None
+        if MAP_TO_VOLUME_HOST:
+            try:
+                props = volume_host.connector(store.root.parent, properties)
+            except OSError as err:
+                raise exception.EmulatedVolumeHostUnknown(
+                    state_dir=store.root.parent, reason=err)
+            self.initialize_connection(  # type: ignore[attr-defined]
+                volume, props)
         try:
-            path = store.open_path(lun)
-        except lunstore.LunNotFound:
-            raise exception.EmulatedLunNotFound(
-                volume_id=volume.id, state_dir=store.root.parent, lun=lun)
-        conn = {'driver_volume_type': 'local',
-                'data': {'device_path': path, 'emulated_lun': lun}}
-        LOG.debug('Volume %(vol)s: emulated attach of LUN %(lun)s at '
-                  '%(path)s', {'vol': volume.id, 'lun': lun, 'path': path})
-        return self._connect_device(conn), volume  # type: ignore[attr-defined]
+            lun = self._emulated_lun_id(volume)
+            try:
+                path = store.open_path(lun)
+            except lunstore.LunNotFound:
+                raise exception.EmulatedLunNotFound(
+                    volume_id=volume.id, state_dir=store.root.parent,
+                    lun=lun)
+            conn = {'driver_volume_type': 'local',
+                    'data': {'device_path': path, 'emulated_lun': lun,
+                             'emulated_connector': props}}
+            LOG.debug('Volume %(vol)s: emulated attach of LUN %(lun)s at '
+                      '%(path)s', {'vol': volume.id, 'lun': lun,
+                                   'path': path})
+            return (self._connect_device(conn),  # type: ignore[attr-defined]
+                    volume)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if props is not None:
+                    self._emulated_unmap(volume, props)
+
+    def _emulated_unmap(self, volume: Any, props: dict[str, Any]) -> None:
+        """Undo the array's side of an attach that failed; never raises."""
+        try:
+            self.terminate_connection(  # type: ignore[attr-defined]
+                volume, props, force=True)
+        except Exception:
+            LOG.exception('Volume %s: unmapping it from this host after a '
+                          'failed attach failed; its host mapping may be '
+                          'left on the array.', volume.id)
 
     def _detach_volume(self, context: Any, attach_info: Any, volume: Any,
                        properties: Any, force: bool = False,
@@ -84,6 +129,22 @@ class EmulatedDataPathMixin:
         attach_info['connector'].disconnect_volume(
             conn['data'], attach_info['device'], force=force,
             ignore_errors=ignore_errors)
+        try:
+            self._emulated_fix_size(conn, lun)
+        finally:
+            props = conn['data'].get('emulated_connector')
+            if props is not None:
+                # as Cinder's own _detach_volume: a failed unmap fails the
+                # detach (and whatever the attach was for)
+                try:
+                    self.terminate_connection(  # type: ignore[attr-defined]
+                        volume, props, force=force)
+                except Exception as err:
+                    raise cinder_exception.VolumeBackendAPIException(
+                        data=f'Volume {volume.id}: unmapping it from this '
+                             f'host failed: {err}') from err
+
+    def _emulated_fix_size(self, conn: dict[str, Any], lun: str) -> None:
         store = self._emulator_store()
         if store is None:
             return

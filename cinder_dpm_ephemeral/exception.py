@@ -32,6 +32,14 @@ class EmulatorStateDirMissing(exception.VolumeDriverException):
                 'or unset the option to use the real array data path.')
 
 
+class EmulatedVolumeHostUnknown(exception.VolumeDriverException):
+    message = _('The emulator state directory %(state_dir)s names no '
+                'emulated volume host (volume-host.json), and this service '
+                'could not make one: %(reason)s. Start the emulator once '
+                '(it writes the file) or let the volume service write in '
+                'that directory.')
+
+
 class GoldenCacheExhausted(exception.VolumeBackendAPIException):
     message = _('Could not clone image %(image_id)s for volume %(volume_id)s: '
                 'every golden volume stayed at the array\'s clone limit. '

@@ -177,7 +177,7 @@ def _make(args: argparse.Namespace) -> Any:
                       'capacity_gb': int(parts[2])})
     return gateway.PowerFlexGateway(
         args.state_dir, listen=args.listen, login=args.login, pools=pools,
-        latency=args.latency, fail_rate=args.fail_rate)
+        latency=args.latency, fail_rate=args.fail_rate, volume_host=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,9 +59,13 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
         0.2.3 - Golden builds attach with the volume service's connector
                 properties when they are at most 10 minutes old, and ask
                 os-brick only when there are none or the attach fails.
+        0.2.4 - Emulated data path: the volume service's own attaches map
+                the LUN to the volume host on the array
+                (initialize_connection with the emulated host's ports or
+                SDC) and unmap it after, as on a real volume host.
     """
 
-    VERSION = '0.2.3'
+    VERSION = '0.2.4'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

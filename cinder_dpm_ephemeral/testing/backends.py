@@ -103,7 +103,7 @@ class PowerFlexBackend(_EmulatedBackend):
             'powerflex', self.state_dir, self.login,
             pools=[{'domain': domain, 'name': pool,
                     'capacity_gb': capacity_gb}],
-            sdcs=list(sdcs), **gw_kwargs)
+            sdcs=list(sdcs), volume_host=emulate_data_path, **gw_kwargs)
 
     def backend_options(self, name: str = 'powerflex') -> dict[str, Any]:
         opts = dict(self.emulator.call('cinder_options',

@@ -38,6 +38,7 @@ from typing import Any
 
 from cinder_dpm_ephemeral.emulators import faults
 from cinder_dpm_ephemeral.emulators import tls
+from cinder_dpm_ephemeral.emulators import volume_host as volume_host_mod
 from cinder_dpm_ephemeral.emulators.powerflex import (
     api, errors, state, writes)
 
@@ -137,6 +138,9 @@ class PowerFlexGateway:
         :class:`state.PoolSpec` or mappings of its fields (capacity in GiB).
     :param sdcs: data clients: guid strings, :class:`state.SdcSpec` or
         mappings (``guid``, ``ip``, ``name``).
+    :param volume_host: also register the SDC of the emulated volume host
+        (:mod:`..volume_host`), which the volume service's own attaches
+        use with the emulation switch on.
     :param version: what ``GET /api/version`` answers.
     :param latency: seconds added to every call.
     :param fail_rate: probability that a call (other than login) fails with
@@ -151,6 +155,7 @@ class PowerFlexGateway:
                  = ('domain1:pool1',),
                  sdcs: Iterable[state.SdcSpec | str | Mapping[str, Any]]
                  = (),
+                 volume_host: bool = False,
                  version: str = '3.6', latency: float = 0.0,
                  fail_rate: float = 0.0, seed: int | None = None,
                  announce: bool = False) -> None:
@@ -159,6 +164,11 @@ class PowerFlexGateway:
         os.makedirs(self.state_dir, exist_ok=True)
         self.listen = listen
         self.login = login
+        sdcs = list(sdcs)
+        if volume_host:
+            ident = volume_host_mod.ensure(self.state_dir)
+            sdcs.append(state.SdcSpec(ident['sdc_guid'],
+                                      name=volume_host_mod.SDC_NAME))
         self.array = state.PowerFlexArray(self.state_dir, pools=pools,
                                           sdcs=sdcs)
         self.api = api.GatewayAPI(self.array, login=login, version=version,

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from cinder_dpm_ephemeral.emulators import sshd
+from cinder_dpm_ephemeral.emulators import volume_host
 from cinder_dpm_ephemeral.emulators.svc import cli
 
 
@@ -33,6 +34,9 @@ class SVCEmulator:
                  **array_kwargs: Any) -> None:
         self.state_dir = str(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
+        # the emulated volume host's ports, for the volume service to read
+        # (it may run as a user who cannot write here)
+        volume_host.ensure(self.state_dir)
         self.array = cli.SVCArray(state_dir=self.state_dir, **array_kwargs)
         self.ssh = sshd.SSHCommandServer(self._run, self.state_dir, login,
                                          listen)

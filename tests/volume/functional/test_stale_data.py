@@ -151,7 +151,7 @@ class _UnpaddedPowerFlexBackend(backends.PowerFlexBackend):
             'powerflex', self.state_dir, self.login,
             pools=[{'domain': self.domain, 'name': self.pool,
                     'capacity_gb': 100 * 1024, 'zero_padding': False}],
-            sdcs=[])
+            sdcs=[], volume_host=True)
 
 
 class PowerFlexStaleDataTest(_StaleDataTests, cinder_harness.CinderHarness):

@@ -1,0 +1,166 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""The volume service's own attaches map the LUN to its host, real Cinder.
+
+Cinder writes an image onto a LUN after the driver's ``initialize_connection``
+has mapped it to the volume host (``BaseVD._attach_volume``), and unmaps it
+with ``terminate_connection`` after (``BaseVD._detach_volume``). The
+emulation swaps only the device for the LUN's file (``emulation.py``): the
+array's side runs as on a real volume host, with the emulated host's FC
+ports or PowerFlex SDC (``emulators/volume_host.py``), and costs the same
+commands. After a build, and after a build that failed, no mapping and no
+host object is left.
+"""
+
+from cinder_dpm_ephemeral.emulators import volume_host
+from cinder_dpm_ephemeral.testing import cinder_harness
+from cinder_dpm_ephemeral.testing import images
+from tests.volume.functional import array_views
+
+MiB = 1024 * 1024
+
+
+class _AttachTests(array_views.InternalTenant):
+
+    def _image(self, seed, name):
+        image = images.make_image(self.work_dir, 8 * MiB, 'qcow2', seed=seed,
+                                  name=name)
+        return image, self.add_image(image)
+
+    def _create(self, image_id, status='available'):
+        vol = self.create_volume(self.VOLUME_GB, image_id=image_id)
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual(status, vol['status'], vol)
+        return vol
+
+    def test_a_build_maps_the_golden_to_this_host_then_unmaps_it(self):
+        image, meta = self._image(51, 'attach-a')
+        mark = self.mark()
+        vol = self._create(meta['id'])
+        [golden] = self.goldens(meta['id'])
+        self.assert_mapped_then_unmapped(mark, golden)
+        self.assertEqual(image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(vol['id']),
+                                                  image.virtual_size))
+        self.assert_nothing_mapped()
+
+    def test_a_failed_write_unmaps_the_golden(self):
+        _image, meta = self._image(52, 'attach-b')
+        mark = self.mark()
+        # every LUN opened for I/O fails its writes, as a device whose
+        # paths are lost
+        self.backend.emulator.call('set_write_faults', 1.0, 7)
+        self.addCleanup(self.backend.emulator.call, 'set_write_faults', 0.0)
+        vol = self._create(meta['id'], status='error')
+        self.backend.emulator.call('set_write_faults', 0.0)
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertGreaterEqual(self.unmaps_since(mark), 1)
+        self.assert_nothing_mapped()
+        self.delete_volume(vol['id'])
+
+    def test_a_device_that_never_shows_up_unmaps_the_golden(self):
+        _image, meta = self._image(53, 'attach-c')
+        mark = self.mark()
+        real = self.driver._connect_device
+
+        def no_device(conn):
+            # what Cinder's _connect_device raises when os-brick finds
+            # the device but cannot read it
+            from cinder import exception
+            raise exception.DeviceUnavailable(
+                path=conn['data']['device_path'], attach_info=None,
+                reason='Unable to access the backend storage via the path')
+        self.driver._connect_device = no_device
+        self.addCleanup(setattr, self.driver, '_connect_device', real)
+        vol = self._create(meta['id'], status='error')
+        self.driver._connect_device = real
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assertGreaterEqual(self.maps_since(mark), 1)
+        self.assertEqual(self.maps_since(mark), self.unmaps_since(mark))
+        self.assert_nothing_mapped()
+        self.delete_volume(vol['id'])
+
+
+class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
+                            cinder_harness.CinderHarness):
+
+    def _log(self):
+        return self.backend.emulator.call('array.recent_commands', 10000)
+
+    def mark(self):
+        return len(self._log())
+
+    def _since(self, mark, verb):
+        return [argv for argv in self._log()[mark:] if argv[1] == verb]
+
+    def maps_since(self, mark):
+        return len(self._since(mark, 'mkvdiskhostmap'))
+
+    def unmaps_since(self, mark):
+        return len(self._since(mark, 'rmvdiskhostmap'))
+
+    def assert_mapped_then_unmapped(self, mark, golden):
+        name = f'volume-{golden.id}'
+        log = self._log()[mark:]
+        ports = volume_host.load(self.backend.state_dir)['wwpns']
+
+        def at(verb):
+            return [i for i, argv in enumerate(log) if argv[1] == verb and
+                    name in (a.strip('"') for a in argv)]
+        # the in-tree driver made the host with this host's ports, mapped
+        # the golden to it, and removed both after the write
+        given = set()
+        for argv in log:
+            if argv[1] in ('mkhost', 'addhostport'):
+                for flag in ('-hbawwpn', '-fcwwpn'):
+                    if flag in argv:
+                        given.update(argv[argv.index(flag) + 1].strip(
+                            '"').lower().split(':'))
+        self.assertEqual(1, len([a for a in log if a[1] == 'mkhost']))
+        self.assertEqual({p.lower() for p in ports}, given)
+        [mapped], [unmapped] = at('mkvdiskhostmap'), at('rmvdiskhostmap')
+        self.assertLess(mapped, unmapped)
+        self.assertEqual(1, len([a for a in log if a[1] == 'rmhost']))
+
+    def assert_nothing_mapped(self):
+        objs = self.array_objects()
+        self.assertEqual(([], []), (objs['host_mappings'], objs['hosts']))
+
+
+class PowerFlexEmulatedAttachTest(array_views.PowerFlexArray, _AttachTests,
+                                  cinder_harness.CinderHarness):
+
+    def _calls(self):
+        return self.backend.emulator.call('api.calls.copy')
+
+    def mark(self):
+        return self._calls()
+
+    def maps_since(self, mark):
+        return (self._calls().get('addMappedSdc', 0) -
+                mark.get('addMappedSdc', 0))
+
+    def unmaps_since(self, mark):
+        return (self._calls().get('removeMappedSdc', 0) -
+                mark.get('removeMappedSdc', 0))
+
+    def assert_mapped_then_unmapped(self, mark, golden):
+        # one map to this host's SDC for the write, one unmap after; the
+        # SDC is the volume host's, registered by the emulator
+        self.assertEqual((1, 1), (self.maps_since(mark),
+                                  self.unmaps_since(mark)))
+        guid = volume_host.load(self.backend.state_dir)['sdc_guid']
+        self.assertIn(guid, [s['sdcGuid'] for s in self._inv()['sdcs']])
+
+    def assert_nothing_mapped(self):
+        self.assertEqual(
+            [], [v for v in self._inv()['volumes'] if v['mapped_sdcs']])
