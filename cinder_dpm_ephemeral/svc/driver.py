@@ -31,6 +31,7 @@ from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.svc import clones
 from cinder_dpm_ephemeral.svc import helpers
+from cinder_dpm_ephemeral.svc import host_maps
 from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 
 LOG = logging.getLogger(__name__)
@@ -71,9 +72,13 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 the LUN to the volume host on the array
                 (initialize_connection with the emulated host's ports or
                 SDC) and unmap it after, as on a real volume host.
+        0.2.6 - Golden LUNs are mapped to the volume host with one
+                mkvdiskhostmap and unmapped with one rmvdiskhostmap once
+                its host object is known; that host object is kept
+                (svc/host_maps.py).
     """
 
-    VERSION = '0.2.5'
+    VERSION = '0.2.6'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -83,6 +88,7 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
             self._run_ssh)
         self._helpers = self._master_backend_helpers
         self._init_golden_cache(clones.SVCClones(self))
+        self._golden_host_maps = host_maps.GoldenHostMaps(self)
 
     @staticmethod
     def get_driver_options() -> list[Any]:
@@ -99,6 +105,27 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
         return svc_ssh.run(once, command)
 
     def initialize_connection(self, volume: Any, connector: Any) -> Any:
+        """The in-tree connection; a golden's in one command once known.
+
+        A golden volume is mapped to the volume host's kept host object
+        with one ``mkvdiskhostmap`` (:mod:`.host_maps`); any other volume,
+        and a golden the first time, the in-tree way
+        (:meth:`_initialize_in_tree`).
+        """
+        if self._golden_host_maps.applies(volume, connector):
+            return self._golden_host_maps.initialize(
+                volume, connector, self._initialize_in_tree)
+        return self._initialize_in_tree(volume, connector)
+
+    def terminate_connection(self, volume: Any, connector: Any,
+                             **kwargs: Any) -> Any:
+        """A golden's mapping removed with one command; the host stays."""
+        if self._golden_host_maps.applies(volume, connector):
+            return self._golden_host_maps.terminate(
+                volume, connector, super().terminate_connection, **kwargs)
+        return super().terminate_connection(volume, connector, **kwargs)
+
+    def _initialize_in_tree(self, volume: Any, connector: Any) -> Any:
         """The in-tree connection, undone if it fails half-way.
 
         The in-tree code makes the host (``mkhost``), then the mapping
@@ -114,7 +141,7 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
         except Exception:
             with excutils.save_and_reraise_exception():
                 try:
-                    self.terminate_connection(volume, connector)
+                    super().terminate_connection(volume, connector)
                 except Exception:
                     LOG.exception('Volume %s: undoing a failed connection '
                                   'failed; a host or host mapping may be '

@@ -47,6 +47,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from cinder_dpm_ephemeral.emulators import faults
+from cinder_dpm_ephemeral.emulators import volume_host
 from cinder_dpm_ephemeral.emulators.lunstore import LunStore
 from cinder_dpm_ephemeral.emulators.svc import (
     fcmap, grains, host, system, vdisk)
@@ -240,6 +241,13 @@ def render(result: Result, args: Args) -> str:
         blocks.append(''.join(
             (v if nohdr else k + sep + v) + '\n' for k, v in section))
     return '\n'.join(blocks)
+
+
+def _volume_host_wwpns(state_dir: str) -> list[str]:
+    try:
+        return [w.upper() for w in volume_host.load(state_dir)['wwpns']]
+    except FileNotFoundError:
+        return []
 
 
 class SVCArray:
@@ -490,8 +498,9 @@ class SVCArray:
         ``fcmaps`` (id, name, source/target names, status, progress,
         copy_rate, autodelete, group), ``fcconsistgrps`` (names),
         ``nodes`` (id, name, WWNN, wwpns: physical and NPIV ports),
-        ``pools`` (name, capacity, free, used, virtual) and ``luns``
-        (LUN ids in the LUN store).
+        ``pools`` (name, capacity, free, used, virtual), ``luns``
+        (LUN ids in the LUN store) and ``volume_host_wwpns`` (the
+        emulated volume host's ports, :mod:`..volume_host`, upper case).
         """
         with self._lock:
             fcmap.tick(self.ctx)
@@ -541,6 +550,7 @@ class SVCArray:
                            for m in sorted(d['fcmaps'].values(),
                                            key=lambda m: m['id'])],
                 'fcconsistgrps': sorted(grps.values()),
+                'volume_host_wwpns': _volume_host_wwpns(self.state_dir),
                 'nodes': [{'id': n['id'], 'name': n['name'],
                            'WWNN': n['WWNN'],
                            'wwpns': [w for p in n['ports']

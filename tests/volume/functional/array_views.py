@@ -77,11 +77,21 @@ class SVCArray:
                                                 0)
 
     def array_objects(self):
-        """Every object the array holds, by name, for leak comparisons."""
+        """Every object the array holds, by name, for leak comparisons.
+
+        Except the volume host's own host object while nothing is mapped
+        to it: the driver keeps it between golden builds
+        (svc/host_maps.py).
+        """
         inv = self._inv()
+        kept = set(inv['volume_host_wwpns'])
+        mapped = {m['host_name'] for m in inv['host_mappings']}
         return {'vdisks': sorted(v['name'] for v in inv['vdisks']),
                 'fcmaps': sorted(m['name'] for m in inv['fcmaps']),
-                'hosts': sorted(h['name'] for h in inv['hosts']),
+                'hosts': sorted(
+                    h['name'] for h in inv['hosts']
+                    if h['name'] in mapped or
+                    {w.upper() for w in h['wwpns']} != kept),
                 'host_mappings': sorted(
                     (m['host_name'], m['vdisk_name'])
                     for m in inv['host_mappings'])}

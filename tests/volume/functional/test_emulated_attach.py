@@ -17,8 +17,11 @@ with ``terminate_connection`` after (``BaseVD._detach_volume``). The
 emulation swaps only the device for the LUN's file (``emulation.py``): the
 array's side runs as on a real volume host, with the emulated host's FC
 ports or PowerFlex SDC (``emulators/volume_host.py``), and costs the same
-commands. After a build, and after a build that failed, no mapping and no
-host object is left.
+commands. After a build, and after a build that failed, no mapping is
+left. On the SVC a golden is mapped the in-tree way the first time, which
+makes the volume host's host object; that object is kept, and later
+goldens are mapped and unmapped with one command each
+(``svc/host_maps.py``).
 """
 
 from cinder_dpm_ephemeral.emulators import volume_host
@@ -108,32 +111,83 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
     def unmaps_since(self, mark):
         return len(self._since(mark, 'rmvdiskhostmap'))
 
+    def _ports(self):
+        return {p.upper() for p in
+                volume_host.load(self.backend.state_dir)['wwpns']}
+
     def assert_mapped_then_unmapped(self, mark, golden):
         name = f'volume-{golden.id}'
         log = self._log()[mark:]
-        ports = volume_host.load(self.backend.state_dir)['wwpns']
 
         def at(verb):
             return [i for i, argv in enumerate(log) if argv[1] == verb and
                     name in (a.strip('"') for a in argv)]
         # the in-tree driver made the host with this host's ports, mapped
-        # the golden to it, and removed both after the write
+        # the golden to it, and the mapping went after the write
         given = set()
         for argv in log:
             if argv[1] in ('mkhost', 'addhostport'):
                 for flag in ('-hbawwpn', '-fcwwpn'):
                     if flag in argv:
                         given.update(argv[argv.index(flag) + 1].strip(
-                            '"').lower().split(':'))
+                            '"').upper().split(':'))
         self.assertEqual(1, len([a for a in log if a[1] == 'mkhost']))
-        self.assertEqual({p.lower() for p in ports}, given)
+        self.assertEqual(self._ports(), given)
         [mapped], [unmapped] = at('mkvdiskhostmap'), at('rmvdiskhostmap')
         self.assertLess(mapped, unmapped)
-        self.assertEqual(1, len([a for a in log if a[1] == 'rmhost']))
 
     def assert_nothing_mapped(self):
-        objs = self.array_objects()
-        self.assertEqual(([], []), (objs['host_mappings'], objs['hosts']))
+        inv = self._inv()
+        self.assertEqual([], inv['host_mappings'])
+        # at most the volume host's own host object, kept for the next
+        # golden
+        for h in inv['hosts']:
+            self.assertEqual(self._ports(), set(h['wwpns']))
+        self.assertLessEqual(len(inv['hosts']), 1)
+
+    def test_later_goldens_take_one_command_each_way(self):
+        _image, meta = self._image(54, 'attach-d')
+        self._create(meta['id'])
+        [host] = self._inv()['hosts']
+        _image, meta = self._image(55, 'attach-e')
+        mark = self.mark()
+        vol = self._create(meta['id'])
+        [golden] = self.goldens(meta['id'])
+        name = f'volume-{golden.id}'
+        log = self._log()[mark:]
+        touching = [argv[1] for argv in log
+                    if argv[1] in ('lshost', 'mkhost', 'addhostport',
+                                   'lsfabric', 'lshostvdiskmap', 'rmhost',
+                                   'lsvdiskhostmap', 'mkvdiskhostmap',
+                                   'rmvdiskhostmap')]
+        # the kept host object: one mkvdiskhostmap (the array picks the
+        # SCSI id), one rmvdiskhostmap, nothing else about hosts
+        self.assertEqual(['mkvdiskhostmap', 'rmvdiskhostmap'], touching)
+        for argv in log:
+            if argv[1].endswith('hostmap'):
+                self.assertIn(name, [a.strip('"') for a in argv])
+                self.assertIn(host['name'], [a.strip('"') for a in argv])
+        self.assertEqual([host], self._inv()['hosts'])
+        self.assertEqual([], self._inv()['host_mappings'])
+        self.assertEqual(_image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(vol['id']),
+                                                  _image.virtual_size))
+
+    def test_a_host_object_removed_by_hand_is_made_again(self):
+        _image, meta = self._image(56, 'attach-f')
+        self._create(meta['id'])
+        [host] = self._inv()['hosts']
+        out, err, status = self.backend.emulator.call(
+            'array.run', ['svctask', 'rmhost', host['name']])
+        self.assertEqual(0, status, err)
+        image, meta = self._image(57, 'attach-g')
+        vol = self._create(meta['id'])
+        [again] = self._inv()['hosts']
+        self.assertEqual(self._ports(), set(again['wwpns']))
+        self.assertEqual([], self._inv()['host_mappings'])
+        self.assertEqual(image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(vol['id']),
+                                                  image.virtual_size))
 
 
 class PowerFlexEmulatedAttachTest(array_views.PowerFlexArray, _AttachTests,
