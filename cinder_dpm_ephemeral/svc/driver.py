@@ -73,9 +73,9 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 (initialize_connection with the emulated host's ports or
                 SDC) and unmap it after, as on a real volume host.
         0.2.6 - Golden LUNs are mapped to the volume host with one
-                mkvdiskhostmap and unmapped with one rmvdiskhostmap once
-                its host object is known; that host object is kept
-                (svc/host_maps.py).
+                mkvdiskhostmap and unmapped with one rmvdiskhostmap; the
+                volume host's host object is kept under a name derived
+                from its ports (svc/host_maps.py).
     """
 
     VERSION = '0.2.6'

@@ -23,31 +23,40 @@ then three ``lsvdiskhostmap``, ``rmvdiskhostmap``, ``lshostvdiskmap`` and
 ``rmhost``. 14 commands or more per build, each a round trip to the
 cluster.
 
-Golden volumes are attached by the volume host alone. So for them the
-first attach with given host ports runs the in-tree code, and the host
-object it made (or found) is remembered with the target ports it
-answered, and kept. Every later attach is one ``mkvdiskhostmap -host H
-VDISK``: without ``-scsi`` the cluster assigns the next available SCSI
-LUN id and returns it (IBM, mkvdiskhostmap: "When you issue the
-mkvdiskhostmap command, the assigned SCSI LUN ID number is returned").
-The detach is one ``rmvdiskhostmap -host H VDISK``. Should either fail
-(the host object removed meanwhile, by hand or by the in-tree detach of
-another volume of this host; an answer lost), the in-tree code runs
-instead, as on the first attach.
+Golden volumes are attached by the volume host alone. So for them this
+module keeps one host object per volume host, under a name it can work
+out again after a restart: the host name as the in-tree driver cleans it,
+then ``-dpm-`` and eight hex digits of a hash of the host's ports. A
+golden is mapped with one ``mkvdiskhostmap -host H VDISK``: without
+``-scsi`` the cluster assigns the next available SCSI LUN id and returns
+it (IBM, mkvdiskhostmap: "When you issue the mkvdiskhostmap command, the
+assigned SCSI LUN ID number is returned"). Only if the host object is not
+there is it made (``mkhost -force -fcwwpn P1:P2 -name H``, all ports in
+one command) and the mapping made again. The target ports for the
+connection info are asked once per process (``lsfabric -host H``, as the
+in-tree code does; all the nodes' ports if none is logged in). The detach
+is one ``rmvdiskhostmap -host H VDISK``; the host object stays.
 
-What the operator sees: one host object per volume host, named as the
-in-tree driver names it (the host name and eight digits), with the volume
-host's ports. It holds mappings only while a build writes, and it stays
-between builds, like a host defined by hand.
+Anything unexpected (the ports already on another host object, made by
+hand or by the in-tree code for a non-golden volume; an answer lost)
+hands the attach or the detach to the in-tree code, unchanged.
+
+What the operator sees: one host object per volume host, with its ports
+and, between builds, no mappings. It may be removed by hand at any time;
+the next build makes it again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 LOG = logging.getLogger(__name__)
 
@@ -63,84 +72,61 @@ def _ports(connector: dict[str, Any]) -> frozenset[str]:
     return frozenset(w.upper() for w in connector.get('wwpns') or ())
 
 
+def host_name(connector: dict[str, Any]) -> str:
+    """The kept host object's name for ``connector``'s host and ports.
+
+    The host name cleaned as the in-tree driver cleans it (ASCII; other
+    than letters, digits, space, ``.``, ``-`` and ``_`` replaced by ``-``;
+    ``_`` in front unless it starts with a letter), at most 50 characters,
+    then ``-dpm-`` and 8 hex digits of the ports' SHA-256: 63 characters
+    at most, the array's limit.
+    """
+    name = unicodedata.normalize('NFKD', str(connector.get('host') or
+                                             'cinder')).encode(
+        'ascii', 'replace').decode('ascii')
+    name = re.sub(r'[^A-Za-z0-9 ._-]', '-', name)
+    if not re.match('^[A-Za-z]', name):
+        name = '_' + name
+    digest = hashlib.sha256(
+        ':'.join(sorted(_ports(connector))).encode()).hexdigest()[:8]
+    return f'{name[:50]}-dpm-{digest}'
+
+
+def _not_found(exc: Exception) -> bool:
+    text = str(getattr(exc, 'msg', '') or exc)
+    return 'CMMVC5753E' in text or 'CMMVC5754E' in text
+
+
 class GoldenHostMaps:
     """The volume host's host object, for golden LUNs only."""
 
     def __init__(self, driver: Any) -> None:
         self.driver = driver
         self._lock = threading.Lock()
-        #: host ports -> (host object name, target port WWPNs)
-        self._hosts: dict[frozenset[str], tuple[str, list[str]]] = {}
+        #: kept host object name -> target port WWPNs (asked once)
+        self._targets: dict[str, list[str]] = {}
 
     def applies(self, volume: Any, connector: dict[str, Any] | None) -> bool:
         cache = getattr(self.driver, 'image_cache', None)
         return bool(LEAN and connector and _ports(connector) and
                     cache is not None and cache.is_golden(volume))
 
-    def _known(self, connector: dict[str, Any]
-               ) -> tuple[str, list[str]] | None:
-        with self._lock:
-            return self._hosts.get(_ports(connector))
-
-    def _forget(self, connector: dict[str, Any]) -> None:
-        with self._lock:
-            self._hosts.pop(_ports(connector), None)
-
     def initialize(self, volume: Any, connector: dict[str, Any],
                    in_tree: InTree) -> dict[str, Any]:
         """``initialize_connection`` of a golden volume."""
-        known = self._known(connector)
-        if known is not None:
-            host, targets = known
-            ssh = self.driver._helpers.ssh
-            try:
-                lun = ssh.run_ssh_check_created(
-                    ['svctask', 'mkvdiskhostmap', '-host', f'"{host}"',
-                     f'"{volume.name}"'])
-            except Exception:
-                LOG.info('Golden volume %(vol)s: mapping it to host '
-                         '%(host)s failed; mapping it the in-tree way.',
-                         {'vol': volume.id, 'host': host}, exc_info=True)
-                self._forget(connector)
-            else:
-                return self._connection(volume, connector, int(lun),
-                                        targets)
-        conn = in_tree(volume, connector)
-        host = self._host_of(connector)
-        if host is not None:
-            with self._lock:
-                self._hosts[_ports(connector)] = (
-                    host, list(conn['data'].get('target_wwn') or []))
-        return conn
-
-    def terminate(self, volume: Any, connector: dict[str, Any],
-                  in_tree: Callable[..., Any], **kwargs: Any) -> Any:
-        """``terminate_connection`` of a golden volume: the host stays."""
-        known = self._known(connector)
-        if known is not None:
-            try:
-                self.driver._helpers.ssh.rmvdiskhostmap(known[0],
-                                                        volume.name)
-                return None
-            except Exception:
-                LOG.info('Golden volume %(vol)s: unmapping it from host '
-                         '%(host)s failed; unmapping it the in-tree way.',
-                         {'vol': volume.id, 'host': known[0]},
-                         exc_info=True)
-                self._forget(connector)
-        return in_tree(volume, connector, **kwargs)
-
-    def _host_of(self, connector: dict[str, Any]) -> str | None:
-        """The host object the in-tree code just used (its own cache)."""
-        info = self.driver._helpers.Host_connector_info.get('FC', {})
-        names = {info.get(w) for w in _ports(connector)}
-        names.discard(None)
-        return names.pop() if len(names) == 1 else None
-
-    @staticmethod
-    def _connection(volume: Any, connector: dict[str, Any], lun: int,
-                    targets: list[str]) -> dict[str, Any]:
-        """The connection info the in-tree code returns for FC."""
+        host = host_name(connector)
+        try:
+            lun = self._map(host, volume, connector)
+        except Exception:
+            LOG.info('Golden volume %(vol)s: mapping it to host %(host)s '
+                     'failed; mapping it the in-tree way.',
+                     {'vol': volume.id, 'host': host}, exc_info=True)
+            return in_tree(volume, connector)
+        try:
+            targets = self._target_ports(host)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._unmap_quietly(host, volume)
         return {'driver_volume_type': 'fibre_channel',
                 'data': {'target_discovered': False, 'target_lun': lun,
                          'volume_id': volume.id,
@@ -148,3 +134,62 @@ class GoldenHostMaps:
                          'initiator_target_map': {
                              str(w): list(targets)
                              for w in connector['wwpns']}}}
+
+    def terminate(self, volume: Any, connector: dict[str, Any],
+                  in_tree: Callable[..., Any], **kwargs: Any) -> Any:
+        """``terminate_connection`` of a golden volume: the host stays."""
+        host = host_name(connector)
+        try:
+            self.driver._helpers.ssh.rmvdiskhostmap(host, volume.name)
+            return None
+        except Exception:
+            LOG.info('Golden volume %(vol)s: unmapping it from host '
+                     '%(host)s failed; unmapping it the in-tree way.',
+                     {'vol': volume.id, 'host': host}, exc_info=True)
+        return in_tree(volume, connector, **kwargs)
+
+    def _map(self, host: str, volume: Any, connector: dict[str, Any]) -> int:
+        ssh = self.driver._helpers.ssh
+        cmd = ['svctask', 'mkvdiskhostmap', '-host', f'"{host}"',
+               f'"{volume.name}"']
+        try:
+            return int(ssh.run_ssh_check_created(cmd))
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+        # the host object is not there (yet): made with all its ports
+        try:
+            ssh.run_ssh_check_created(
+                ['svctask', 'mkhost', '-force', '-fcwwpn',
+                 ':'.join(sorted(_ports(connector))), '-name', f'"{host}"'])
+        except Exception:
+            # made meanwhile by another volume service of this host, or
+            # the ports are on another host object: the map says which
+            LOG.debug('Making host %s failed.', host, exc_info=True)
+        with self._lock:
+            self._targets.pop(host, None)
+        return int(ssh.run_ssh_check_created(cmd))
+
+    def _target_ports(self, host: str) -> list[str]:
+        with self._lock:
+            known = self._targets.get(host)
+        if known is not None:
+            return known
+        helpers = self.driver._helpers
+        ports = helpers.get_conn_fc_wwpns(host)
+        if not ports:
+            # none logged in to the host's ports: all the nodes' ports, as
+            # the in-tree code answers then
+            for node in self.driver._state['storage_nodes'].values():
+                ports.extend(node['WWPN'])
+        with self._lock:
+            self._targets[host] = list(ports)
+        return list(ports)
+
+    def _unmap_quietly(self, host: str, volume: Any) -> None:
+        try:
+            self.driver._helpers.ssh.rmvdiskhostmap(host, volume.name)
+        except Exception:
+            LOG.exception('Golden volume %(vol)s: removing its mapping to '
+                          'host %(host)s failed; it may stay on the array.',
+                          {'vol': volume.id, 'host': host})

@@ -88,7 +88,7 @@ class _AttachTests(array_views.InternalTenant):
         self.driver._connect_device = real
         self.assertEqual([], self.goldens(meta['id']))
         self.assertGreaterEqual(self.maps_since(mark), 1)
-        self.assertEqual(self.maps_since(mark), self.unmaps_since(mark))
+        self.assertGreaterEqual(self.unmaps_since(mark), 1)
         self.assert_nothing_mapped()
         self.delete_volume(vol['id'])
 
@@ -133,7 +133,8 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
                             '"').upper().split(':'))
         self.assertEqual(1, len([a for a in log if a[1] == 'mkhost']))
         self.assertEqual(self._ports(), given)
-        [mapped], [unmapped] = at('mkvdiskhostmap'), at('rmvdiskhostmap')
+        # (the first mkvdiskhostmap finds no host object yet)
+        mapped, [unmapped] = at('mkvdiskhostmap')[-1], at('rmvdiskhostmap')
         self.assertLess(mapped, unmapped)
 
     def assert_nothing_mapped(self):
@@ -172,6 +173,31 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         self.assertEqual(_image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
                                                   _image.virtual_size))
+
+    def test_a_new_volume_service_finds_the_kept_host(self):
+        _image, meta = self._image(58, 'attach-h')
+        self._create(meta['id'])
+        [host] = self._inv()['hosts']
+        self.assertRegex(host['name'], r'-dpm-[0-9a-f]{8}$')
+        # what a restarted volume service has: no memory of the host
+        # object; its name is worked out again from the host's ports
+        self.driver._golden_host_maps = type(self.driver._golden_host_maps)(
+            self.driver)
+        image, meta = self._image(59, 'attach-i')
+        mark = self.mark()
+        vol = self._create(meta['id'])
+        verbs = [argv[1] for argv in self._log()[mark:]
+                 if argv[1] in ('lshost', 'mkhost', 'addhostport',
+                                'lsfabric', 'lshostvdiskmap', 'rmhost',
+                                'lsvdiskhostmap', 'mkvdiskhostmap',
+                                'rmvdiskhostmap')]
+        # the target ports are asked once, nothing else
+        self.assertEqual(['mkvdiskhostmap', 'lsfabric', 'rmvdiskhostmap'],
+                         verbs)
+        self.assertEqual([host], self._inv()['hosts'])
+        self.assertEqual(image.raw_sha256,
+                         self.backend.luns.sha256(self.lun_of(vol['id']),
+                                                  image.virtual_size))
 
     def test_a_host_object_removed_by_hand_is_made_again(self):
         _image, meta = self._image(56, 'attach-f')
