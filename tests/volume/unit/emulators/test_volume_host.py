@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import re
+import subprocess
+import sys
 
 import fixtures
 import testtools
@@ -24,8 +26,12 @@ from cinder_dpm_ephemeral.emulators import volume_host
 from cinder_dpm_ephemeral.emulators.powerflex import gateway
 
 
-def _ensure(state_dir: str, out: multiprocessing.Queue) -> None:
-    out.put(volume_host.ensure(state_dir))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+
+_ENSURE = ('import json, sys\n'
+           'from cinder_dpm_ephemeral.emulators import volume_host\n'
+           'print(json.dumps(volume_host.ensure(sys.argv[1])))\n')
 
 
 class VolumeHostTest(testtools.TestCase):
@@ -46,15 +52,19 @@ class VolumeHostTest(testtools.TestCase):
             self.dir, volume_host.FILE)).st_mode & 0o777)
 
     def test_processes_racing_agree(self) -> None:
-        ctx = multiprocessing.get_context('fork')
-        out = ctx.Queue()
-        procs = [ctx.Process(target=_ensure, args=(self.dir, out))
+        # fresh interpreters (a fork of the eventlet-patched test worker
+        # can hang), started together
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+                   os.environ.get('PYTHONPATH', ''))
+        procs = [subprocess.Popen([sys.executable, '-c', _ENSURE, self.dir],
+                                  stdout=subprocess.PIPE, env=env, cwd=ROOT,
+                                  text=True)
                  for _ in range(6)]
+        got = []
         for p in procs:
-            p.start()
-        got = [out.get(timeout=30) for _ in procs]
-        for p in procs:
-            p.join(30)
+            out, _err = p.communicate(timeout=60)
+            self.assertEqual(0, p.returncode)
+            got.append(json.loads(out))
         self.assertEqual(1, len({repr(g) for g in got}), got)
         self.assertEqual([volume_host.FILE], os.listdir(self.dir))
 
