@@ -111,6 +111,21 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
     def unmaps_since(self, mark):
         return len(self._since(mark, 'rmvdiskhostmap'))
 
+    #: the CLI commands about hosts and host mappings
+    HOST_VERBS = ('lshost', 'mkhost', 'addhostport', 'lsfabric',
+                  'lshostvdiskmap', 'rmhost', 'lsvdiskhostmap',
+                  'mkvdiskhostmap', 'rmvdiskhostmap')
+
+    def _host_verbs(self, log):
+        return [argv[1] for argv in log if argv[1] in self.HOST_VERBS]
+
+    def _first_golden_host(self, seed, name):
+        """Build a first golden; the volume host's host object it left."""
+        _image, meta = self._image(seed, name)
+        self._create(meta['id'])
+        [host] = self._inv()['hosts']
+        return host
+
     def _ports(self):
         return {p.upper() for p in
                 volume_host.load(self.backend.state_dir)['wwpns']}
@@ -147,20 +162,14 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         self.assertLessEqual(len(inv['hosts']), 1)
 
     def test_later_goldens_take_one_command_each_way(self):
-        _image, meta = self._image(54, 'attach-d')
-        self._create(meta['id'])
-        [host] = self._inv()['hosts']
-        _image, meta = self._image(55, 'attach-e')
+        host = self._first_golden_host(54, 'attach-d')
+        image, meta = self._image(55, 'attach-e')
         mark = self.mark()
         vol = self._create(meta['id'])
         [golden] = self.goldens(meta['id'])
         name = f'volume-{golden.id}'
         log = self._log()[mark:]
-        touching = [argv[1] for argv in log
-                    if argv[1] in ('lshost', 'mkhost', 'addhostport',
-                                   'lsfabric', 'lshostvdiskmap', 'rmhost',
-                                   'lsvdiskhostmap', 'mkvdiskhostmap',
-                                   'rmvdiskhostmap')]
+        touching = self._host_verbs(log)
         # the kept host object: one mkvdiskhostmap (the array picks the
         # SCSI id), one rmvdiskhostmap, nothing else about hosts
         self.assertEqual(['mkvdiskhostmap', 'rmvdiskhostmap'], touching)
@@ -170,14 +179,12 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
                 self.assertIn(host['name'], [a.strip('"') for a in argv])
         self.assertEqual([host], self._inv()['hosts'])
         self.assertEqual([], self._inv()['host_mappings'])
-        self.assertEqual(_image.raw_sha256,
+        self.assertEqual(image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
-                                                  _image.virtual_size))
+                                                  image.virtual_size))
 
     def test_a_new_volume_service_finds_the_kept_host(self):
-        _image, meta = self._image(58, 'attach-h')
-        self._create(meta['id'])
-        [host] = self._inv()['hosts']
+        host = self._first_golden_host(58, 'attach-h')
         self.assertRegex(host['name'], r'-dpm-[0-9a-f]{8}$')
         # what a restarted volume service has: no memory of the host
         # object; its name is worked out again from the host's ports
@@ -186,23 +193,16 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         image, meta = self._image(59, 'attach-i')
         mark = self.mark()
         vol = self._create(meta['id'])
-        verbs = [argv[1] for argv in self._log()[mark:]
-                 if argv[1] in ('lshost', 'mkhost', 'addhostport',
-                                'lsfabric', 'lshostvdiskmap', 'rmhost',
-                                'lsvdiskhostmap', 'mkvdiskhostmap',
-                                'rmvdiskhostmap')]
         # the target ports are asked once, nothing else
         self.assertEqual(['mkvdiskhostmap', 'lsfabric', 'rmvdiskhostmap'],
-                         verbs)
+                         self._host_verbs(self._log()[mark:]))
         self.assertEqual([host], self._inv()['hosts'])
         self.assertEqual(image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
                                                   image.virtual_size))
 
     def test_a_host_object_removed_by_hand_is_made_again(self):
-        _image, meta = self._image(56, 'attach-f')
-        self._create(meta['id'])
-        [host] = self._inv()['hosts']
+        host = self._first_golden_host(56, 'attach-f')
         out, err, status = self.backend.emulator.call(
             'array.run', ['svctask', 'rmhost', host['name']])
         self.assertEqual(0, status, err)
