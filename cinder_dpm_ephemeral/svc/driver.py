@@ -105,11 +105,12 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
         return svc_ssh.run(once, command)
 
     def initialize_connection(self, volume: Any, connector: Any) -> Any:
-        """The in-tree connection; a golden's in one command once known.
+        """The in-tree connection; a golden's with one command.
 
         A golden volume is mapped to the volume host's kept host object
-        with one ``mkvdiskhostmap`` (:mod:`.host_maps`); any other volume,
-        and a golden the first time, the in-tree way
+        with one ``mkvdiskhostmap`` (:mod:`.host_maps`, which makes that
+        host object when it is missing); any other volume, and a golden
+        whose short way failed, the in-tree way
         (:meth:`_initialize_in_tree`).
         """
         if self._golden_host_maps.applies(volume, connector):
