@@ -97,6 +97,19 @@ def unneeded_goldens(view: dict[str, Any], dependents: dict[str, int],
     return out
 
 
+def svc_hosts(inv: dict[str, Any]) -> list[str]:
+    """The SVC's host objects, but the volume host's own while idle.
+
+    The driver keeps the volume host's host object between golden builds
+    (svc/host_maps.py): with nothing mapped to it, it is not a leak.
+    """
+    kept = {w.upper() for w in inv.get('volume_host_wwpns') or ()}
+    mapped = {m['host_name'] for m in inv['host_mappings']}
+    return [h['name'] for h in inv['hosts']
+            if h['name'] in mapped or not kept or
+            {w.upper() for w in h['wwpns']} != kept]
+
+
 def svc_leaks(inv: dict[str, Any], view: dict[str, Any],
               max_count: int) -> dict[str, list[str]]:
     """Leaked SVC objects (see the module doc)."""
@@ -114,12 +127,8 @@ def svc_leaks(inv: dict[str, Any], view: dict[str, Any],
         f"{m['host_name']}:{m['vdisk_name']}" for m in inv['host_mappings']
         if m['vdisk_name'] not in attached)
     mapped_hosts = {m['host_name'] for m in inv['host_mappings']}
-    # the volume host's own host object is kept between golden builds
-    # (svc/host_maps.py)
-    kept = set(inv.get('volume_host_wwpns') or ())
-    leaks['hosts'] = sorted(
-        h['name'] for h in inv['hosts'] if h['name'] not in mapped_hosts and
-        not (kept and {w.upper() for w in h['wwpns']} == kept))
+    leaks['hosts'] = sorted(h for h in svc_hosts(inv)
+                            if h not in mapped_hosts)
     sources: dict[str, int] = {}
     for m in inv['fcmaps']:
         sources[m['source']] = sources.get(m['source'], 0) + 1

@@ -17,6 +17,7 @@ from cinder import context as cinder_context
 from cinder.db import api as db
 from cinder import objects
 
+from cinder_dpm_ephemeral.testing import audit
 from cinder_dpm_ephemeral.testing import backends
 
 # The internal tenant that owns golden volumes in the tests that set one.
@@ -84,14 +85,9 @@ class SVCArray:
         (svc/host_maps.py).
         """
         inv = self._inv()
-        kept = set(inv['volume_host_wwpns'])
-        mapped = {m['host_name'] for m in inv['host_mappings']}
         return {'vdisks': sorted(v['name'] for v in inv['vdisks']),
                 'fcmaps': sorted(m['name'] for m in inv['fcmaps']),
-                'hosts': sorted(
-                    h['name'] for h in inv['hosts']
-                    if h['name'] in mapped or
-                    {w.upper() for w in h['wwpns']} != kept),
+                'hosts': sorted(audit.svc_hosts(inv)),
                 'host_mappings': sorted(
                     (m['host_name'], m['vdisk_name'])
                     for m in inv['host_mappings'])}
