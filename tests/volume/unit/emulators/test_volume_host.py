@@ -39,6 +39,7 @@ class VolumeHostTest(testtools.TestCase):
     def setUp(self) -> None:
         super().setUp()
         self.dir = self.useFixture(fixtures.TempDir()).path
+        self.out = self.useFixture(fixtures.TempDir()).path
 
     def test_made_once_and_kept(self) -> None:
         first = volume_host.ensure(self.dir)
@@ -53,18 +54,23 @@ class VolumeHostTest(testtools.TestCase):
 
     def test_processes_racing_agree(self) -> None:
         # fresh interpreters (a fork of the eventlet-patched test worker
-        # can hang), started together
+        # can hang), started together; each answers into a file, not a
+        # pipe: a greenthread another test left listening on a closed fd
+        # makes eventlet refuse a read on the reused fd number
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
                    os.environ.get('PYTHONPATH', ''))
-        procs = [subprocess.Popen([sys.executable, '-c', _ENSURE, self.dir],
-                                  stdout=subprocess.PIPE, env=env, cwd=ROOT,
-                                  text=True)
-                 for _ in range(6)]
+        outs = [os.path.join(self.out, 'p%d.json' % i) for i in range(6)]
+        procs = []
+        for path in outs:
+            with open(path, 'w') as f:
+                procs.append(subprocess.Popen(
+                    [sys.executable, '-c', _ENSURE, self.dir],
+                    stdout=f, env=env, cwd=ROOT))
         got = []
-        for p in procs:
-            out, _err = p.communicate(timeout=60)
-            self.assertEqual(0, p.returncode)
-            got.append(json.loads(out))
+        for p, path in zip(procs, outs, strict=True):
+            self.assertEqual(0, p.wait(timeout=60))
+            with open(path) as f:
+                got.append(json.load(f))
         self.assertEqual(1, len({repr(g) for g in got}), got)
         self.assertEqual([volume_host.FILE], os.listdir(self.dir))
 
