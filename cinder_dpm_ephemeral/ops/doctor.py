@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from typing import Any
 
@@ -133,6 +134,28 @@ def _trust_check(name: str, conf: Any) -> Check:
                  '', name)
 
 
+def array_fix(text: str, name: str, where: str) -> str:
+    """What to do about an array that refused the driver's setup.
+
+    Read from the error's text: an HTTP 401 or a refused login, an SSH
+    host key, a certificate, else an array that does not answer. Whole
+    words only: a port such as 40123 in "Unable to connect to port 40123"
+    is not an HTTP 401.
+    """
+    low = text.lower()
+    if _AUTH.search(low):
+        return 'check san_login / san_password of [%s]' % name
+    if 'host key' in low or 'known_hosts' in low:
+        return 'add the array\'s host key to ssh_hosts_key_file'
+    if 'certificate' in low or 'ssl' in low:
+        return 'check driver_ssl_cert_path: the CA of the gateway'
+    return ('start the array (or its emulator) or fix san_ip / port of '
+            '[%s]: %s is not answering' % (name, where))
+
+
+_AUTH = re.compile(r'auth|password|\b401\b')
+
+
 def _array_check(name: str, conf: Any) -> tuple[Check, Any]:
     kind = be.array_kind(conf)
     port = (conf.safe_get('san_ssh_port') if kind == be.SVC else
@@ -142,16 +165,7 @@ def _array_check(name: str, conf: Any) -> tuple[Check, Any]:
         driver = be.build_driver(name)
     except Exception as exc:
         text = str(exc)
-        low = text.lower()
-        if 'auth' in low or 'password' in low or '401' in low:
-            fix = 'check san_login / san_password of [%s]' % name
-        elif 'host key' in low or 'known_hosts' in low:
-            fix = 'add the array\'s host key to ssh_hosts_key_file'
-        elif 'certificate' in low or 'ssl' in low:
-            fix = 'check driver_ssl_cert_path: the CA of the gateway'
-        else:
-            fix = ('start the array (or its emulator) or fix san_ip / '
-                   'port of [%s]: %s is not answering' % (name, where))
+        fix = array_fix(text, name, where)
         return Check('array', FAIL, '%s at %s: %s' % (kind, where,
                                                       text[:300]),
                      fix, name), None
