@@ -23,7 +23,9 @@ in memory, oslo.messaging ``fake:/``. On top of it this harness:
 * serves images from :mod:`cinder_dpm_ephemeral.testing.glance` (real bytes,
   streamed, counted);
 * fixes the traps of running Cinder's services in one process (scheduler
-  start-up wait, service heartbeat row sharing, privsep as root, quotas).
+  start-up wait, service heartbeat row sharing, privsep as root, quotas);
+* delivers RPC casts when they are sent, as a broker does, not at the fake
+  driver's next 50 ms poll (:mod:`~cinder_dpm_ephemeral.testing.rpc_doorbell`).
 
 Subclasses set :attr:`BACKEND` and return the backend section's options from
 :meth:`backend_options`; :meth:`start_backends` runs before Cinder starts
@@ -48,6 +50,7 @@ from cinder.tests.functional.api import client as api_client
 from oslo_config import cfg
 
 from cinder_dpm_ephemeral.testing import glance
+from cinder_dpm_ephemeral.testing import rpc_doorbell
 
 CONF = cfg.CONF
 
@@ -82,6 +85,7 @@ class CinderHarness(functional_helpers._FunctionalTestBase):
         self.images = glance.ImageStore(os.path.join(self.work_dir, 'glance'))
         glance.install(self, self.images)
         self.start_backends()
+        rpc_doorbell.install()
         super().setUp()
         self.addCleanup(self._close_driver_connections)
         self.addCleanup(self._wait_for_background_work)
