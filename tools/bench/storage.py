@@ -621,7 +621,9 @@ def _scenario_case(config: str, params: dict[str, Any],
                 s0 = self._snap()
                 vol = self.create_volume(self._size_gb(image),
                                          image_id=meta['id'])
-                self.wait_for_volume(vol['id'], timeout=params['timeout'])
+                vol = self.wait_for_volume(vol['id'],
+                                           timeout=params['timeout'])
+                self.assertEqual('available', vol['status'], vol)
                 s1 = self._snap()
                 self._delete_all([vol])
                 op = self._delta(s0)
