@@ -154,7 +154,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                     self.work_dir,
                     driver=(backends.POWERFLEX_DRIVER if ours
                             else _STOCK_POWERFLEX_DRIVER),
-                    capacity_gb=100 * 1024).start()
+                    capacity_gb=100 * 1024,
+                    latency=params.get('powerflex_latency', 0.0)).start()
             self.addCleanup(self.backend.stop)
             proc = getattr(self.backend.emulator, '_proc', None)
             if proc is not None:
@@ -651,6 +652,7 @@ CONFIGS = ['ours-svc', 'stock-svc', 'stock-tuned-svc', 'ours-powerflex',
 
 
 def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
+    from cinder_dpm_ephemeral.emulators.powerflex import api as pf_api
     from cinder_dpm_ephemeral.emulators.svc import cli as svc_cli
     params = {
         'image_bytes': (32 if quick else 1024) * MiB,
@@ -663,6 +665,7 @@ def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
         'guest_shares': [0.05, 0.5],
         'guest_clones': 2 if quick else 5,
         'svc_latency': svc_cli.BENCH_CLI_LATENCY,
+        'powerflex_latency': pf_api.BENCH_REST_LATENCY,
         'idle_timeout': 1800,
         'timeout': 3600,
     }
