@@ -47,6 +47,8 @@ Handler = Callable[[list[str]], tuple[str, str, int]]
 
 HOST_KEY_FILE = 'ssh_host_rsa_key'
 CLOSE_GRACE = 5.0
+#: how often a waiting accept() looks whether the server is stopping
+ACCEPT_POLL_SECONDS = 0.2
 KNOWN_HOSTS_FILE = 'known_hosts'
 
 
@@ -106,6 +108,7 @@ class SSHCommandServer:
         self._channels: set[paramiko.Channel] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._acceptor: threading.Thread | None = None
         self.host_key = load_or_create_host_key(self.state_dir)
         self.port = 0
 
@@ -118,11 +121,16 @@ class SSHCommandServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(self._listen)
         sock.listen(64)
+        # accept() wakes up to see stop(): a socket closed under a waiting
+        # accept leaves, under eventlet, a reader on a closed descriptor
+        # that refuses the next reader of the reused number
+        sock.settimeout(ACCEPT_POLL_SECONDS)
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._write_known_hosts()
-        threading.Thread(target=self._accept_loop, daemon=True,
-                         name='ssh-accept').start()
+        self._acceptor = threading.Thread(target=self._accept_loop,
+                                          daemon=True, name='ssh-accept')
+        self._acceptor.start()
         LOG.info('SSH server listening on %s:%d', self._listen[0], self.port)
         return self
 
@@ -135,6 +143,8 @@ class SSHCommandServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5 * ACCEPT_POLL_SECONDS)
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -150,8 +160,11 @@ class SSHCommandServer:
         while not self._stopping.is_set():
             try:
                 conn, _addr = self._sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name='ssh-conn').start()
 
