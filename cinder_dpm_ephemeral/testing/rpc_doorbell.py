@@ -44,7 +44,6 @@ class _Doorbell:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.rings = 0
 
     @staticmethod
     def time() -> float:
@@ -56,7 +55,6 @@ class _Doorbell:
 
     def ring(self) -> None:
         with self._cond:
-            self.rings += 1
             self._cond.notify_all()
 
 
