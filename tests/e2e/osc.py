@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
@@ -109,6 +109,7 @@ class Zygote:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
         self._dir = tempfile.mkdtemp(prefix='osc-')
 
     def _start(self) -> subprocess.Popen[str]:
@@ -117,17 +118,31 @@ class Zygote:
                 [sys.executable, os.path.abspath(__file__)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 bufsize=1)
+            # Answers are read by a thread of their own: a select() on the
+            # pipe misses a line that an earlier readline() already took
+            # into the file object's buffer (both answers of a quick
+            # command arrive together).
+            self._lines = queue.Queue()
+            threading.Thread(target=self._read, args=(self._proc,
+                                                      self._lines),
+                             daemon=True).start()
         return self._proc
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[str],
+              lines: queue.Queue[str | None]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
 
     def _answer(self, proc: subprocess.Popen[str],
                 timeout: float | None) -> dict[str, Any] | None:
-        if timeout is not None:
-            ready, _w, _x = select.select([proc.stdout], [], [],
-                                          max(0.0, timeout))
-            if not ready:
-                return None
-        line = proc.stdout.readline()
-        if not line:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is None:
             raise RuntimeError(
                 f'the openstack zygote ended (status {proc.wait()})')
         return json.loads(line)
@@ -149,7 +164,10 @@ class Zygote:
             pid = self._answer(proc, None)['pid']
             done = self._answer(proc, timeout)
             if done is None:
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass            # it ended meanwhile
                 self._answer(proc, None)
                 raise subprocess.TimeoutExpired(cmd, timeout)
             with open(out) as f_out, open(err) as f_err:
