@@ -239,6 +239,12 @@ def _scenario_case(config: str, params: dict[str, Any],
             return at.replace(
                 tzinfo=datetime.UTC).timestamp() - s0['wall']
 
+        @staticmethod
+        def _retimed(op: dict[str, Any], seconds: float | None) -> None:
+            """``op`` timed by the volume's record, the poller's time kept."""
+            op['polled_seconds'] = op['seconds']
+            op['seconds'] = seconds
+
         def _delta(self, s0: dict[str, Any]) -> dict[str, Any]:
             b = self._bytes()
             return {'seconds': time.monotonic() - s0['t'],
@@ -386,8 +392,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                                                timeout=params['timeout'])
                 op = self._delta(s0)
                 self.assertEqual('available', vol['status'])
-                op['polled_seconds'] = op['seconds']
-                op['seconds'] = self._done(s0, vol['id'], 'available')
+                self._retimed(op, self._done(s0, vol['id'], 'available'))
                 if ours:
                     # stock drivers have no golden cache, so no spares
                     spares.wait_made(self.driver.image_cache)
@@ -495,11 +500,10 @@ def _scenario_case(config: str, params: dict[str, Any],
                 delete = self._delta(s1)
                 lifecycle = self._delta(s0)
                 # the service's time, not the poller's (see _done)
-                for d in (create, delete, lifecycle):
-                    d['polled_seconds'] = d['seconds']
-                create['seconds'] = self._done(s0, vol['id'], 'available')
-                delete['seconds'] = self._done(s1, vol['id'], 'deleted')
-                lifecycle['seconds'] = create['seconds'] + delete['seconds']
+                self._retimed(create, self._done(s0, vol['id'], 'available'))
+                self._retimed(delete, self._done(s1, vol['id'], 'deleted'))
+                self._retimed(lifecycle,
+                              create['seconds'] + delete['seconds'])
                 runs.append({'create': create, 'delete': delete,
                              'lifecycle': lifecycle,
                              'leftover': self._idle()})
@@ -629,9 +633,8 @@ def _scenario_case(config: str, params: dict[str, Any],
                 self._delete_all([vol])
                 op = self._delta(s0)
                 # the service's time, not the poller's (see _done)
-                op['polled_seconds'] = op['seconds']
-                op['seconds'] = (self._done(s0, vol['id'], 'available') +
-                                 self._done(s1, vol['id'], 'deleted'))
+                self._retimed(op, self._done(s0, vol['id'], 'available') +
+                              self._done(s1, vol['id'], 'deleted'))
                 runs.append({'op': op, 'leftover': self._idle()})
                 os.unlink(image.path)
             return {'runs': runs,
