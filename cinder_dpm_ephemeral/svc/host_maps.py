@@ -39,7 +39,15 @@ is one ``rmvdiskhostmap -host H VDISK``; the host object stays.
 
 Anything unexpected (the ports already on another host object, made by
 hand or by the in-tree code for a non-golden volume; an answer lost)
-hands the attach or the detach to the in-tree code, unchanged.
+hands the attach or the detach to the in-tree code, unchanged. A golden
+is unmapped the way it was mapped: the module remembers which goldens it
+mapped itself, and any other is detached the in-tree way. The one-command
+unmap alone cannot tell: when its session drops and the retry answers
+"does not exist", that means "the lost attempt removed it" only if the
+mapping was there (:mod:`.ssh`); for a golden the in-tree code mapped to
+a host object of its own (the kept one not made yet when the short way
+failed) it would read as success and leave the in-tree mapping on the
+array (found by the fault campaign).
 
 What the operator sees: one host object per volume host, with its ports
 and, between builds, no mappings. It may be removed by hand at any time;
@@ -105,6 +113,8 @@ class GoldenHostMaps:
         self._lock = threading.Lock()
         #: kept host object name -> target port WWPNs (asked once)
         self._targets: dict[str, list[str]] = {}
+        #: (host, volume id) of the goldens mapped here the short way
+        self._mapped: set[tuple[str, str]] = set()
 
     def applies(self, volume: Any, connector: dict[str, Any] | None) -> bool:
         cache = getattr(self.driver, 'image_cache', None)
@@ -127,6 +137,8 @@ class GoldenHostMaps:
         except Exception:
             with excutils.save_and_reraise_exception():
                 self._unmap_quietly(host, volume)
+        with self._lock:
+            self._mapped.add((host, volume.id))
         return {'driver_volume_type': 'fibre_channel',
                 'data': {'target_discovered': False, 'target_lun': lun,
                          'volume_id': volume.id,
@@ -137,8 +149,17 @@ class GoldenHostMaps:
 
     def terminate(self, volume: Any, connector: dict[str, Any],
                   in_tree: Callable[..., Any], **kwargs: Any) -> Any:
-        """``terminate_connection`` of a golden volume: the host stays."""
+        """``terminate_connection`` of a golden volume: the host stays.
+
+        Only for a golden mapped here the short way; any other the
+        in-tree way (see the module's doc).
+        """
         host = host_name(connector)
+        with self._lock:
+            short = (host, volume.id) in self._mapped
+            self._mapped.discard((host, volume.id))
+        if not short:
+            return in_tree(volume, connector, **kwargs)
         try:
             self.driver._helpers.ssh.rmvdiskhostmap(host, volume.name)
             return None

@@ -216,6 +216,47 @@ class SVCFaultTests(_FaultTests, cinder_harness.CinderHarness):
         self.delete_volume(vol['id'])
         self.assert_clean()
 
+    def test_golden_mapped_the_in_tree_way_is_unmapped_that_way(self):
+        # The first build of a host: its kept host object does not exist
+        # yet, and the one-command mapping's session drops (the command
+        # answered "does not exist", unseen): the build maps the golden
+        # the in-tree way, which makes a host object of its own. The
+        # one-command unmap's session drops too, and its retry answers
+        # "does not exist" (the kept host is not there). That used to
+        # read as "the lost attempt removed it", so the in-tree mapping
+        # stayed, the golden mapped to the volume host for good (the
+        # campaign slice below found it).
+        self.backend.emulator.call('array.inject_fault', 'mkvdiskhostmap',
+                                   1, 'drop_after')
+        self.backend.emulator.call('array.inject_fault', 'rmvdiskhostmap',
+                                   1, 'drop_before')
+        vol = self._from_image(self._image(25)['id'])
+        self.assertEqual('available', vol['status'])
+        inv = self.backend.emulator.inventory()
+        self.assertEqual([], inv['host_mappings'])
+        # the in-tree detach removed its host object with its last mapping
+        self.assertEqual([], inv['hosts'])
+        self.delete_volume(vol['id'])
+        self.assert_clean()
+
+    def test_golden_whose_short_map_was_lost_is_unmapped_in_tree(self):
+        # The kept host object exists; the golden's one-command mapping
+        # ran but its session dropped: the in-tree way finds the kept host
+        # by its ports and maps the golden there (already mapped). The
+        # detach is the in-tree one, which must remove that mapping (and
+        # may remove the kept host with it: the next build makes it).
+        first = self._from_image(self._image(26)['id'])
+        self.backend.emulator.call('array.inject_fault', 'mkvdiskhostmap',
+                                   1, 'drop_after')
+        vol = self._from_image(self._image(27)['id'])
+        self.assertEqual('available', vol['status'])
+        self.assertEqual(2, len(self._goldens()))
+        self.assertEqual([], self.backend.emulator.inventory()[
+            'host_mappings'])
+        for v in (first, vol):
+            self.delete_volume(v['id'])
+        self.assert_clean()
+
     def test_golden_whose_delete_answer_was_lost_is_removed(self):
         # rmvdisk of an evicted golden took effect but every answer was
         # lost: the golden is left in error while its vdisk is gone. The
