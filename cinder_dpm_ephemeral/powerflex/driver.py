@@ -63,9 +63,12 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
                 the LUN to the volume host on the array
                 (initialize_connection with the emulated host's ports or
                 SDC) and unmap it after, as on a real volume host.
+        0.2.5 - The delete of a volume whose create succeeded (array id
+                recorded) no longer looks its name up: names are unique
+                on the array. One gateway round trip less per delete.
     """
 
-    VERSION = '0.2.4'
+    VERSION = '0.2.5'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -88,6 +91,13 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
         way), while the array holds an object named after the volume.
         The in-tree delete removes only the recorded one: the object
         under the volume's name is found and removed too.
+
+        Not asked for a volume whose create succeeded (``launched_at``
+        set, which Cinder writes with ``available``) with its array id
+        recorded: PowerFlex volume names are unique in the system, so
+        no other object can have held the name while that create made
+        its own, and none can take it after (a late attempt is refused
+        the name). That saves one gateway round trip per delete.
         """
         if reschedule.rescheduled_create(volume):
             # see cinder_dpm_ephemeral.reschedule
@@ -98,6 +108,9 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
         self._delete_by_id_and_name(volume)
 
     def _delete_by_id_and_name(self, volume: Any) -> None:
+        if volume.get('launched_at') and volume.provider_id:
+            super().delete_volume(volume)
+            return
         found = self.find_lun_by_name(volume.id)
         recorded = volume.provider_id
         if not recorded and found:

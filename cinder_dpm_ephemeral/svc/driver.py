@@ -76,9 +76,11 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 mkvdiskhostmap and unmapped with one rmvdiskhostmap; the
                 volume host's host object is kept under a name derived
                 from its ports (svc/host_maps.py).
+        0.2.7 - A golden mapped the in-tree way (the one-command map
+                failed) is unmapped the in-tree way.
     """
 
-    VERSION = '0.2.6'
+    VERSION = '0.2.7'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

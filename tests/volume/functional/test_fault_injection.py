@@ -315,6 +315,29 @@ class PowerFlexFaultTests(_FaultTests, cinder_harness.CinderHarness):
         self.assertEqual([], self._names_of(vol['id']))
         self.assert_clean()
 
+    def test_delete_asks_the_name_only_after_a_failed_create(self):
+        # A volume whose create succeeded has its array id recorded, and
+        # its name is unique on the array: its delete makes no getByName
+        # round trip. The clean-up of a failed create (no array id) still
+        # looks its name up.
+        def by_name():
+            return self.backend.emulator.call('api.calls.copy').get(
+                'getVolumeByName', 0)
+        vol = self.wait_for_volume(self.create_volume(self.VOLUME_GB)['id'])
+        before = by_name()
+        self.delete_volume(vol['id'])
+        self.assertEqual(before, by_name())
+        self.assertEqual([], self._names_of(vol['id']))
+        # every attempt fails: Cinder cleans up after each, then gives up
+        self.backend.emulator.call('inject_fault', 'createVolume', 10)
+        failed = self.create_volume(self.VOLUME_GB)
+        failed = self.wait_for_volume(failed['id'], ('error',))
+        self.backend.emulator.call('clear_faults')
+        self.assertEqual('error', failed['status'])
+        self.assertGreater(by_name(), before)
+        self.delete_volume(failed['id'])
+        self.assert_clean()
+
     def test_clone_whose_snapshot_answer_was_lost_is_removed(self):
         meta = self._image(23)
         first = self._from_image(meta['id'])
