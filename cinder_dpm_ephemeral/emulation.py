@@ -20,8 +20,14 @@ LUN to the volume host (an SVC host object and host mapping, a PowerFlex
 SDC mapping) and ``terminate_connection`` unmaps it, with the host's
 connector properties completed by the emulated host's ports and SDC
 (:mod:`.emulators.volume_host`). Only finding the device differs: the LUN's
-file, where os-brick would scan the fabric. Everything else (the connection
-info handed to Nova, the whole control path) is the production code.
+file, where os-brick would scan the fabric. It is found as the scan finds
+it, from what ``initialize_connection`` answered, with no command to the
+array (a real attach makes none there): on SVC the vdisk mapped at the
+answered SCSI LUN id to the host's ports, so an attach whose mapping is
+missing or wrong finds no device or another LUN, as on a real host; on
+PowerFlex the volume id the SDC mapping is for. Everything else (the
+connection info handed to Nova, the whole control path) is the production
+code.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from oslo_utils import excutils
 
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.emulators import lunstore
+from cinder_dpm_ephemeral.emulators.svc import state as svc_state
 from cinder_dpm_ephemeral.emulators import volume_host
 
 LOG = logging.getLogger(__name__)
@@ -47,11 +54,42 @@ LOG = logging.getLogger(__name__)
 MAP_TO_VOLUME_HOST = True
 
 
+def svc_lun_id(driver: Any, volume: Any, connection: dict[str, Any] | None,
+               connector: dict[str, Any] | None) -> str:
+    """The emulated LUN of an SVC ``volume``, found as an FC scan finds it.
+
+    The vdisk the array maps at the answered SCSI LUN id to the host
+    object holding the host's ports (:func:`.emulators.svc.state.
+    lun_seen_by`); no command to the array. Unmapped (``connection``
+    None: ``MAP_TO_VOLUME_HOST`` off), the vdisk is asked for by name.
+    """
+    state_dir = driver.configuration.safe_get(
+        'dpm_ephemeral_emulator_state_dir')
+    if connection is None or connector is None:
+        attrs = driver._helpers.get_vdisk_attributes(volume.name)
+        if not attrs:
+            raise exception.EmulatedLunNotFound(
+                volume_id=volume.id, lun=volume.name, state_dir=state_dir)
+        return attrs['vdisk_UID']
+    lun = (connection.get('data') or {}).get('target_lun')
+    wwpns = list(connector.get('wwpns') or [])
+    uid = svc_state.lun_seen_by(state_dir, wwpns, lun)
+    if uid is None:
+        raise exception.EmulatedDeviceNotFound(
+            volume_id=volume.id, lun=lun, wwpns=', '.join(wwpns),
+            state_dir=state_dir)
+    return uid
+
+
 class EmulatedDataPathMixin:
     """Mix into a Cinder volume driver before the in-tree driver class.
 
-    The driver provides ``_emulated_lun_id(volume)``: the emulator's LUN id
-    of the array object behind ``volume``.
+    The driver provides ``_emulated_lun_id(volume, connection, connector)``:
+    the emulator's LUN id of the array object behind ``volume``, found as
+    the host finds its device: from ``connection``, what
+    ``initialize_connection`` answered for the host's ``connector``
+    properties (both None when the LUN was not mapped,
+    ``MAP_TO_VOLUME_HOST`` off).
     """
 
     configuration: Any
@@ -65,7 +103,9 @@ class EmulatedDataPathMixin:
             raise exception.EmulatorStateDirMissing(state_dir=state_dir)
         return lunstore.LunStore(state_dir)
 
-    def _emulated_lun_id(self, volume: Any) -> str:
+    def _emulated_lun_id(self, volume: Any,
+                         connection: dict[str, Any] | None,
+                         connector: dict[str, Any] | None) -> str:
         raise NotImplementedError
 
     def _attach_volume(self, context: Any, volume: Any, properties: Any,
@@ -76,17 +116,17 @@ class EmulatedDataPathMixin:
                 context, volume, properties, remote)
         # The array maps the LUN to this host, as for a real attach (the
         # in-tree drivers' create_export does nothing on either array).
-        props = None
+        props = connection = None
         if MAP_TO_VOLUME_HOST:
             try:
                 props = volume_host.connector(store.root.parent, properties)
             except OSError as err:
                 raise exception.EmulatedVolumeHostUnknown(
                     state_dir=store.root.parent, reason=err)
-            self.initialize_connection(  # type: ignore[attr-defined]
+            connection = self.initialize_connection(  # type: ignore
                 volume, props)
         try:
-            lun = self._emulated_lun_id(volume)
+            lun = self._emulated_lun_id(volume, connection, props)
             try:
                 path = store.open_path(lun)
             except lunstore.LunNotFound:

@@ -26,6 +26,15 @@ class EmulatedLunNotFound(exception.VolumeDriverException):
                 'of the emulator this backend talks to.')
 
 
+class EmulatedDeviceNotFound(exception.VolumeDriverException):
+    message = _('Volume %(volume_id)s: this host finds no device at SCSI '
+                'LUN id %(lun)s behind its ports %(wwpns)s: the emulated '
+                'array in %(state_dir)s maps nothing there to a host object '
+                'with those ports (as on a real host, whose Fibre Channel '
+                'scan would find nothing). Check the host mappings with '
+                '"lshostvdiskmap" on the emulator.')
+
+
 class EmulatorStateDirMissing(exception.VolumeDriverException):
     message = _('dpm_ephemeral_emulator_state_dir = %(state_dir)s is not a '
                 'directory. Start the emulator with --state-dir %(state_dir)s '

@@ -152,7 +152,9 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
             f'(Cinder volume {object_id}): getByName answered '
             f'{r.status_code} {answer}; try the delete again'))
 
-    def _emulated_lun_id(self, volume: Any) -> str:
+    def _emulated_lun_id(self, volume: Any,
+                         connection: dict[str, Any] | None,
+                         connector: dict[str, Any] | None) -> str:
         if not volume.provider_id:
             raise exception.EmulatedLunNotFound(
                 volume_id=volume.id, lun='(no provider_id)',

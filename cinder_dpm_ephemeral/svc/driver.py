@@ -26,7 +26,6 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 
 from cinder_dpm_ephemeral import emulation
-from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.svc import clones
@@ -159,11 +158,7 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
             return
         super().delete_volume(volume)
 
-    def _emulated_lun_id(self, volume: Any) -> str:
-        attrs = self._helpers.get_vdisk_attributes(volume.name)
-        if not attrs:
-            raise exception.EmulatedLunNotFound(
-                volume_id=volume.id, lun=volume.name,
-                state_dir=self.configuration.safe_get(
-                    'dpm_ephemeral_emulator_state_dir'))
-        return attrs['vdisk_UID']
+    def _emulated_lun_id(self, volume: Any,
+                         connection: dict[str, Any] | None,
+                         connector: dict[str, Any] | None) -> str:
+        return emulation.svc_lun_id(self, volume, connection, connector)

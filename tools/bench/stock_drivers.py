@@ -32,8 +32,9 @@ class StockStorwizeFCDriver(emulation.EmulatedDataPathMixin,
         super().__init__(*args, **kwargs)
         self.configuration.append_config_values(opts.emulation_opts)
 
-    def _emulated_lun_id(self, volume: Any) -> str:
-        return self._helpers.get_vdisk_attributes(volume.name)['vdisk_UID']
+    def _emulated_lun_id(self, volume: Any, connection: Any,
+                         connector: Any) -> str:
+        return emulation.svc_lun_id(self, volume, connection, connector)
 
 
 class StockPowerFlexDriver(emulation.EmulatedDataPathMixin,
@@ -42,5 +43,6 @@ class StockPowerFlexDriver(emulation.EmulatedDataPathMixin,
         super().__init__(*args, **kwargs)
         self.configuration.append_config_values(opts.emulation_opts)
 
-    def _emulated_lun_id(self, volume: Any) -> str:
+    def _emulated_lun_id(self, volume: Any, connection: Any,
+                         connector: Any) -> str:
         return volume.provider_id

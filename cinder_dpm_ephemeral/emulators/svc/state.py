@@ -220,3 +220,29 @@ class SVCState:
             if n['id'] == nid:
                 return n
         raise KeyError(nid)
+
+
+def lun_seen_by(state_dir: str | os.PathLike[str], wwpns: list[str],
+                scsi_id: int) -> str | None:
+    """The vdisk UID a host with ``wwpns`` finds at SCSI LUN ``scsi_id``.
+
+    What a Fibre Channel scan on the volume host finds (os-brick's FC
+    connector looks for the LUN id ``initialize_connection`` returned
+    behind the array's target ports): the vdisk mapped at that SCSI id to
+    the host object holding one of the host's ports, read from the state
+    the emulator saved before it answered the mapping command. None when
+    nothing is mapped there: the scan finds no device. The emulated LUN's
+    file has the vdisk's UID for its name (:mod:`..lunstore`).
+    """
+    try:
+        with open(Path(state_dir) / STATE_FILE) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    ports = {w.upper() for w in wwpns}
+    hosts = {h['id'] for h in data['hosts'].values()
+             if ports & {w.upper() for w in h['wwpns']}}
+    for m in data['hostmaps']:
+        if m['host'] in hosts and m['scsi'] == scsi_id:
+            return data['vdisks'][str(m['vdisk'])]['uid']
+    return None

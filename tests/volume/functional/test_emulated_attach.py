@@ -24,6 +24,10 @@ goldens are mapped and unmapped with one command each
 (``svc/host_maps.py``).
 """
 
+import logging
+
+import fixtures
+
 from cinder_dpm_ephemeral.emulators import volume_host
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
@@ -214,6 +218,49 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         self.assertEqual(image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
                                                   image.virtual_size))
+
+    def test_a_golden_build_takes_four_commands(self):
+        # On a running deployment (the kept host object there), a golden
+        # build asks the array for the LUN, whether it reads zeros, the
+        # mapping and the unmapping, nothing else: finding the device is
+        # the host's own scan on a real volume host, no CLI command, and
+        # the emulation finds it from the mapping's answer the same way.
+        self._first_golden_host(60, 'attach-j')
+        _image, meta = self._image(61, 'attach-k')
+        mark = self.mark()
+        vol = self._create(meta['id'])
+        [golden] = self.goldens(meta['id'])
+        name = f'volume-{golden.id}'
+        build = [argv[1] for argv in self._log()[mark:]
+                 if name in (a.strip('"') for a in argv[2:])
+                 and not argv[1].endswith('fcmap')]
+        self.assertEqual(['mkvdisk', 'lsvdisk', 'mkvdiskhostmap',
+                          'rmvdiskhostmap'], build)
+        self.assertNotEqual(golden.id, vol['id'])
+
+    def test_a_mapping_at_another_scsi_id_finds_no_device(self):
+        # As on a real host: the scan finds the LUN at the SCSI id the
+        # array mapped it at, and nothing where nothing is mapped. A
+        # driver that answered the wrong id would write nowhere, not into
+        # the LUN it meant.
+        self._first_golden_host(62, 'attach-l')
+        _image, meta = self._image(63, 'attach-m')
+        real = self.driver.initialize_connection
+
+        def off_by_one(volume, connector):
+            info = real(volume, connector)
+            info['data']['target_lun'] += 1
+            return info
+        self.driver.initialize_connection = off_by_one
+        self.addCleanup(setattr, self.driver, 'initialize_connection', real)
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        vol = self._create(meta['id'], status='error')
+        self.driver.initialize_connection = real
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assert_nothing_mapped()
+        self.assertIn('this host finds no device at SCSI LUN id 1',
+                      logs.output)
+        self.delete_volume(vol['id'])
 
 
 class PowerFlexEmulatedAttachTest(array_views.PowerFlexArray, _AttachTests,
