@@ -56,8 +56,8 @@ from tools.bench import memory
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-#: name of the images :meth:`_prime_spare` builds (tools/bench/cold.py
-#: leaves their builds out of the phases)
+#: name of the images :meth:`_prime` builds (tools/bench/cold.py
+#: keeps their builds apart from the timed ones in the phases)
 PRIME_PREFIX = 'prime-'
 
 
@@ -140,6 +140,8 @@ def _scenario_case(config: str, params: dict[str, Any],
 
     class Bench(cinder_harness.CinderHarness):
         BACKEND = array
+        #: whether :meth:`_prime` built this backend's first volume
+        primed = False
 
         def start_backends(self) -> None:
             if array == 'svc':
@@ -364,7 +366,7 @@ def _scenario_case(config: str, params: dict[str, Any],
                     self.work_dir, params['image_bytes'], fmt,
                     seed=11 + trial, name=f'cold-{fmt}-{trial}')
                 meta = self.add_image(image)
-                spare = self._prime_spare(image) if ours else None
+                spare = self._prime(image)
                 # the reference: into a new file, or (cold benchmark) into
                 # an existing sparse file as the LUN is
                 existing = (image.virtual_size if
@@ -451,18 +453,32 @@ def _scenario_case(config: str, params: dict[str, Any],
                     os.unlink(image.path)
             return cold_summary(trials)
 
-        def _prime_spare(self, image: Any) -> str | None:
-            """With spare LUNs on, the pool as a build of this size left it.
+        def _prime(self, image: Any) -> str | None:
+            """The deployment as a running one is before a new image.
+
+            Two cases, both off unless asked for:
+
+            * ``params['running_deployment']`` (the cold benchmark): the
+              first volume from an image this backend builds. A running
+              deployment has built some before: on SVC the volume host's
+              host object is made and the fabric's target ports known,
+              which a brand-new volume service pays for once, at its first
+              build (tools/bench/cold.py reports that build's steps apart,
+              as ``first_build``).
+            * spare LUNs on (ours): the pool as a build of this size left
+              it, a spare LUN of that size behind.
 
             A volume from another image of the same virtual size (a qcow2
-            with 1 MiB of data) builds its golden volume, which leaves a
-            spare LUN of that size behind; the volume is deleted, the
-            golden and the spare stay. Returns the spare's id (None with
-            spares off).
+            with 1 MiB of data) builds its golden volume (ours) or image
+            volume (stock); the volume is deleted, what the build left
+            stays. Returns the spare's id (None with spares off).
             """
-            cache = self.driver.image_cache
-            if not spares.wanted(cache):
+            cache = getattr(self.driver, 'image_cache', None)
+            want_spare = ours and spares.wanted(cache)
+            if not want_spare and (self.primed or
+                                   not params.get('running_deployment')):
                 return None
+            self.primed = True
             name = f'{PRIME_PREFIX}{uuid.uuid4().hex[:8]}'
             prime = images.make_image(
                 self.work_dir, image.virtual_size, 'qcow2', seed=97,
@@ -472,10 +488,13 @@ def _scenario_case(config: str, params: dict[str, Any],
                                      image_id=meta['id'])
             vol = self.wait_for_volume(vol['id'], timeout=params['timeout'])
             self.assertEqual('available', vol['status'])
-            spares.wait_made(self.driver.image_cache)
+            if want_spare:
+                spares.wait_made(cache)
             self._delete_all([vol])
             self._idle()
             os.unlink(prime.path)
+            if not want_spare:
+                return None
             ictx = cinder_context.get_internal_tenant_context()
             ready = [g.id for g in cache.goldens(ictx)
                      if spares.is_spare(g) and g.status == 'available']

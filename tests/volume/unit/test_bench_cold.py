@@ -102,3 +102,12 @@ class CopyStepTest(unittest.TestCase):
         cold.copy_step(trials, phases.new_builds(0))
         self.assertIsNone(trials[0]['copy_step_seconds'])
         self.assertIsNone(trials[0]['fraction_copy_step'])
+
+    def test_the_first_build_is_reported_apart(self):
+        # the priming build (a running deployment's earlier one) is not a
+        # timed build, and its steps are kept as first_build
+        phases = self._timed(['prime', 'build', 'build'], copy_for=0.02)
+        summary = phases.summary()
+        self.assertEqual(2, summary['copy']['n'])
+        self.assertEqual(1, summary['first_build']['copy']['n'])
+        self.assertNotIn('first_build', self._timed(['build']).summary())
