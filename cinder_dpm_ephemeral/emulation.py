@@ -42,6 +42,7 @@ from oslo_utils import excutils
 
 from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.emulators import lunstore
+from cinder_dpm_ephemeral.emulators.powerflex import state as powerflex_state
 from cinder_dpm_ephemeral.emulators.svc import state as svc_state
 from cinder_dpm_ephemeral.emulators import volume_host
 
@@ -79,6 +80,32 @@ def svc_lun_id(driver: Any, volume: Any, connection: dict[str, Any] | None,
             volume_id=volume.id, lun=lun, wwpns=', '.join(wwpns),
             state_dir=state_dir)
     return uid
+
+
+def powerflex_lun_id(driver: Any, volume: Any,
+                     connection: dict[str, Any] | None,
+                     connector: dict[str, Any] | None) -> str:
+    """The emulated LUN of a PowerFlex ``volume``, as the SDC shows it.
+
+    The volume the connection names, if the array maps it to this host's
+    SDC (:func:`.emulators.powerflex.state.volume_seen_by`): a real SDC
+    has no device for a volume not mapped to it. Unmapped
+    (``MAP_TO_VOLUME_HOST`` off), the volume's recorded id.
+    """
+    state_dir = driver.configuration.safe_get(
+        'dpm_ephemeral_emulator_state_dir')
+    if not volume.provider_id:
+        raise exception.EmulatedLunNotFound(
+            volume_id=volume.id, lun='(no provider_id)', state_dir=state_dir)
+    if connection is None or connector is None:
+        return volume.provider_id
+    vol_id = (connection.get('data') or {}).get('scaleIO_volume_id')
+    guid = str(connector.get('sdc_guid') or '')
+    if not vol_id or not powerflex_state.volume_seen_by(state_dir, guid,
+                                                        vol_id):
+        raise exception.EmulatedSdcDeviceNotFound(
+            volume_id=volume.id, vol=vol_id, sdc=guid, state_dir=state_dir)
+    return vol_id
 
 
 class EmulatedDataPathMixin:

@@ -35,6 +35,15 @@ class EmulatedDeviceNotFound(exception.VolumeDriverException):
                 '"lshostvdiskmap" on the emulator.')
 
 
+class EmulatedSdcDeviceNotFound(exception.VolumeDriverException):
+    message = _('Volume %(volume_id)s: this host\'s SDC %(sdc)s shows no '
+                'device for PowerFlex volume %(vol)s: the emulated system in '
+                '%(state_dir)s does not map that volume to this SDC (as on a '
+                'real host, where the SDC makes devices only for the volumes '
+                'mapped to it). Check the volume\'s mappedSdcInfo on the '
+                'emulator.')
+
+
 class EmulatorStateDirMissing(exception.VolumeDriverException):
     message = _('dpm_ephemeral_emulator_state_dir = %(state_dir)s is not a '
                 'directory. Start the emulator with --state-dir %(state_dir)s '

@@ -29,7 +29,6 @@ from cinder.volume.drivers.dell_emc.powerflex import utils as flex_utils
 from oslo_log import log as logging
 
 from cinder_dpm_ephemeral import emulation
-from cinder_dpm_ephemeral import exception
 from cinder_dpm_ephemeral.image_cache import driver as cache_driver
 from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.powerflex import clones
@@ -155,9 +154,5 @@ class PowerFlexEphemeralDriver(reschedule.LockedCreatesMixin,
     def _emulated_lun_id(self, volume: Any,
                          connection: dict[str, Any] | None,
                          connector: dict[str, Any] | None) -> str:
-        if not volume.provider_id:
-            raise exception.EmulatedLunNotFound(
-                volume_id=volume.id, lun='(no provider_id)',
-                state_dir=self.configuration.safe_get(
-                    'dpm_ephemeral_emulator_state_dir'))
-        return volume.provider_id
+        return emulation.powerflex_lun_id(self, volume, connection,
+                                          connector)

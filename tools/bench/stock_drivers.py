@@ -45,4 +45,5 @@ class StockPowerFlexDriver(emulation.EmulatedDataPathMixin,
 
     def _emulated_lun_id(self, volume: Any, connection: Any,
                          connector: Any) -> str:
-        return volume.provider_id
+        return emulation.powerflex_lun_id(self, volume, connection,
+                                          connector)

@@ -760,3 +760,23 @@ class PowerFlexArray:
                 'luns': sorted(luns),
                 'lun_counters': self.luns.counters(),
             }
+
+
+def volume_seen_by(state_dir: str | os.PathLike[str], sdc_guid: str,
+                   volume_id: str) -> bool:
+    """Whether the SDC ``sdc_guid`` shows volume ``volume_id`` as a device.
+
+    A real SDC makes a block device (``/dev/disk/by-id/emc-vol-<system>-
+    <volume id>``, where os-brick's ScaleIO connector looks for it) for the
+    volumes mapped to it, and none for any other. Read from the state the
+    emulator saved before it answered the mapping call.
+    """
+    try:
+        with open(Path(state_dir) / STATE_FILE) as f:
+            s = json.load(f)
+    except FileNotFoundError:
+        return False
+    sdcs = {k for k, v in s.get('sdcs', {}).items()
+            if str(v.get('sdcGuid', '')).lower() == sdc_guid.lower()}
+    volume = s.get('volumes', {}).get(volume_id) or {}
+    return any(m.get('sdcId') in sdcs for m in volume.get('mappings', ()))

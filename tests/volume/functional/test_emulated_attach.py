@@ -96,9 +96,33 @@ class _AttachTests(array_views.InternalTenant):
         self.assert_nothing_mapped()
         self.delete_volume(vol['id'])
 
+    def test_a_mapping_gone_before_the_scan_shows_no_device(self):
+        # As on a real host: the device is there only while the array
+        # maps the LUN to this host. A mapping removed between the
+        # driver's answer and the scan (by hand, by another service)
+        # leaves nothing to write to, and the build fails cleanly.
+        _image, meta = self._image(64, 'attach-n')
+        real = self.driver.initialize_connection
+
+        def then_unmapped(volume, connector):
+            info = real(volume, connector)
+            self.driver.terminate_connection(volume, connector)
+            return info
+        self.driver.initialize_connection = then_unmapped
+        self.addCleanup(setattr, self.driver, 'initialize_connection', real)
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        vol = self._create(meta['id'], status='error')
+        self.driver.initialize_connection = real
+        self.assertEqual([], self.goldens(meta['id']))
+        self.assert_nothing_mapped()
+        self.assertIn(self.NO_DEVICE, logs.output)
+        self.delete_volume(vol['id'])
+
 
 class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
                             cinder_harness.CinderHarness):
+
+    NO_DEVICE = 'this host finds no device at SCSI LUN id'
 
     def _log(self):
         return self.backend.emulator.call('array.recent_commands', 10000)
@@ -265,6 +289,8 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
 
 class PowerFlexEmulatedAttachTest(array_views.PowerFlexArray, _AttachTests,
                                   cinder_harness.CinderHarness):
+
+    NO_DEVICE = 'shows no device for PowerFlex volume'
 
     def _calls(self):
         return self.backend.emulator.call('api.calls.copy')
