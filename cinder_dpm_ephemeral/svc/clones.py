@@ -98,13 +98,23 @@ class SVCClones(cache_driver.ArrayClones):
     def reads_zeros(self, golden: Any) -> bool:
         """Whether the golden vdisk reads zeros where never written.
 
-        Asks the array (``lsvdisk``): a thin-provisioned, compressed or
-        deduplicated copy has no extents behind unwritten grains; a fully
-        allocated vdisk reads zeros only if it was formatted (``mkvdisk``
-        formats by default; not with ``-nofmtdisk``, which Cinder passes
-        when ``storwize_svc_vol_nofmtdisk`` or the type's
-        ``drivers:nofmtdisk`` is set).
+        A thin-provisioned, compressed or deduplicated copy has no extents
+        behind unwritten grains: it reads zeros there (IBM, "Thin-provisioned
+        volumes": a read of a grain never written returns zeros). A golden
+        whose type makes it thin (``rsize`` not -1: the in-tree
+        ``create_volume`` that made it then passed ``-rsize``, and the
+        array made it thin or refused it) needs no question. Any other is
+        asked of the array (``lsvdisk``): a fully allocated vdisk reads
+        zeros only if it was formatted (``mkvdisk`` formats by default;
+        not with ``-nofmtdisk``, which Cinder passes when
+        ``storwize_svc_vol_nofmtdisk`` or the type's ``drivers:nofmtdisk``
+        is set).
         """
+        opts = self.driver._get_vdisk_params(
+            golden.volume_type_id,
+            volume_metadata=golden.get('volume_metadata'))
+        if opts['rsize'] != -1:
+            return True
         attrs = self.driver._helpers.get_vdisk_attributes(golden.name)
         if not attrs:
             raise exception.VolumeBackendAPIException(data=(

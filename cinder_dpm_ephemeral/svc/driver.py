@@ -79,7 +79,7 @@ class StorwizeEphemeralDriver(reschedule.LockedCreatesMixin,
                 failed) is unmapped the in-tree way.
     """
 
-    VERSION = '0.2.7'
+    VERSION = '0.2.8'
     CI_WIKI_NAME = 'cinder-dpm-ephemeral_CI'
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -26,6 +26,8 @@ goldens are mapped and unmapped with one command each
 
 import logging
 
+from cinder import context as cinder_context
+from cinder.volume import volume_types
 import fixtures
 
 from cinder_dpm_ephemeral.emulators import volume_host
@@ -243,24 +245,41 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
                                                   image.virtual_size))
 
-    def test_a_golden_build_takes_four_commands(self):
-        # On a running deployment (the kept host object there), a golden
-        # build asks the array for the LUN, whether it reads zeros, the
-        # mapping and the unmapping, nothing else: finding the device is
-        # the host's own scan on a real volume host, no CLI command, and
-        # the emulation finds it from the mapping's answer the same way.
-        self._first_golden_host(60, 'attach-j')
-        _image, meta = self._image(61, 'attach-k')
+    def _golden_build_commands(self, seed, name, **extra):
+        """The CLI verbs of a later golden's build (the host kept)."""
+        _image, meta = self._image(seed, name)
         mark = self.mark()
-        vol = self._create(meta['id'])
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'],
+                                 **extra)
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual('available', vol['status'], vol)
         [golden] = self.goldens(meta['id'])
         name = f'volume-{golden.id}'
-        build = [argv[1] for argv in self._log()[mark:]
-                 if name in (a.strip('"') for a in argv[2:])
-                 and not argv[1].endswith('fcmap')]
-        self.assertEqual(['mkvdisk', 'lsvdisk', 'mkvdiskhostmap',
-                          'rmvdiskhostmap'], build)
-        self.assertNotEqual(golden.id, vol['id'])
+        return [argv[1] for argv in self._log()[mark:]
+                if name in (a.strip('"') for a in argv[2:])
+                and not argv[1].endswith('fcmap')]
+
+    def test_a_thin_golden_build_takes_three_commands(self):
+        # On a running deployment (the kept host object there), a golden
+        # build makes the LUN, maps and unmaps it, nothing else: finding
+        # the device is the host's own scan on a real volume host, no CLI
+        # command, and the emulation finds it from the mapping's answer
+        # the same way; a golden the driver made thin reads zeros by
+        # construction, so the array is not asked.
+        self._first_golden_host(60, 'attach-j')
+        self.assertEqual(['mkvdisk', 'mkvdiskhostmap', 'rmvdiskhostmap'],
+                         self._golden_build_commands(61, 'attach-k'))
+
+    def test_a_thick_golden_build_asks_whether_it_reads_zeros(self):
+        # a fully allocated vdisk reads zeros only if it was formatted:
+        # that one is asked of the array (lsvdisk, beside the map)
+        self._first_golden_host(65, 'attach-o')
+        thick = volume_types.create(cinder_context.get_admin_context(),
+                                    'thick', {'drivers:rsize': '-1'})
+        self.assertCountEqual(
+            ['mkvdisk', 'lsvdisk', 'mkvdiskhostmap', 'rmvdiskhostmap'],
+            self._golden_build_commands(66, 'attach-p',
+                                        volume_type=thick['name']))
 
     def test_a_mapping_at_another_scsi_id_finds_no_device(self):
         # As on a real host: the scan finds the LUN at the SCSI id the

@@ -22,6 +22,8 @@ import os
 import time
 
 from cinder.cmd import manage
+from cinder import context as cinder_context
+from cinder.volume import volume_types
 from cinder.volume import volume_utils
 import eventlet
 import fixtures
@@ -265,7 +267,13 @@ class SVCOpsTest(array_views.SVCArray, _OpsTests,
         # every CLI command takes 0.3 s: each step lasts long enough to see
         self.backend.emulator.set('array.latency', 0.3)
         _image, meta = self._image(51, 'beside', fmt='raw')
-        (vol,) = self._create(meta['id'])
+        # a fully allocated type: the array is asked whether it reads
+        # zeros (a thin golden reads zeros by construction, unasked)
+        thick = volume_types.create(cinder_context.get_admin_context(),
+                                    'thick-beside', {'drivers:rsize': '-1'})
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'],
+                                 volume_type=thick['name'])
+        vol = self.wait_for_volume(vol['id'], timeout=300)
         self.assertEqual('available', vol['status'])
 
         def overlap(a, b):
