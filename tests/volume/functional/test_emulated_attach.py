@@ -103,21 +103,30 @@ class _AttachTests(array_views.InternalTenant):
         # maps the LUN to this host. A mapping removed between the
         # driver's answer and the scan (by hand, by another service)
         # leaves nothing to write to, and the build fails cleanly.
-        _image, meta = self._image(64, 'attach-n')
-        real = self.driver.initialize_connection
-
-        def then_unmapped(volume, connector):
+        def then_unmapped(real, volume, connector):
             info = real(volume, connector)
             self.driver.terminate_connection(volume, connector)
             return info
-        self.driver.initialize_connection = then_unmapped
+        self.assert_build_finds_no_device(64, 'attach-n', then_unmapped,
+                                          self.NO_DEVICE)
+
+    def assert_build_finds_no_device(self, seed, name, answer, message):
+        """A build answered by ``answer(real, ...)`` fails cleanly.
+
+        ``answer`` stands in for ``initialize_connection``; ``message`` is
+        logged, and no golden or mapping is left.
+        """
+        _image, meta = self._image(seed, name)
+        real = self.driver.initialize_connection
+        self.driver.initialize_connection = (
+            lambda volume, connector: answer(real, volume, connector))
         self.addCleanup(setattr, self.driver, 'initialize_connection', real)
         logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         vol = self._create(meta['id'], status='error')
         self.driver.initialize_connection = real
         self.assertEqual([], self.goldens(meta['id']))
         self.assert_nothing_mapped()
-        self.assertIn(self.NO_DEVICE, logs.output)
+        self.assertIn(message, logs.output)
         self.delete_volume(vol['id'])
 
 
@@ -287,23 +296,14 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         # driver that answered the wrong id would write nowhere, not into
         # the LUN it meant.
         self._first_golden_host(62, 'attach-l')
-        _image, meta = self._image(63, 'attach-m')
-        real = self.driver.initialize_connection
 
-        def off_by_one(volume, connector):
+        def off_by_one(real, volume, connector):
             info = real(volume, connector)
             info['data']['target_lun'] += 1
             return info
-        self.driver.initialize_connection = off_by_one
-        self.addCleanup(setattr, self.driver, 'initialize_connection', real)
-        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
-        vol = self._create(meta['id'], status='error')
-        self.driver.initialize_connection = real
-        self.assertEqual([], self.goldens(meta['id']))
-        self.assert_nothing_mapped()
-        self.assertIn('this host finds no device at SCSI LUN id 1',
-                      logs.output)
-        self.delete_volume(vol['id'])
+        self.assert_build_finds_no_device(
+            63, 'attach-m', off_by_one,
+            'this host finds no device at SCSI LUN id 1')
 
 
 class PowerFlexEmulatedAttachTest(array_views.PowerFlexArray, _AttachTests,
