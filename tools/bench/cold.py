@@ -239,14 +239,6 @@ def images_for(work: str, size: int, fill: float, seed: int
     return made, info
 
 
-def _driver_classes() -> list[Any]:
-    """The driver classes this benchmark builds on (SVC's)."""
-    from cinder import objects
-    objects.register_all()      # the in-tree driver's module needs them
-    from cinder_dpm_ephemeral.svc import driver as svc
-    return [svc.StorwizeEphemeralDriver]
-
-
 class Phases:
     """Where a golden build's time goes: each step's seconds, per build.
 
@@ -331,12 +323,15 @@ class Phases:
                    'detach')
         # within the attach and detach: the array's side (the host
         # mapping) apart from the device's (os-brick's connect and check)
-        for cls in _driver_classes():
-            for name, label in (('initialize_connection', 'attach_map'),
-                                ('terminate_connection', 'detach_unmap')):
-                if name in vars(cls):
-                    self._wrap(cls, name, label)
+        from cinder import objects
+        objects.register_all()      # the in-tree driver's module needs them
         from cinder.volume import driver as cinder_driver
+
+        from cinder_dpm_ephemeral.svc import driver as svc_driver
+        self._wrap(svc_driver.StorwizeEphemeralDriver,
+                   'initialize_connection', 'attach_map')
+        self._wrap(svc_driver.StorwizeEphemeralDriver,
+                   'terminate_connection', 'detach_unmap')
         self._wrap(cinder_driver.BaseVD, '_connect_device', 'attach_device')
         self._wrap(writer, 'write_raw_stream', 'copy')
         self._wrap(stream, 'convert_qcow2_to_device', 'copy')
