@@ -145,11 +145,7 @@ class EmulatedDataPathMixin:
         # in-tree drivers' create_export does nothing on either array).
         props = connection = None
         if MAP_TO_VOLUME_HOST:
-            try:
-                props = volume_host.connector(store.root.parent, properties)
-            except OSError as err:
-                raise exception.EmulatedVolumeHostUnknown(
-                    state_dir=store.root.parent, reason=err)
+            props = self._volume_host_connector(store, properties)
             connection = self.initialize_connection(  # type: ignore
                 volume, props)
         try:
@@ -172,6 +168,35 @@ class EmulatedDataPathMixin:
             with excutils.save_and_reraise_exception():
                 if props is not None:
                     self._emulated_unmap(volume, props)
+
+    @staticmethod
+    def _volume_host_connector(store: lunstore.LunStore,
+                               properties: Any) -> dict[str, Any]:
+        """The emulated volume host's connector (its FC ports, SDC)."""
+        try:
+            return volume_host.connector(store.root.parent, properties)
+        except OSError as err:
+            raise exception.EmulatedVolumeHostUnknown(
+                state_dir=store.root.parent, reason=err)
+
+    def unmap_from_volume_host(self, context: Any, volume: Any,
+                               properties: Any) -> None:
+        """Remove the host mapping a detach that never ran left behind.
+
+        The array's side of Cinder's own ``_detach_volume``
+        (``terminate_connection``, ``remove_export``), for a golden
+        whose build's detach failed or was cut short by a restart;
+        ``properties``: this host's os-brick connector properties. A
+        device node a dead process left on a real host is not removed
+        here (there is no attach to disconnect), as after a crash during
+        Cinder's own image copies.
+        """
+        store = self._emulator_store()
+        if store is not None and MAP_TO_VOLUME_HOST:
+            properties = self._volume_host_connector(store, properties)
+        self.terminate_connection(  # type: ignore[attr-defined]
+            volume, properties, force=True)
+        self.remove_export(context, volume)  # type: ignore[attr-defined]
 
     def _emulated_unmap(self, volume: Any, props: dict[str, Any]) -> None:
         """Undo the array's side of an attach that failed; never raises."""

@@ -67,6 +67,18 @@ image_cache_opts = [
              'then starts from the spool. False: the download waits for '
              'the LUN.'),
     cfg.BoolOpt(
+        'dpm_ephemeral_detach_beside_clone',
+        default=True,
+        help='Detach a golden volume\'s LUN from the volume host (os-brick '
+             'disconnects the device, the array removes the host mapping) '
+             'once the golden is marked ready, beside the first clone\'s '
+             'array calls, instead of before: the image is durable on the '
+             'LUN by then (fsync). The volume that asked for the build '
+             'becomes available only after both. A detach that fails or '
+             'is cut short by a restart is recorded in the golden\'s '
+             'metadata (detach_pending) and done again by the periodic '
+             'clean-up. False: the detach is part of the build.'),
+    cfg.BoolOpt(
         'dpm_ephemeral_write_behind',
         default=True,
         help='Write a golden volume\'s LUN beside its download: each '

@@ -40,10 +40,11 @@ class CloneBackend(Protocol):
     def write_image(self, context: Any, golden: objects.Volume,
                     image_file: str, image_format: str,
                     reads_zeros: Any = False, info: Any = None,
-                    connector: Any = None) -> None:
+                    connector: Any = None, detach_later: Any = None) -> None:
         """Convert ``image_file`` into the golden LUN (raw).
 
-        ``reads_zeros`` and ``connector`` may be :class:`writer.Soon`.
+        ``reads_zeros`` and ``connector`` may be :class:`writer.Soon`;
+        ``detach_later`` as for :func:`writer.attached`.
         """
 
     def thin_clone(self, golden: objects.Volume,

@@ -57,6 +57,7 @@ from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
 from cinder_dpm_ephemeral.image_cache import backend as cache_backend
 from cinder_dpm_ephemeral.image_cache import checks
+from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import eviction
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
@@ -122,6 +123,8 @@ class GoldenImageCache:
             float('-inf'), {})
         #: the green thread making the last spare LUN (:mod:`.spares`)
         self.spare_maker: Any = None
+        #: golden id -> its build's detach under way (:mod:`.detach`)
+        self.detaching: dict[str, writer.Soon] = {}
 
     # -- configuration --------------------------------------------------------
     @property
@@ -168,6 +171,26 @@ class GoldenImageCache:
                                 volume)
         version = image_version(image_meta)
         pool = volume_utils.extract_host(volume.host, 'pool')
+        built_ids: list[str] = []
+        try:
+            return self._clone_image(context, ictx, volume, image_meta,
+                                     image_service, version, pool,
+                                     built_ids)
+        finally:
+            # a build's detach runs beside the clone; the volume is
+            # available only once it is done (:mod:`.detach`)
+            for golden_id in built_ids:
+                detach.wait(self, golden_id)
+
+    def _clone_image(self, context: Any, ictx: Any, volume: objects.Volume,
+                     image_meta: dict[str, Any], image_service: Any,
+                     version: str, pool: str | None,
+                     built_ids: list[str]) -> tuple[dict | None, bool]:
+        """:meth:`clone_image` once it applies.
+
+        Golden volumes built for ``volume`` are added to ``built_ids``.
+        """
+        image_id = image_meta['id']
         built = False
         for _attempt in range(4):
             golden = self._usable(self._pool_goldens(ictx, volume, image_id),
@@ -184,6 +207,7 @@ class GoldenImageCache:
                                 context, ictx, volume, image_meta,
                                 image_service, version, in_pool)
                             built = True
+                            built_ids.append(golden.id)
                             # unused to no clean-up until its first clone
                             self.building.add(golden.id)
                         except exception.OverQuota as exc:
@@ -447,6 +471,8 @@ class GoldenImageCache:
             if golden is None:
                 golden = self._new_golden(ictx, volume, size, name,
                                           description, metadata)
+            # the write's detach, once the golden is ready (:mod:`.detach`)
+            later: list[Any] | None = [] if detach.wanted(self) else None
             try:
                 zeros = spares.reads_zeros(golden) if spare else None
                 if not spare:
@@ -461,12 +487,14 @@ class GoldenImageCache:
                     writer.write_raw_stream(
                         self.backend.driver, context, golden, raw_stream,
                         virtual, zeros, connector,
-                        write_behind=self._write_behind())
+                        write_behind=self._write_behind(),
+                        detach_later=later)
                 elif streamed is not None:
                     try:
                         self.backend.write_image(context, golden,
                                                  streamed.uri, fmt, zeros,
-                                                 connector=connector)
+                                                 connector=connector,
+                                                 detach_later=later)
                     except Exception:
                         streamed.raise_download_error()
                         raise
@@ -476,21 +504,31 @@ class GoldenImageCache:
                 else:
                     self.backend.write_image(context, golden, tmp, fmt,
                                              zeros, info=info,
-                                             connector=connector)
+                                             connector=connector,
+                                             detach_later=later)
             except Exception:
                 LOG.exception('Building golden volume %(g)s for image '
                               '%(img)s failed; removing it.',
                               {'g': golden.id, 'img': image_id})
+                detach.run_now(golden, later or [])
                 self._destroy(golden)
                 raise
-            golden.status = 'available'
-            golden.save()
-            seconds = timeutils.delta_seconds(start, timeutils.utcnow())
-            self._set_md(golden, {MD_STATE: STATE_READY,
-                                  MD_BUILD_SECONDS: '%.3f' % seconds,
-                                  MD_SIGNATURE_VERIFIED: str(
-                                      verifier is not None).lower(),
-                                  **overlap})
+            try:
+                golden.status = 'available'
+                golden.save()
+                seconds = timeutils.delta_seconds(start, timeutils.utcnow())
+                self._set_md(golden, {MD_STATE: STATE_READY,
+                                      MD_BUILD_SECONDS: '%.3f' % seconds,
+                                      MD_SIGNATURE_VERIFIED: str(
+                                          verifier is not None).lower(),
+                                      **overlap,
+                                      **(detach.owed_by(self) if later
+                                         else {})})
+            finally:
+                # recorded as owed: beside the first clone; else here
+                if later and golden.metadata.get(MD_STATE) == STATE_READY:
+                    detach.start(self, golden, later)
+                detach.run_now(golden, later or [])
             # Older content versions of this image are never cloned again;
             # collect_garbage removes them once no clone depends on them.
             for old in self.goldens(ictx, None, image_id):
@@ -575,6 +613,7 @@ class GoldenImageCache:
         caller looked keeps its golden, which is then never cloned again
         and removed after its last clone.
         """
+        detach.wait(self, golden.id)
         try:
             self.backend.delete_golden_lun(golden)
         except exception.VolumeIsBusy:
@@ -691,6 +730,13 @@ class GoldenImageCache:
                 if why and recovery.remove_dead(self, g, why):
                     removed.append(g.id)
                 continue
+            if g.status == 'available' and md.get(detach.MD_DETACH_PENDING):
+                try:
+                    detach.redo(self, g)
+                except Exception:
+                    LOG.exception('Golden volume %s: removing the host '
+                                  'mapping its build left failed; the next '
+                                  'clean-up tries again.', g.id)
             if spares.is_spare(g) and g.status == 'available':
                 spare_luns.append(g)
                 continue

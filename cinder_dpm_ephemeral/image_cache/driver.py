@@ -49,12 +49,13 @@ class ArrayClones:
 
     def write_image(self, context: Any, golden: Any, image_file: str,
                     image_format: str, reads_zeros: Any = False,
-                    info: Any = None, connector: Any = None) -> None:
+                    info: Any = None, connector: Any = None,
+                    detach_later: Any = None) -> None:
         writer.write_image(self.driver, context, golden, image_file,
                            image_format, golden.metadata.get(cache.MD_IMAGE),
                            reads_zeros,
                            int(golden.metadata[cache.MD_VIRTUAL]), info,
-                           connector)
+                           connector, detach_later)
 
     def supports(self, volume: Any) -> str | None:
         """Why a thin clone cannot serve ``volume``'s type, or None.

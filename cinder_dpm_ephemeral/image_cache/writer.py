@@ -188,7 +188,9 @@ def _attach(driver: Any, context: Any, volume: Any,
 
 @contextlib.contextmanager
 def attached(driver: Any, context: Any, volume: Any,
-             connector: dict | Soon | None = None) -> Iterator[str]:
+             connector: dict | Soon | None = None,
+             detach_later: list[Callable[[], None]] | None = None
+             ) -> Iterator[str]:
     """Attach ``volume`` the driver's own way; yield its device path.
 
     The driver's ``_attach_volume`` decides how (os-brick over the array's
@@ -196,14 +198,25 @@ def attached(driver: Any, context: Any, volume: Any,
     ``connector``: os-brick's connector properties if already asked for
     (:func:`connector_properties`, perhaps as a :class:`Soon`; while that
     has not answered, the last answer stands in: see the module's doc).
+    ``detach_later``: when the block ends without an error, the detach is
+    appended to it instead of run (the caller runs it, or has it run,
+    once it has recorded that it owes it); after an error it runs here.
     """
     attach_info, volume, properties = _attach(driver, context, volume,
                                               connector)
-    try:
-        yield attach_info['device']['path']
-    finally:
+
+    def detach() -> None:
         driver._detach_volume(context, attach_info, volume, properties,
                               force=True)
+    done = False
+    try:
+        yield attach_info['device']['path']
+        done = True
+    finally:
+        if done and detach_later is not None:
+            detach_later.append(detach)
+        else:
+            detach()
 
 
 def convert_file_to_device(image_file: str, path: str, image_format: str,
@@ -226,16 +239,19 @@ def write_image(driver: Any, context: Any, golden: Any, image_file: str,
                 image_format: str, image_id: str | None,
                 reads_zeros: bool | Soon, virtual_size: int,
                 info: Any = None,
-                connector: dict | Soon | None = None) -> None:
+                connector: dict | Soon | None = None,
+                detach_later: list[Callable[[], None]] | None = None
+                ) -> None:
     """Convert an image onto a volume (``qemu-img convert`` streams).
 
     ``image_file`` is a downloaded file, checked by Cinder's own
     ``convert_image``, or the NBD URI of a qcow2 still downloading (see
     :mod:`.stream`, which has checked its header already).
     ``reads_zeros`` (perhaps still being asked, a :class:`Soon`) is needed
-    once the LUN is attached.
+    once the LUN is attached. ``detach_later`` as for :func:`attached`.
     """
-    with attached(driver, context, golden, connector) as path:
+    with attached(driver, context, golden, connector,
+                  detach_later) as path:
         reads_zeros = value(reads_zeros)
         if image_file.startswith('nbd+unix://'):
             stream.convert_qcow2_to_device(image_file, path,
@@ -253,7 +269,9 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
                      inspector: formats.StreamInspector,
                      expected_size: int, reads_zeros: bool | Soon,
                      connector: dict | Soon | None = None,
-                     write_behind: int = lunwriter.DEPTH) -> int:
+                     write_behind: int = lunwriter.DEPTH,
+                     detach_later: list[Callable[[], None]] | None = None
+                     ) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
     ``inspector`` is the download, inspected as it passes (oslo.utils'
@@ -268,12 +286,13 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     written). ``reads_zeros`` and ``connector`` as
     for :func:`write_image`. ``write_behind``: how many writes may be under
     way at once beside the download, each with its writeback started
-    (:mod:`.lunwriter`); 0: one step after the other.
+    (:mod:`.lunwriter`); 0: one step after the other. ``detach_later`` as
+    for :func:`attached`.
     """
     image_id = inspector.image_id
     total = 0
-    with attached(driver, context, golden, connector) as path, \
-            utils.temporary_chown(path):
+    with attached(driver, context, golden, connector,
+                  detach_later) as path, utils.temporary_chown(path):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         lun = lunwriter.LunWriter(fd, beside=write_behind > 0,
                                   depth=write_behind)

@@ -31,7 +31,10 @@ One run, side by side, ``repeats`` times each (default 5):
   the real Cinder (API, scheduler, volume service) on the emulated SVC
   and the file-backed Glance stand-in; the time is the golden volume's
   own ``build_seconds`` (download start to image durable on the LUN: LUN
-  creation, attach, download, conversion, fsync, detach included). Each
+  creation, attach, download, conversion, fsync included; the detach too
+  with ``dpm_ephemeral_detach_beside_clone`` False, while by default it
+  runs after, beside the first clone, and counts in the end-to-end time
+  of the volume that asked for the build: ``fraction_end_to_end``). Each
   on a running deployment: before the timed build the volume service
   built one golden from another image (1 MiB of data), as a deployment
   that has served an image before has, so on SVC the volume host's host
@@ -252,7 +255,10 @@ class Phases:
     properties and the zeros answer run beside the LUN's creation and the
     attach (``writer.Soon``): their seconds are their own thread's, any
     wait for them is counted in the step that waited, and ``total`` is
-    the build's wall time, less than the sum of the steps.
+    the build's wall time, less than the sum of the steps. With
+    ``dpm_ephemeral_detach_beside_clone`` (the default) ``detach`` and
+    ``detach_unmap`` run after the build, beside the first clone: they
+    are reported with the build but are not part of ``total``.
     """
 
     def __init__(self) -> None:

@@ -23,6 +23,8 @@ from cinder import exception as cinder_exception
 from cinder import objects
 
 from cinder_dpm_ephemeral.emulators.svc import common as svc_common
+from cinder_dpm_ephemeral.image_cache import detach
+from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral import reschedule
 from cinder_dpm_ephemeral.svc import ssh as svc_ssh
 from cinder_dpm_ephemeral.testing import audit
@@ -70,6 +72,54 @@ class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
         objects.Volume.get_by_id(ctx, vol['id']).destroy()
         self.driver.delete_volume(volume)
         self.assertNotIn(self._lun_name(vol['id']), self._lun_names())
+        self.assert_clean()
+
+    def test_a_build_detach_that_failed_is_done_by_the_clean_up(self):
+        # A golden is marked ready before its detach, which runs beside
+        # the first clone (dpm_ephemeral_detach_beside_clone): an unmap
+        # the array refuses no longer fails the build. What the service
+        # owes is recorded with the golden; its clean-up removes the
+        # mapping, then the record. (With the detach in the build, the
+        # build fails and no golden is left.)
+        meta = self._image(31)
+        self._fail_unmaps()
+        vol = self._from_image(meta['id'])
+        self.assertEqual('available', vol['status'])
+        (golden,) = self._goldens()
+        self.assertEqual('ready', golden.metadata['state'])
+        self.assertEqual(str(self.driver.host),
+                         golden.metadata[detach.MD_DETACH_PENDING])
+        self.assertEqual([self._lun_name(golden.id)], self._mapped())
+        self._clear_faults()
+        self.driver.image_cache.collect_garbage(None, golden.host)
+        self.assertEqual([], self._mapped())
+        golden.refresh()
+        self.assertNotIn(detach.MD_DETACH_PENDING, golden.metadata)
+        self.delete_volume(vol['id'])
+        self.assert_clean()
+
+    def test_a_detach_owed_by_a_killed_service_is_done_by_its_clean_up(self):
+        # Killed between marking its golden ready and the detach: the
+        # golden stays mapped to the volume host, with the record. The
+        # restarted service (no memory of the attach) removes the
+        # mapping at its first clean-up; a record naming another service
+        # is left to that one.
+        meta = self._image(32)
+        vol = self._from_image(meta['id'])
+        (golden,) = self._goldens()
+        writer._attach(self.driver, cinder_context.get_admin_context(),
+                       golden, None)
+        self._restart_memory()
+        cache = self.driver.image_cache
+        cache._set_md(golden, {detach.MD_DETACH_PENDING: 'other@backend'})
+        cache.collect_garbage(None, golden.host)
+        self.assertEqual([self._lun_name(golden.id)], self._mapped())
+        cache._set_md(golden, detach.owed_by(cache))
+        cache.collect_garbage(None, golden.host)
+        self.assertEqual([], self._mapped())
+        golden.refresh()
+        self.assertNotIn(detach.MD_DETACH_PENDING, golden.metadata)
+        self.delete_volume(vol['id'])
         self.assert_clean()
 
     # -- helpers --------------------------------------------------------------
@@ -192,6 +242,22 @@ class SVCFaultTests(_FaultTests, cinder_harness.CinderHarness):
         return {v['name'] for v in
                 self.backend.emulator.inventory()['vdisks']}
 
+    def _mapped(self):
+        return [m['vdisk_name'] for m in
+                self.backend.emulator.inventory()['host_mappings']]
+
+    def _fail_unmaps(self):
+        # the one-command unmap, then the in-tree one it falls back to
+        self.backend.emulator.call('array.inject_fault', 'rmvdiskhostmap',
+                                   2, svc_common.E_UNSUPPORTED)
+
+    def _clear_faults(self):
+        pass                # both injected faults were used
+
+    def _restart_memory(self):
+        self.driver._golden_host_maps = type(
+            self.driver._golden_host_maps)(self.driver)
+
     def _lun_name(self, vol_id):
         return f'volume-{vol_id}'
 
@@ -292,6 +358,20 @@ class PowerFlexFaultTests(_FaultTests, cinder_harness.CinderHarness):
     def _lun_name(self, vol_id):
         from cinder.volume.drivers.dell_emc.powerflex import utils
         return utils.id_to_base64(vol_id)
+
+    def _mapped(self):
+        return [v['name'] for v in
+                self.backend.emulator.inventory()['volumes']
+                if v['mapped_sdcs']]
+
+    def _fail_unmaps(self):
+        self.backend.emulator.call('inject_fault', 'removeMappedSdc', 10)
+
+    def _clear_faults(self):
+        self.backend.emulator.call('clear_faults')
+
+    def _restart_memory(self):
+        pass                # the driver keeps nothing of an attach
 
     def _provider_id(self, vol_id):
         return objects.Volume.get_by_id(
