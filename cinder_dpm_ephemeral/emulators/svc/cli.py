@@ -320,7 +320,8 @@ class SVCArray:
             self._sleep(self.latency)
         words = [a for a in argv if a not in ('svcinfo', 'svctask')]
         mode = self._take_fault(_unquote(words[0]) if words else '')
-        if mode is not None and mode not in ('drop_before', 'drop_after'):
+        if mode is not None and mode not in ('drop_before', 'drop_after',
+                                             'slow'):
             with self._lock:
                 self.commands.append(argv)
                 self.commands_run += 1
@@ -393,7 +394,8 @@ class SVCArray:
         ``error`` is a CMMVC message, e.g.
         ``'CMMVC5786E The action failed ...'``, or ``'drop_before'`` /
         ``'drop_after'``: the SSH connection is dropped unanswered before
-        or after the command took effect (see :data:`SVC_FAULT_MODES`).
+        or after the command took effect, or ``'slow'``: the command
+        runs, ``slow_seconds`` late (see :data:`SVC_FAULT_MODES`).
         """
         with self._lock:
             self._faults.setdefault(verb, []).append([count, error])

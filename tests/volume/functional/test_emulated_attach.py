@@ -25,6 +25,7 @@ goldens are mapped and unmapped with one command each
 """
 
 import logging
+import time
 
 from cinder import context as cinder_context
 from cinder.volume import volume_types
@@ -221,6 +222,29 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         self.assertEqual(image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(vol['id']),
                                                   image.virtual_size))
+
+    def test_the_unmap_runs_after_the_build_and_before_the_volume(self):
+        # dpm_ephemeral_detach_beside_clone: the golden is ready before
+        # its unmap (here answered 3 s late), which runs beside the first
+        # clone; the volume that asked for the build is available only
+        # once the unmap is done. (With the detach in the build, the
+        # build takes the 3 s; without the wait, the mapping is still
+        # there when the volume is.)
+        self._first_golden_host(65, 'attach-o')     # a running service
+        _image, meta = self._image(66, 'attach-p')
+        late = 3.0
+        self.backend.emulator.call('array.set_faults', 0.0, None, None, late)
+        self.backend.emulator.call('array.inject_fault', 'rmvdiskhostmap',
+                                   1, 'slow')
+        t0 = time.monotonic()
+        vol = self._create(meta['id'])
+        took = time.monotonic() - t0
+        [golden] = self.goldens(meta['id'])
+        self.assertLess(float(golden.metadata['build_seconds']), late)
+        self.assertGreaterEqual(took, late)
+        self.assert_nothing_mapped()
+        self.assertNotIn('detach_pending', golden.metadata)
+        self.delete_volume(vol['id'])
 
     def test_a_new_volume_service_finds_the_kept_host(self):
         host = self._first_golden_host(58, 'attach-h')
