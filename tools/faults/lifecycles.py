@@ -40,6 +40,10 @@ DELETABLE = ('available', 'error', 'error_restoring', 'error_extending',
 
 #: lifecycle kinds (see tools/faults/campaign.py) and their weights
 KINDS = {'new': 2.0, 'cached': 3.0, 'storm': 1.0, 'attach': 3.0}
+#: seconds the settle phase's first audit waits for a leak to go (the
+#: last attempt's clean-up of a failed create takes seconds: its lookups
+#: retry with back-off)
+LEAK_GRACE_SECONDS = 30.0
 
 
 def plan(params: dict[str, Any], rng: random.Random) -> list[str]:
@@ -288,6 +292,26 @@ class LifecycleMixin:
                     1 for line in f if self.backend.login[1] in line)
         return out
 
+    def _audit_when_idle(self, array: str,
+                         params: dict[str, Any]) -> dict[str, Any]:
+        """The audit once what the service is still undoing is undone.
+
+        A create whose last attempt failed is deleted by the API at once
+        (it has no host), while the volume service's clean-up of that
+        attempt (Cinder's delete "just in case" after a reschedule) may
+        still be removing its LUN: a leak only if it stays. Audited
+        again every 0.5 s until nothing leaks, for at most
+        :data:`LEAK_GRACE_SECONDS`.
+        """
+        deadline = time.monotonic() + LEAK_GRACE_SECONDS
+        while True:
+            res = audit.audit(array, self.backend.emulator.inventory(),
+                              params['max_count'])
+            if (not any(res['leaked'].values()) or
+                    time.monotonic() >= deadline):
+                return res
+            time.sleep(0.5)
+
     def _settle(self, array: str, params: dict[str, Any],
                 records: list[dict[str, Any]]) -> dict[str, Any]:
         t = time.monotonic()
@@ -297,8 +321,7 @@ class LifecycleMixin:
                 break
             time.sleep(0.5)
         self._periodic()
-        before = audit.audit(array, self.backend.emulator.inventory(),
-                             params['max_count'])
+        before = self._audit_when_idle(array, params)
         # What failed is deleted now (faults off), as an operator would.
         leftover = []
         settle_resets = 0
