@@ -116,10 +116,14 @@ def wait(cache: Any, golden_id: str) -> bool | None:
 
     True: done; False: failed (left to the clean-up); None: none under way.
     """
-    soon = cache.detaching.pop(golden_id, None)
+    soon = cache.detaching.get(golden_id)
     if soon is None:
         return None
-    return bool(soon.result())
+    try:
+        return bool(soon.result())
+    finally:
+        # only once it is done: until then the clean-up leaves it alone
+        cache.detaching.pop(golden_id, None)
 
 
 def redo(cache: Any, golden: objects.Volume) -> bool:
@@ -128,8 +132,12 @@ def redo(cache: Any, golden: objects.Volume) -> bool:
     Only for a golden whose ``detach_pending`` names this service and
     whose detach is not under way in this process.
     """
-    if (golden.metadata.get(MD_DETACH_PENDING) !=
-            str(cache.backend.driver.host) or golden.id in cache.detaching):
+    me = str(cache.backend.driver.host)
+    if (golden.metadata.get(MD_DETACH_PENDING) != me or
+            golden.id in cache.detaching):
+        return False
+    golden.refresh()            # (a detach that just ended dropped it)
+    if golden.metadata.get(MD_DETACH_PENDING) != me:
         return False
     driver = cache.backend.driver
     LOG.info('Golden volume %s: removing the host mapping its build left '

@@ -246,6 +246,38 @@ class SVCEmulatedAttachTest(array_views.SVCArray, _AttachTests,
         self.assertNotIn('detach_pending', golden.metadata)
         self.delete_volume(vol['id'])
 
+    def test_the_clean_up_leaves_a_detach_under_way_alone(self):
+        # The golden is ready and its record says a detach is owed while
+        # the detach is still under way (its unmap answered 3 s late):
+        # the periodic clean-up must not unmap it a second time (the
+        # in-tree way, since the one-command map is forgotten once
+        # used).
+        self._first_golden_host(67, 'attach-q')     # a running service
+        _image, meta = self._image(68, 'attach-r')
+        self.backend.emulator.call('array.set_faults', 0.0, None, None, 3.0)
+        self.backend.emulator.call('array.inject_fault', 'rmvdiskhostmap',
+                                   1, 'slow')
+        mark = self.mark()
+        vol = self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            owed = [g for g in self.goldens(meta['id'])
+                    if 'detach_pending' in g.metadata]
+            if owed:
+                break
+            time.sleep(0.05)
+        [golden] = owed
+        # past the clone (its commands take a fraction of a second): the
+        # volume's create is waiting for the detach now
+        time.sleep(1.0)
+        self.driver.image_cache.collect_garbage(None, golden.host)
+        vol = self.wait_for_volume(vol['id'], timeout=300)
+        self.assertEqual('available', vol['status'])
+        self.assertEqual(1, self.unmaps_since(mark))
+        self.assertEqual([], self._since(mark, 'rmhost'))
+        self.assert_nothing_mapped()
+        self.delete_volume(vol['id'])
+
     def test_a_new_volume_service_finds_the_kept_host(self):
         host = self._first_golden_host(58, 'attach-h')
         self.assertRegex(host['name'], r'-dpm-[0-9a-f]{8}$')
