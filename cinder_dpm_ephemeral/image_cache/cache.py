@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +45,6 @@ from cinder import context as cinder_context
 from cinder import coordination
 from cinder import exception
 from cinder import objects
-from cinder.image import image_utils
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import timeutils
@@ -56,16 +53,14 @@ from cinder_dpm_ephemeral import cache_stats
 from cinder_dpm_ephemeral import exception as dpm_exception
 from cinder_dpm_ephemeral.image_cache import accounting
 from cinder_dpm_ephemeral.image_cache import backend as cache_backend
-from cinder_dpm_ephemeral.image_cache import checks
+from cinder_dpm_ephemeral.image_cache import build
 from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import eviction
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import glance_access
-from cinder_dpm_ephemeral.image_cache import readahead
 from cinder_dpm_ephemeral.image_cache import recovery
 from cinder_dpm_ephemeral.image_cache import signature
 from cinder_dpm_ephemeral.image_cache import spares
-from cinder_dpm_ephemeral.image_cache import stream
 from cinder_dpm_ephemeral.image_cache import writer
 
 LOG = logging.getLogger(__name__)
@@ -363,197 +358,10 @@ class GoldenImageCache:
                       in_pool: list[objects.Volume]) -> objects.Volume:
         """Build the image's golden volume in ``volume``'s pool.
 
-        ``in_pool``: the image's golden volumes in that pool, as found
-        under the build's lock (the new one's generation is past theirs).
+        See :func:`.build.build_golden`.
         """
-        image_id = image_meta['id']
-        # A signed image is verified as it streams (Cinder's rules; refused
-        # here, before anything is downloaded or created, if its signature
-        # properties are incomplete or its certificate cannot be had).
-        verifier = signature.verifier_for(context, image_meta)
-        conv_dir = checks.conversion_dir()
-        os.makedirs(conv_dir, exist_ok=True)
-        tmp = ''   # a download file, for what cannot stream onto the LUN
-
-        def temp_file() -> str:
-            nonlocal tmp
-            fd, tmp = tempfile.mkstemp(prefix=f'dpm-golden-{image_id}-',
-                                       dir=conv_dir)
-            os.close(fd)
-            return tmp
-        streamed: stream.StreamedQcow2 | None = None
-
-        ahead: readahead.ReadAhead | None = None
-
-        def download() -> Any:
-            nonlocal ahead
-            chunks = image_service.download(context, image_id)
-            if verifier is not None:
-                chunks = signature.verified(chunks, verifier, image_id)
-            if not self.configuration.safe_get('dpm_ephemeral_read_ahead'):
-                return chunks
-            # read on while the LUN is made (started below, once the
-            # head is checked and the image fits the volume)
-            ahead = readahead.ReadAhead(chunks, conv_dir, readahead.room_for(
-                conv_dir, int(image_meta.get('size') or 0)))
-            return ahead
-
-        golden: objects.Volume | None = None
-        try:
-            start = timeutils.utcnow()
-            # os-brick's connector properties (this process's recent
-            # answer, or asked while the image's head is checked and the
-            # array makes, or a spare gives, the LUN)
-            connector = writer.connector_soon(self.backend.driver)
-            raw_stream: formats.StreamInspector | None = None
-            overlap: dict[str, str] = {}
-            if formats.streams_as_raw(image_meta):
-                # Raw (or iso): the virtual size is the file size, and the
-                # bytes go straight onto the LUN in one pass. The first
-                # bytes are inspected now, before any LUN exists.
-                virtual = int(image_meta['size'])
-                fmt = 'raw'
-                raw_stream = formats.StreamInspector(
-                    download(), image_id, image_meta['disk_format'])
-                raw_stream.head()
-            elif (image_meta.get('disk_format') == 'qcow2' and
-                  image_meta.get('size') and
-                  image_meta.get('container_format') != 'compressed' and
-                  self.configuration.safe_get(
-                      'dpm_ephemeral_overlap_qcow2_conversion')):
-                # qcow2: converted while it downloads (header checked
-                # first, the whole stream once it has ended).
-                streamed = stream.StreamedQcow2(
-                    download(), image_id,
-                    int(image_meta['size']), temp_file(),
-                    stream.socket_dir(conv_dir))
-                streamed.open()
-                streamed.write_behind = self._write_behind()
-                virtual = streamed.virtual_size
-                fmt = 'qcow2'
-            else:
-                # One download to a file, Cinder's own checks (gzip
-                # container, no backing files, no data files, the label
-                # against the content), then one conversion onto the LUN.
-                image_utils.fetch(context, image_service, image_id,
-                                  temp_file(), None, None)
-                if verifier is not None:
-                    image_utils.verify_glance_image_signature(
-                        context, image_service, image_id, tmp)
-                info = formats.check_downloaded(tmp, image_meta)
-                fmt = info.file_format
-                virtual = int(info.virtual_size)
-            # Refuse before any LUN exists.
-            self._refuse_if_too_big(image_id, virtual, volume)
-            if ahead is not None and (raw_stream is not None or (
-                    streamed is not None and streamed.in_file_order)):
-                ahead.start()
-            generation = 1 + max(
-                [int(g.metadata.get(MD_GENERATION, 0)) for g in in_pool]
-                or [0])
-            size = self.backend.golden_size_gb(virtual)
-            name = f'dpm-golden-{image_id}'
-            description = (f'Golden volume of image {image_id} for DPM '
-                           f'boot volumes (managed by cinder-dpm-ephemeral)')
-            metadata = {MD_GOLDEN: 'true', MD_IMAGE: image_id,
-                        MD_VERSION: version, MD_VIRTUAL: str(virtual),
-                        MD_POOL: volume_utils.extract_host(
-                            volume.host, 'pool') or '',
-                        MD_GENERATION: str(generation),
-                        MD_STATE: STATE_BUILDING,
-                        MD_LAST_USED: _now(),
-                        # who builds it, since when (recovery.py)
-                        **recovery.builder_metadata(self.backend.driver)}
-            # a LUN made ahead, if the pool has one of this size and type
-            golden = spares.claim(self, ictx, volume, size, metadata, name,
-                                  description)
-            spare = golden is not None
-            if golden is None:
-                golden = self._new_golden(ictx, volume, size, name,
-                                          description, metadata)
-            # the write's detach, once the golden is ready (:mod:`.detach`)
-            later: list[Any] | None = [] if detach.wanted(self) else None
-            try:
-                zeros = spares.reads_zeros(golden) if spare else None
-                if not spare:
-                    update = self.backend.create_golden_lun(golden)
-                    if update:
-                        golden.update(update)
-                        golden.save()
-                if zeros is None:
-                    # asked of the array while the LUN is attached
-                    zeros = writer.Soon(self.backend.reads_zeros, golden)
-                if raw_stream is not None:
-                    writer.write_raw_stream(
-                        self.backend.driver, context, golden, raw_stream,
-                        virtual, zeros, connector,
-                        write_behind=self._write_behind(),
-                        detach_later=later)
-                elif streamed is not None:
-                    try:
-                        self.backend.write_image(context, golden,
-                                                 streamed.uri, fmt, zeros,
-                                                 connector=connector,
-                                                 detach_later=later)
-                    except Exception:
-                        streamed.raise_download_error()
-                        raise
-                    streamed.finish()
-                    overlap = {MD_EARLY_READS: str(
-                        streamed.export_stats.get('early_reads', 0))}
-                else:
-                    self.backend.write_image(context, golden, tmp, fmt,
-                                             zeros, info=info,
-                                             connector=connector,
-                                             detach_later=later)
-            except Exception:
-                LOG.exception('Building golden volume %(g)s for image '
-                              '%(img)s failed; removing it.',
-                              {'g': golden.id, 'img': image_id})
-                detach.run_now(golden, later or [])
-                self._destroy(golden)
-                raise
-            try:
-                golden.status = 'available'
-                golden.save()
-                seconds = timeutils.delta_seconds(start, timeutils.utcnow())
-                self._set_md(golden, {MD_STATE: STATE_READY,
-                                      MD_BUILD_SECONDS: '%.3f' % seconds,
-                                      MD_SIGNATURE_VERIFIED: str(
-                                          verifier is not None).lower(),
-                                      **overlap,
-                                      **(detach.owed_by(self) if later
-                                         else {})})
-            finally:
-                # recorded as owed: beside the first clone; else here
-                if later and golden.metadata.get(MD_STATE) == STATE_READY:
-                    detach.start(self, golden, later)
-                detach.run_now(golden, later or [])
-            # Older content versions of this image are never cloned again;
-            # collect_garbage removes them once no clone depends on them.
-            for old in self.goldens(ictx, None, image_id):
-                if (old.metadata.get(MD_VERSION) != version and
-                        old.metadata.get(MD_STALE) != 'true'):
-                    self._set_md(old, {MD_STALE: 'true', MD_FULL: 'true'})
-            LOG.info('Golden volume %(g)s of image %(img)s (generation '
-                     '%(gen)d, %(size)d GiB%(spare)s) ready in %(sec).1f s.',
-                     {'g': golden.id, 'img': image_id, 'gen': generation,
-                      'size': golden.size, 'sec': seconds,
-                      'spare': ', on a spare LUN' if spare else ''})
-            # a LUN of this size and type made ahead for the next build
-            spares.replenish_soon(self, ictx, volume, golden.size)
-            return golden
-        finally:
-            # (no id yet when the internal tenant's quota refused it)
-            if golden is not None and golden.obj_attr_is_set('id'):
-                self.building.discard(golden.id)
-            if streamed is not None:
-                streamed.close()
-            if ahead is not None:
-                ahead.close()
-            if tmp:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+        return build.build_golden(self, context, ictx, volume, image_meta,
+                                  image_service, version, in_pool)
 
     def _new_golden(self, ictx: Any, volume: objects.Volume, size: int,
                     name: str, description: str,
@@ -588,13 +396,6 @@ class GoldenImageCache:
         last = golden.metadata.get(MD_LAST_USED, '')
         if last < _now(-TOUCH_EVERY):
             self._set_md(golden, {MD_LAST_USED: _now()})
-
-    def _write_behind(self) -> int:
-        """LUN writes under way at once beside the download (0: none)."""
-        if not self.configuration.safe_get('dpm_ephemeral_write_behind'):
-            return 0
-        return int(self.configuration.safe_get(
-            'dpm_ephemeral_write_behind_depth') or 1)
 
     def _set_md(self, golden: objects.Volume, values: dict[str, str]) -> None:
         if values.get(MD_FULL) == 'true' or values.get(MD_STALE) == 'true':

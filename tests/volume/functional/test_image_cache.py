@@ -161,7 +161,7 @@ class _CacheTests(array_views.InternalTenant):
             made.append(path)
             return fd, path
         self.useFixture(fixtures.MonkeyPatch(
-            'cinder_dpm_ephemeral.image_cache.cache.tempfile.mkstemp',
+            'cinder_dpm_ephemeral.image_cache.build.tempfile.mkstemp',
             mkstemp))
         return made
 
