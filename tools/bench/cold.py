@@ -73,6 +73,7 @@ last line printed is its ``headline``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -242,6 +243,150 @@ def images_for(work: str, size: int, fill: float, seed: int
     return made, info
 
 
+def machine_sample() -> dict[str, float]:
+    """This process's and the machine's counters, for :class:`CopyTrace`.
+
+    The process's CPU seconds (every thread, ended ones included:
+    ``getrusage``), its context switches and minor faults; the
+    machine's CPU seconds by kind (``/proc/stat``) and its pressure
+    stall seconds (``/proc/pressure``, where the kernel has PSI).
+    """
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out = {'process_user_s': ru.ru_utime, 'process_sys_s': ru.ru_stime,
+           'process_voluntary_switches': float(ru.ru_nvcsw),
+           'process_involuntary_switches': float(ru.ru_nivcsw),
+           'process_minor_faults': float(ru.ru_minflt)}
+    tick = os.sysconf('SC_CLK_TCK')
+    try:
+        with open('/proc/stat') as f:
+            cpu = [int(v) for v in f.readline().split()[1:]]
+        out.update({'machine_user_s': (cpu[0] + cpu[1]) / tick,
+                    'machine_sys_s': (cpu[2] + cpu[5] + cpu[6]) / tick,
+                    'machine_iowait_s': cpu[4] / tick,
+                    'machine_steal_s': cpu[7] / tick})
+    except (OSError, IndexError, ValueError):
+        pass
+    for kind in ('cpu', 'io'):
+        try:
+            with open(f'/proc/pressure/{kind}') as f:
+                some = f.readline().split()
+            out[f'{kind}_pressure_s'] = int(
+                some[-1].split('=')[1]) / 1e6
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class CopyTrace:
+    """What the machine and this process did during each build's copy step.
+
+    A trace per copy step: the difference of :func:`machine_sample`
+    across it, the garbage collector's pauses in it (``gc.callbacks``)
+    and the seconds of the services' periodic tasks that overlapped it
+    (``oslo_service``'s ``run_periodic_tasks``, for every service in
+    this process). For the builds whose copy step is slow against the
+    others' (doc/benchmarks.md): whether their time went to this
+    process, to the machine's other work, or to a pause.
+    """
+
+    def __init__(self) -> None:
+        self._gc: list[tuple[float, float]] = []
+        self._periodic: list[tuple[float, float]] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> CopyTrace:
+        import gc
+
+        import eventlet.patcher
+        from oslo_service import periodic_task
+        clock = eventlet.patcher.original('time').monotonic
+        self.clock = clock
+        began = [0.0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == 'start':
+                began[0] = clock()
+            else:
+                self._gc.append((began[0], clock()))
+        gc.callbacks.append(on_gc)
+        self._undo.append(lambda: gc.callbacks.remove(on_gc))
+        orig = periodic_task.PeriodicTasks.run_periodic_tasks
+        trace = self
+
+        def run_periodic_tasks(self: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = clock()
+            try:
+                return orig(self, *args, **kwargs)
+            finally:
+                trace._periodic.append((t0, clock()))
+        periodic_task.PeriodicTasks.run_periodic_tasks = run_periodic_tasks
+
+        def undo() -> None:
+            periodic_task.PeriodicTasks.run_periodic_tasks = orig
+        self._undo.append(undo)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def around(self, fn: Callable[..., Any],
+               keep: Callable[[dict[str, float]], None]
+               ) -> Callable[..., Any]:
+        """``fn`` (a copy step), traced at each call; ``keep(trace)``."""
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            s0, t0 = machine_sample(), self.clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                t1, s1 = self.clock(), machine_sample()
+                out = {k: round(s1[k] - s0[k], 4) for k in s0 if k in s1}
+                # the whole call: the LUN's attach is in it
+                out['seconds'] = round(t1 - t0, 4)
+                out['gc_pause_s'] = round(_overlap(self._gc, t0, t1), 4)
+                out['gc_pauses'] = float(sum(
+                    1 for a, b in self._gc if a < t1 and b > t0))
+                out['periodic_tasks_s'] = round(
+                    _overlap(self._periodic, t0, t1), 4)
+                keep(out)
+        return traced
+
+
+def _overlap(spans: list[tuple[float, float]], t0: float,
+             t1: float) -> float:
+    return sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in spans)
+
+
+def slow_copies(trials: list[dict[str, Any]],
+                factor: float = 1.25) -> dict[str, Any]:
+    """The traced trials whose copy step is over ``factor`` x the median.
+
+    Per trace key, the median over those slow steps and over the others
+    (``copy_step_seconds``, :func:`copy_step`, decides which is which).
+    """
+    import statistics
+    traced = [t for t in trials
+              if t.get('copy_trace') and t.get('copy_step_seconds')]
+    if not traced:
+        return {}
+    median = statistics.median(t['copy_step_seconds'] for t in traced)
+    slow = [t for t in traced if t['copy_step_seconds'] > factor * median]
+    rest = [t for t in traced if t['copy_step_seconds'] <= factor * median]
+
+    def medians(group: list[dict[str, Any]]) -> dict[str, float] | None:
+        if not group:
+            return None
+        out = {'copy_step_seconds': round(statistics.median(
+            t['copy_step_seconds'] for t in group), 4)}
+        out.update({k: round(statistics.median(
+            t['copy_trace'][k] for t in group), 4)
+            for k in group[0]['copy_trace']})
+        return out
+    return {'factor': factor, 'n_slow': len(slow), 'n_other': len(rest),
+            'slow': medians(slow), 'other': medians(rest)}
+
+
 class Phases:
     """Where a golden build's time goes: each step's seconds, per build.
 
@@ -261,8 +406,12 @@ class Phases:
     are reported with the build but are not part of ``total``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trace: CopyTrace | None = None) -> None:
+        #: the copy steps' traces (machine and process counters)
+        self.trace = trace
         self.builds: list[dict[str, float]] = []
+        #: index in ``builds`` -> the trace of that build's copy step
+        self.copy_traces: dict[int, dict[str, float]] = {}
         #: what each of ``builds`` was: 'build' (a timed golden build),
         #: 'prime' (the bench's build that leaves a spare LUN behind),
         #: 'spare' (a spare LUN made after a build)
@@ -341,6 +490,15 @@ class Phases:
         self._wrap(cinder_driver.BaseVD, '_connect_device', 'attach_device')
         self._wrap(writer, 'write_raw_stream', 'copy')
         self._wrap(stream, 'convert_qcow2_to_device', 'copy')
+        if self.trace is not None:
+            # outside the step's timer: the samples are not counted in it
+            for owner, name in ((writer, 'write_raw_stream'),
+                                (stream, 'convert_qcow2_to_device')):
+                timed = getattr(owner, name)
+                self._undo.append((owner, name, timed))
+                setattr(owner, name, self.trace.around(
+                    timed, lambda t: self.copy_traces.__setitem__(
+                        len(self.builds) - 1, t)))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -352,6 +510,12 @@ class Phases:
         """The timed golden builds (kind 'build') from index ``since``."""
         return [b for b, k in zip(self.builds[since:], self.kinds[since:],
                                   strict=True) if k == 'build']
+
+    def new_traces(self, since: int) -> list[dict[str, float] | None]:
+        """The copy traces of :meth:`new_builds` (None: not traced)."""
+        return [self.copy_traces.get(i)
+                for i in range(since, len(self.builds))
+                if self.kinds[i] == 'build']
 
     def summary(self) -> dict[str, Any]:
         out = self._steps('build')
@@ -384,22 +548,26 @@ class Phases:
 
 
 def copy_step(trials: list[dict[str, Any]],
-              builds: list[dict[str, float]]) -> None:
+              builds: list[dict[str, float]],
+              traces: list[dict[str, float] | None] | None = None) -> None:
     """Give each trial its build's data copy step, against the reference.
 
     ``copy_step_seconds`` is the build's ``copy`` step (download and
     conversion or stream onto the attached LUN, fsync included; the
     array's steps before and after it left out), and
     ``fraction_copy_step`` the trial's reference over it: what the data
-    path does once the array has made and attached the LUN. Only when
-    the trial's builds and the timed ones pair one to one; otherwise
-    None, never a guess.
+    path does once the array has made and attached the LUN; and
+    ``copy_trace``, that step's :class:`CopyTrace`. Only when the
+    trial's builds and the timed ones pair one to one; otherwise None,
+    never a guess.
     """
     paired = len(builds) == len(trials)
-    for trial, build in zip(trials, builds if paired else [{}] * len(trials),
-                            strict=True):
+    traces = traces if traces and len(traces) == len(builds) else None
+    for n, (trial, build) in enumerate(zip(
+            trials, builds if paired else [{}] * len(trials), strict=True)):
         step = build.get('copy')
         trial['copy_step_seconds'] = step
+        trial['copy_trace'] = traces[n] if paired and traces else None
         trial['fraction_copy_step'] = (
             trial['reference_seconds'] / step if step else None)
 
@@ -526,6 +694,7 @@ def run(size_mib: int = 1024, repeats: int = 5,
                     'data) before it, whose steps are phases.FMT.'
                     'first_build'))}
     work = tempfile.mkdtemp(prefix='bench-cold-')
+    stack = contextlib.ExitStack()
     try:
         t = time.monotonic()
         made, info = images_for(work, size_mib * MiB, fill, 7)
@@ -572,11 +741,13 @@ def run(size_mib: int = 1024, repeats: int = 5,
                 setting = (name, value)
             variants.append(({} if setting else {name: value},
                              without['storage'], without['phases']))
+        slow: dict[str, Any] = {}
+        trace = stack.enter_context(CopyTrace())
         for fmt in formats:
             # With a variant, the two alternate build by build (one
             # trial each in turn), so that a drift of the machine's disk
             # or load weighs on both alike.
-            timers = [Phases() for _ in variants]
+            timers = [Phases(trace) for _ in variants]
             trials: list[list[dict[str, Any]]] = [[] for _ in variants]
             for trial in range(repeats):
                 for i, (options, into, _steps) in enumerate(variants):
@@ -592,24 +763,30 @@ def run(size_mib: int = 1024, repeats: int = 5,
                     got = res.get('ours-svc', {}).get(f'cold_{fmt}')
                     if got:
                         copy_step(got['trials'],
-                                  timers[i].new_builds(before))
+                                  timers[i].new_builds(before),
+                                  timers[i].new_traces(before))
                         trials[i].extend(got['trials'])
                     if 'errors' in res:
                         into.setdefault('errors', {}).update(
                             {f'{k}-{fmt}-{trial}': v
                              for k, v in res['errors'].items()})
+            # the slow copy steps against the others (all variants)
+            slow[fmt] = slow_copies([t for ts in trials for t in ts])
             for i, (_options, into, steps) in enumerate(variants):
                 steps[fmt] = timers[i].summary()
                 if trials[i]:
                     into.setdefault('ours-svc', {'config': 'ours-svc'})[
                         f'cold_{fmt}'] = storage.cold_summary(trials[i])
         results['storage'] = storage_results
+        # each trial's copy_trace, in storage; here the slow ones apart
+        results['slow_copy_steps'] = slow
         # seconds per step of one golden build (median, min, max)
         results['phases'] = phases
         if without:
             without['headline'] = headline(without['storage'])
             results['without'] = without
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
     results['headline'] = head = headline(results['storage'])
     if without:

@@ -83,3 +83,11 @@ class BenchColdRunTest(unittest.TestCase):
         self.assertEqual([trial['fraction_copy']] * 2,
                          head['cold_raw_fraction_of_reference_spread'])
         self.assertIn('copy', res['phases']['raw'])
+        # the copy step traced (its call, the LUN's attach in it), and
+        # this process's CPU in it
+        trace = trial['copy_trace']
+        self.assertGreaterEqual(trace['seconds'],
+                                trial['copy_step_seconds'] - 0.01)
+        self.assertGreater(trace['process_user_s'] +
+                           trace['process_sys_s'], 0)
+        self.assertEqual(1, res['slow_copy_steps']['raw']['n_other'])

@@ -9,10 +9,14 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""``./run bench cold``: the ``--ab`` variants, and each build's copy step."""
+"""``./run bench cold``: the ``--ab`` variants, each build's copy step and
+its trace."""
 
+import gc
 import time
 import unittest
+
+from oslo_service import periodic_task
 
 from cinder_dpm_ephemeral.image_cache import readahead
 from tools.bench import cold
@@ -111,3 +115,95 @@ class CopyStepTest(unittest.TestCase):
         self.assertEqual(2, summary['copy']['n'])
         self.assertEqual(1, summary['first_build']['copy']['n'])
         self.assertNotIn('first_build', self._timed(['build']).summary())
+
+
+class _Tasks(periodic_task.PeriodicTasks):
+    """A service's periodic tasks: one that takes 50 ms."""
+
+    @periodic_task.periodic_task(spacing=1, run_immediately=True)
+    def _slow(self, context):
+        time.sleep(0.05)
+
+
+class CopyTraceTest(unittest.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.kept = []
+        self.runner = periodic_task.PeriodicTasks.run_periodic_tasks
+        trace = cold.CopyTrace()
+        trace.__enter__()
+        self.addCleanup(trace.__exit__, None, None, None)
+        self.trace = trace
+        # no collection but the test's own
+        gc.disable()
+        self.addCleanup(gc.enable)
+
+    def _step(self, work):
+        self.trace.around(work, self.kept.append)()
+        return self.kept[-1]
+
+    def test_this_process_cpu_in_the_step(self):
+        def spin():
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                pass
+        out = self._step(spin)
+        self.assertGreaterEqual(out['seconds'], 0.1)
+        self.assertGreater(out['process_user_s'] + out['process_sys_s'],
+                           0.05)
+        self.assertEqual(0, out['gc_pauses'])
+        self.assertEqual(0, out['periodic_tasks_s'])
+        idle = self._step(lambda: time.sleep(0.1))
+        self.assertLess(idle['process_user_s'] + idle['process_sys_s'],
+                        out['process_user_s'] + out['process_sys_s'])
+
+    def test_a_collection_in_the_step_is_counted(self):
+        garbage = []
+        for _ in range(20000):
+            a, b = [], []
+            a.append(b)
+            b.append(a)
+            garbage.append(a)
+        del garbage, a, b
+
+        out = self._step(lambda: gc.collect(2))
+        self.assertEqual(1, out['gc_pauses'])
+        self.assertGreater(out['gc_pause_s'], 0)
+        self.assertLessEqual(out['gc_pause_s'], out['seconds'])
+
+    def test_a_periodic_task_in_the_step_is_counted(self):
+        tasks = _Tasks(cold_conf())
+        out = self._step(lambda: tasks.run_periodic_tasks(None))
+        self.assertGreaterEqual(out['periodic_tasks_s'], 0.05)
+        # the periodic task runner is Oslo's own again once it ends
+        self.trace.__exit__(None, None, None)
+        self.assertIs(self.runner,
+                      periodic_task.PeriodicTasks.run_periodic_tasks)
+
+
+def cold_conf():
+    from oslo_config import cfg
+    conf = cfg.ConfigOpts()
+    conf([], project='bench-test')
+    return conf
+
+
+class SlowCopiesTest(unittest.TestCase):
+
+    def test_the_slow_steps_apart_from_the_others(self):
+        def trial(step, sys_s):
+            return {'copy_step_seconds': step,
+                    'copy_trace': {'process_sys_s': sys_s}}
+        trials = [trial(0.44, 0.2), trial(0.45, 0.21), trial(0.43, 0.19),
+                  trial(0.83, 0.5),
+                  {'copy_step_seconds': 0.9, 'copy_trace': None}]
+        out = cold.slow_copies(trials)
+        self.assertEqual(1, out['n_slow'])
+        self.assertEqual(3, out['n_other'])
+        self.assertEqual({'copy_step_seconds': 0.83, 'process_sys_s': 0.5},
+                         out['slow'])
+        self.assertEqual({'copy_step_seconds': 0.44, 'process_sys_s': 0.2},
+                         out['other'])
+        self.assertEqual({}, cold.slow_copies(trials[4:]))
+        self.assertIsNone(cold.slow_copies(trials[:3])['slow'])
