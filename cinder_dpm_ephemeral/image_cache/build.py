@@ -18,9 +18,10 @@ LUN taken, :mod:`.spares`); the image streamed onto it (raw in one pass,
 qcow2 converted while it downloads, :mod:`.stream`; other formats
 downloaded, checked and converted as Cinder does), with the download read
 ahead while the LUN is made (:mod:`.readahead`); the golden marked ready,
-its detach run beside the first clone (:mod:`.detach`). A build that fails
-removes what it made. The cache itself (:mod:`.cache`) decides when to
-build, clones, and cleans up.
+its detach run beside the first clone (:mod:`.detach`). The service's
+long-lived objects are kept out of the garbage collector's way meanwhile
+(:mod:`.collector`). A build that fails removes what it made. The cache
+itself (:mod:`.cache`) decides when to build, clones, and cleans up.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from oslo_utils import timeutils
 
 from cinder_dpm_ephemeral.image_cache import cache as gcache
 from cinder_dpm_ephemeral.image_cache import checks
+from cinder_dpm_ephemeral.image_cache import collector
 from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import formats
 from cinder_dpm_ephemeral.image_cache import readahead
@@ -66,7 +68,17 @@ def build_golden(cache: Any, context: Any, ictx: Any,
 
     ``in_pool``: the image's golden volumes in that pool, as found
     under the build's lock (the new one's generation is past theirs).
+    The service's long-lived objects are out of the garbage collector's
+    way meanwhile (:mod:`.collector`).
     """
+    with collector.set_aside():
+        return _build(cache, context, ictx, volume, image_meta,
+                      image_service, version, in_pool)
+
+
+def _build(cache: Any, context: Any, ictx: Any, volume: objects.Volume,
+           image_meta: dict[str, Any], image_service: Any, version: str,
+           in_pool: list[objects.Volume]) -> objects.Volume:
     image_id = image_meta['id']
     # A signed image is verified as it streams (Cinder's rules; refused
     # here, before anything is downloaded or created, if its signature

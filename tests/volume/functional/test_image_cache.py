@@ -15,6 +15,7 @@ Every test asserts on the array emulator's own state (vdisks, FlashCopy
 maps, vTree snapshots, bytes copied), not only on Cinder's database.
 """
 
+import gc
 import os
 import subprocess
 import tempfile
@@ -150,6 +151,27 @@ class _CacheTests(array_views.InternalTenant):
         self.assertEqual([], made)
         for v in vols:
             self._assert_content(v['id'], image)
+
+    def test_the_build_runs_with_the_service_heap_set_aside(self):
+        # image_cache/collector.py: the service's objects are out of the
+        # collector's full collections while the image streams
+        image, meta = self._image(mib=8, seed=17, fmt='raw', name='heap')
+        frozen = []
+        store = self.images
+        real = store.chunks
+
+        def chunks(image_id):
+            for chunk in real(image_id):
+                frozen.append(gc.get_freeze_count())
+                yield chunk
+        store.chunks = chunks
+        self.addCleanup(setattr, store, 'chunks', real)
+        vol = self._create(meta['id'])[0]
+        self._assert_content(vol['id'], image)
+        self.assertEqual(8, len(frozen))
+        self.assertTrue(all(n > 0 for n in frozen), frozen)
+        # and back in the collector's reach once built
+        self.assertEqual(0, gc.get_freeze_count())
 
     def _spy_temp_files(self):
         """Record every temporary file the cache makes (still made)."""
