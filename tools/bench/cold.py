@@ -24,9 +24,12 @@ One run, side by side, ``repeats`` times each (default 5):
   (:func:`tools.bench.storage.raw_reference_seconds`); a trial's
   reference is the fastest of the four (the machine's best copy around
   that build: it never flatters ours). Before each timed copy and before
-  the build: ``os.sync()``, and ``--settle`` seconds of pause (default 0;
+  the build: ``os.sync()``, ``--settle`` seconds of pause (default 0;
   with 1 s the references were steadier and ours slower, see
-  doc/benchmarks.md);
+  doc/benchmarks.md), then ``--warm-mib`` (default 1.5 times the image)
+  written to a file and unlinked, so that what the copy puts in the page
+  cache lands on pages the virtual machine's host has not taken back
+  (:mod:`tools.bench.first_touch`; from 2026-12-03);
 * **ours**: the first volume from that image, never seen before, through
   the real Cinder (API, scheduler, volume service) on the emulated SVC
   and the file-backed Glance stand-in; the time is the golden volume's
@@ -63,6 +66,13 @@ after all of the others): the figures of that variant are under
 ``cinder_dpm_ephemeral.module`` in this process for that variant (the
 volume service runs in it), e.g. ``image_cache.readahead.DROP_EVERY=0``
 (``..._NAME_VALUE``).
+
+Each build's copy step is traced (:class:`CopyTrace`): this process's
+CPU seconds (user, system) and the machine's, pressure stalls, the
+garbage collector's pauses and the services' periodic tasks that fell
+in it, per trial under ``copy_trace``; ``slow_copy_steps`` gives, per
+format, the median trace of the steps over 1.25 times the median step
+and of the others (doc/benchmarks.md, "The slow copy steps").
 
 The fraction is reference / ours, per trial (paired: the reference is
 measured around that very build), reported as the median with min and
@@ -620,6 +630,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--settle', type=float, default=0.0,
                         help='seconds of pause after the os.sync() before '
                              'each timed copy and the build (default 0)')
+    parser.add_argument('--warm-mib', type=int, default=None,
+                        help='MiB written to a file and unlinked before '
+                             'each timed copy, so that its page cache '
+                             'pages are ones the host has not taken back '
+                             '(default: 1.5 times the image; 0: none; '
+                             'tools/bench/first_touch.py)')
     parser.add_argument('--svc-latency', type=float, default=None,
                         help='seconds per SVC CLI command (default: the '
                              'main bench\'s, svc.cli.BENCH_CLI_LATENCY)')
@@ -645,7 +661,8 @@ def main(argv: list[str]) -> int:
                   formats=[f for f in args.formats.split(',') if f],
                   fill=args.fill, settle=args.settle,
                   svc_latency=args.svc_latency, glance_mbps=args.glance_mbps,
-                  ab=args.ab, new_service=args.new_service)
+                  ab=args.ab, new_service=args.new_service,
+                  warm_mib=args.warm_mib)
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2, default=str)
@@ -658,7 +675,8 @@ def run(size_mib: int = 1024, repeats: int = 5,
         formats: list[str] | None = None, fill: float = 0.8,
         settle: float = 0.0, svc_latency: float | None = None,
         glance_mbps: float | None = None, ab: str | None = None,
-        new_service: bool = False) -> dict[str, Any]:
+        new_service: bool = False,
+        warm_mib: int | None = None) -> dict[str, Any]:
     """The cold benchmark (see the module's doc); its results.
 
     Also what ``./run bench [--quick]`` runs for the headline's
@@ -683,7 +701,9 @@ def run(size_mib: int = 1024, repeats: int = 5,
                       '(made before the clock starts), and the same without '
                       '-n into a new DEST; IMAGE the file Glance serves, in '
                       'the page cache; os.sync() (and --settle seconds of '
-                      'pause) before each timed copy and before the build'),
+                      'pause), then warm_bytes written to a file and '
+                      'unlinked, before each timed copy and before the '
+                      'build'),
         'reference_new_file': ('mean of the two new-file copies '
                                '(the main bench\'s reference)'),
         'ours': ('golden build_seconds, real Cinder, emulated SVC; '
@@ -713,6 +733,9 @@ def run(size_mib: int = 1024, repeats: int = 5,
             # with --ab: the variants alternate build by build
             'variants_alternate': bool(ab),
             'settle_seconds': settle,
+            # before each timed copy (tools/bench/first_touch.py)
+            'warm_bytes': (size_mib * MiB * 3 // 2 if warm_mib is None
+                           else warm_mib * MiB),
             # the sampler's thread takes the GIL every 10 ms, in the
             # volume service's process: it slowed ours, not the reference
             'sample_rss': False,

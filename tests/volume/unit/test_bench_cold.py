@@ -207,3 +207,17 @@ class SlowCopiesTest(unittest.TestCase):
                          out['other'])
         self.assertEqual({}, cold.slow_copies(trials[4:]))
         self.assertIsNone(cold.slow_copies(trials[:3])['slow'])
+
+
+class WarmTest(unittest.TestCase):
+
+    def test_the_file_is_written_then_gone(self):
+        import os
+        import tempfile
+
+        from tools.bench import first_touch
+        with tempfile.TemporaryDirectory() as d:
+            seconds = first_touch.warm(d, 3 * 1024 * 1024 + 5)
+            self.assertGreater(seconds, 0)
+            self.assertEqual([], os.listdir(d))
+            self.assertEqual(0.0, first_touch.warm(d, 0))
