@@ -258,8 +258,9 @@ def machine_sample() -> dict[str, float]:
 
     The process's CPU seconds (every thread, ended ones included:
     ``getrusage``), its context switches and minor faults; the
-    machine's CPU seconds by kind (``/proc/stat``) and its pressure
-    stall seconds (``/proc/pressure``, where the kernel has PSI).
+    machine's CPU seconds by kind (``/proc/stat``), its pressure stall
+    seconds (``/proc/pressure``, where the kernel has PSI) and the free
+    memory it reported to its host (where the kernel counts it).
     """
     import resource
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -277,6 +278,12 @@ def machine_sample() -> dict[str, float]:
                     'machine_steal_s': cpu[7] / tick})
     except (OSError, IndexError, ValueError):
         pass
+    from tools.bench import first_touch
+    reported = first_touch.reported_kib()
+    if reported is not None:
+        # free memory the guest handed back to the host
+        # (tools/bench/first_touch.py)
+        out['reported_to_host_mib'] = reported / 1024
     for kind in ('cpu', 'io'):
         try:
             with open(f'/proc/pressure/{kind}') as f:
