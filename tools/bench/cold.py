@@ -26,10 +26,11 @@ One run, side by side, ``repeats`` times each (default 5):
   that build: it never flatters ours). Before each timed copy and before
   the build: ``os.sync()``, ``--settle`` seconds of pause (default 0;
   with 1 s the references were steadier and ours slower, see
-  doc/benchmarks.md), then ``--warm-mib`` (default 1.5 times the image)
-  written to a file and unlinked, so that what the copy puts in the page
-  cache lands on pages the virtual machine's host has not taken back
-  (:mod:`tools.bench.first_touch`; from 2026-12-03);
+  doc/benchmarks.md), and with ``--warm-mib N``, N MiB written to a
+  file and unlinked, meant to give the copy page cache pages the virtual
+  machine's host has not taken back (:mod:`tools.bench.first_touch`;
+  the default between the runs of 05:54Z and 06:06Z on 2026-12-03, off
+  since: slow builds came more often with it);
 * **ours**: the first volume from that image, never seen before, through
   the real Cinder (API, scheduler, volume service) on the emulated SVC
   and the file-backed Glance stand-in; the time is the golden volume's
@@ -639,10 +640,11 @@ def main(argv: list[str]) -> int:
                              'each timed copy and the build (default 0)')
     parser.add_argument('--warm-mib', type=int, default=None,
                         help='MiB written to a file and unlinked before '
-                             'each timed copy, so that its page cache '
-                             'pages are ones the host has not taken back '
-                             '(default: 1.5 times the image; 0: none; '
-                             'tools/bench/first_touch.py)')
+                             'each timed copy, meant to give it page cache '
+                             'pages the host has not taken back (default '
+                             '0: none; it made slow builds more frequent, '
+                             'doc/benchmarks.md; tools/bench/'
+                             'first_touch.py)')
     parser.add_argument('--svc-latency', type=float, default=None,
                         help='seconds per SVC CLI command (default: the '
                              'main bench\'s, svc.cli.BENCH_CLI_LATENCY)')
@@ -708,8 +710,8 @@ def run(size_mib: int = 1024, repeats: int = 5,
                       '(made before the clock starts), and the same without '
                       '-n into a new DEST; IMAGE the file Glance serves, in '
                       'the page cache; os.sync() (and --settle seconds of '
-                      'pause), then warm_bytes written to a file and '
-                      'unlinked, before each timed copy and before the '
+                      'pause; warm_bytes written to a file and unlinked, '
+                      'when set) before each timed copy and before the '
                       'build'),
         'reference_new_file': ('mean of the two new-file copies '
                                '(the main bench\'s reference)'),
@@ -741,8 +743,7 @@ def run(size_mib: int = 1024, repeats: int = 5,
             'variants_alternate': bool(ab),
             'settle_seconds': settle,
             # before each timed copy (tools/bench/first_touch.py)
-            'warm_bytes': (size_mib * MiB * 3 // 2 if warm_mib is None
-                           else warm_mib * MiB),
+            'warm_bytes': (warm_mib or 0) * MiB,
             # the sampler's thread takes the GIL every 10 ms, in the
             # volume service's process: it slowed ours, not the reference
             'sample_rss': False,

@@ -45,8 +45,11 @@ guest reported to the host from the start of the wait to the write
 elsewhere).
 
 Results: ``doc/results/first-touch.json`` (``--out``). :func:`warm` is
-what the benchmarks' cold copies run before each timed copy (the
-reference's and the build's alike; ``./run bench cold --warm-mib``).
+what ``./run bench cold --warm-mib N`` runs before each timed copy (the
+reference's and the build's alike). It did not remove the slow builds:
+in two runs with it, 11 of 36 builds had a copy step over 0.65 s (the
+others 0.41-0.65 s), against 7 of 60 in three runs without
+(doc/benchmarks.md), so it is off by default.
 """
 
 from __future__ import annotations

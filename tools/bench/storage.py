@@ -355,9 +355,9 @@ def _scenario_case(config: str, params: dict[str, Any],
                 # Before each timed copy: dirty pages written, and (cold
                 # benchmark) a pause for what freeing the last copy's
                 # blocks costs later (discards on a 'discard' mount),
-                # then page cache pages the host has not taken back
-                # (tools/bench/first_touch.py), for the reference's
-                # copies and the build's alike.
+                # and with warm_bytes (./run bench cold --warm-mib) a
+                # file written and unlinked (tools/bench/first_touch.py),
+                # for the reference's copies and the build's alike.
                 os.sync()
                 time.sleep(params.get('settle_seconds', 0))
                 first_touch.warm(self.work_dir, params.get('warm_bytes', 0))

@@ -91,6 +91,5 @@ class BenchColdRunTest(unittest.TestCase):
         self.assertGreater(trace['process_user_s'] +
                            trace['process_sys_s'], 0)
         self.assertEqual(1, res['slow_copy_steps']['raw']['n_other'])
-        # page cache pages made ready before each timed copy
-        self.assertEqual(96 * MiB,
-                         res['storage']['params']['warm_bytes'])
+        # no warm-up unless asked for (--warm-mib)
+        self.assertEqual(0, res['storage']['params']['warm_bytes'])
