@@ -20,6 +20,7 @@ from oslo_service import periodic_task
 
 from cinder_dpm_ephemeral.image_cache import readahead
 from tools.bench import cold
+from tools.bench import copy_trace
 
 
 class AbVariantTest(unittest.TestCase):
@@ -131,7 +132,7 @@ class CopyTraceTest(unittest.TestCase):
         super().setUp()
         self.kept = []
         self.runner = periodic_task.PeriodicTasks.run_periodic_tasks
-        trace = cold.CopyTrace()
+        trace = copy_trace.CopyTrace()
         trace.__enter__()
         self.addCleanup(trace.__exit__, None, None, None)
         self.trace = trace
@@ -198,15 +199,15 @@ class SlowCopiesTest(unittest.TestCase):
         trials = [trial(0.44, 0.2), trial(0.45, 0.21), trial(0.43, 0.19),
                   trial(0.83, 0.5),
                   {'copy_step_seconds': 0.9, 'copy_trace': None}]
-        out = cold.slow_copies(trials)
+        out = copy_trace.slow_copies(trials)
         self.assertEqual(1, out['n_slow'])
         self.assertEqual(3, out['n_other'])
         self.assertEqual({'copy_step_seconds': 0.83, 'process_sys_s': 0.5},
                          out['slow'])
         self.assertEqual({'copy_step_seconds': 0.44, 'process_sys_s': 0.2},
                          out['other'])
-        self.assertEqual({}, cold.slow_copies(trials[4:]))
-        self.assertIsNone(cold.slow_copies(trials[:3])['slow'])
+        self.assertEqual({}, copy_trace.slow_copies(trials[4:]))
+        self.assertIsNone(copy_trace.slow_copies(trials[:3])['slow'])
 
 
 class WarmTest(unittest.TestCase):
