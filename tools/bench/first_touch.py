@@ -9,24 +9,23 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""A probe, and the benchmarks' remedy: the page cache's first touch here.
+"""A probe: what a write into the page cache costs on this machine.
 
-The machines these benchmarks run on are virtual machines whose balloon
-device reports the guest's free memory to the host (virtio-balloon's
-free page reporting, feature bit 5 of the balloon device, on in this
-Firecracker guest: ``/sys/bus/virtio/devices/*/features``), which takes
-the memory back. A guest page the host took back costs a host fault the
-next time the guest writes it: a copy into the page cache that lands on
-such pages spends several microseconds of system time per 4 KiB page
-where it would spend a fraction of one. Pages the guest freed a moment
-ago are not reported yet (the kernel waits about two seconds before it
-reports, ``mm/page_reporting.c``) and cost nothing extra.
+The machines these benchmarks run on are Firecracker virtual machines
+whose balloon device has free page reporting on (feature bit 5 of the
+balloon device, ``/sys/bus/virtio/devices/*/features``): the guest hands
+its free memory back to the host, and a page the host took back costs a
+host fault when the guest next writes it. The probe measures what that
+does to a buffered write: the same 1 GiB costs about 13 times more after
+an idle pause than right after a file of its size was freed, all of it
+system CPU (``doc/results/first-touch.json``).
 
-So the same copy is fast or slow depending on what the machine freed
-just before it: one cold golden build in five or ten had a copy step
-1.5-4 times as long, with its system CPU seconds doubled or more
-(``./run bench cold``'s ``copy_trace``; doc/benchmarks.md, "The slow
-copy steps"), and the reference copies around it varied the same way.
+That is the signature of the slow cold builds: about one 1 GiB build in
+five to ten had a copy step 1.5-4 times as long, doing the same work
+with two to four times the system CPU (``./run bench cold``'s
+``copy_trace``; doc/benchmarks.md, "The slow copy steps"). That they
+have this cause is not proven: the memory the guest reported during
+them did not line up with them, and :func:`warm` did not remove them.
 
 ``python -m tools.bench.first_touch [--mib 1024] [--repeats 3]`` writes
 a file of ``--mib`` MiB into the page cache (1 MiB ``write`` calls, no
@@ -88,9 +87,9 @@ def warm(directory: str, nbytes: int) -> float:
     """Write ``nbytes`` into a file in ``directory``, unlink it; seconds.
 
     The file is never synced: its pages are dropped at the unlink without
-    a write to the disk (the dirty threshold is far above it here). What
-    the page cache takes next comes from those pages, which the host has
-    not taken back yet.
+    a write to the disk (the dirty threshold is far above it here). Meant
+    to have the page cache's next pages be ones the host has not taken
+    back: in the probe a write right after it is fast.
     """
     if nbytes <= 0:
         return 0.0
