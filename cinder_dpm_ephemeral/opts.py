@@ -97,6 +97,18 @@ image_cache_opts = [
              'thread of its own (at most 4 MiB each): the copies into the '
              'page cache run on as many cores, and the next write need '
              'not wait for the one before it. 1: one at a time.'),
+    cfg.BoolOpt(
+        'dpm_ephemeral_direct_io',
+        default=True,
+        help='Write a golden volume\'s LUN past the volume host\'s page '
+             'cache (O_DIRECT), as Cinder\'s own image conversion writes '
+             'a volume (qemu-img convert -t none): writes that follow '
+             'each other are gathered into page-aligned buffers of 4 MiB, '
+             'written by native threads (dpm_ephemeral_write_behind_'
+             'depth) while the next fill. The image never occupies the '
+             'host\'s memory, and a build pays no new page-cache pages. '
+             'A LUN that refuses O_DIRECT is written through the page '
+             'cache. False: always through the page cache.'),
     cfg.IntOpt(
         'dpm_ephemeral_spare_golden_luns',
         default=0, min=0, max=16,

@@ -60,6 +60,11 @@ def write_behind(cache: Any) -> int:
         'dpm_ephemeral_write_behind_depth') or 1)
 
 
+def direct_io(cache: Any) -> bool:
+    """Whether golden LUNs are written past the page cache."""
+    return bool(cache.configuration.safe_get('dpm_ephemeral_direct_io'))
+
+
 def build_golden(cache: Any, context: Any, ictx: Any,
                  volume: objects.Volume, image_meta: dict[str, Any],
                  image_service: Any, version: str,
@@ -142,6 +147,7 @@ def _build(cache: Any, context: Any, ictx: Any, volume: objects.Volume,
                 stream.socket_dir(conv_dir))
             streamed.open()
             streamed.write_behind = write_behind(cache)
+            streamed.direct = direct_io(cache)
             virtual = streamed.virtual_size
             fmt = 'qcow2'
         else:
@@ -202,7 +208,7 @@ def _build(cache: Any, context: Any, ictx: Any, volume: objects.Volume,
                     cache.backend.driver, context, golden, raw_stream,
                     virtual, zeros, connector,
                     write_behind=write_behind(cache),
-                    detach_later=later)
+                    detach_later=later, direct=direct_io(cache))
             elif streamed is not None:
                 try:
                     cache.backend.write_image(context, golden,

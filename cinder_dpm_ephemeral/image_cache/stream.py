@@ -137,6 +137,9 @@ class StreamedQcow2:
         #: (lunwriter; the backend options dpm_ephemeral_write_behind and
         #: dpm_ephemeral_write_behind_depth)
         self.write_behind = lunwriter.DEPTH
+        #: the LUN written past the page cache where it allows it
+        #: (lunwriter; the backend option dpm_ephemeral_direct_io)
+        self.direct = False
 
     # -- life cycle ---------------------------------------------------------
     def open(self) -> None:
@@ -261,7 +264,8 @@ class StreamedQcow2:
         with utils.temporary_chown(dest):
             fd = os.open(dest, os.O_RDWR | os.O_CLOEXEC)
             lun = lunwriter.LunWriter(fd, beside=self.write_behind > 0,
-                                      depth=self.write_behind)
+                                      depth=self.write_behind,
+                                      direct=self.direct)
             try:
                 conversion = _FileOrder(self, self._layout, lun, reads_zeros)
                 try:

@@ -270,8 +270,8 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
                      expected_size: int, reads_zeros: bool | Soon,
                      connector: dict | Soon | None = None,
                      write_behind: int = lunwriter.DEPTH,
-                     detach_later: list[Callable[[], None]] | None = None
-                     ) -> int:
+                     detach_later: list[Callable[[], None]] | None = None,
+                     direct: bool = False) -> int:
     """Stream a raw (or iso) image from Glance onto a volume, in one pass.
 
     ``inspector`` is the download, inspected as it passes (oslo.utils'
@@ -287,7 +287,8 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
     for :func:`write_image`. ``write_behind``: how many writes may be under
     way at once beside the download, each with its writeback started
     (:mod:`.lunwriter`); 0: one step after the other. ``detach_later`` as
-    for :func:`attached`.
+    for :func:`attached`. ``direct``: the LUN written past the page cache
+    where it allows it (:mod:`.lunwriter`).
     """
     image_id = inspector.image_id
     total = 0
@@ -295,7 +296,7 @@ def write_raw_stream(driver: Any, context: Any, golden: Any,
                   detach_later) as path, utils.temporary_chown(path):
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         lun = lunwriter.LunWriter(fd, beside=write_behind > 0,
-                                  depth=write_behind)
+                                  depth=write_behind, direct=direct)
         try:
             reads_zeros = value(reads_zeros)
             # WRITE_UNIT bytes at a time, as views of the download's

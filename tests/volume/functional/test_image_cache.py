@@ -26,9 +26,11 @@ import fixtures
 
 from cinder_dpm_ephemeral.image_cache import cache
 from cinder_dpm_ephemeral.image_cache import checks
+from cinder_dpm_ephemeral.image_cache import lunwriter
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
 from cinder_dpm_ephemeral.testing import keymgr
+from cinder_dpm_ephemeral.testing import pagecache
 from tests.volume.functional import array_views
 
 MiB = 1024 * 1024
@@ -172,6 +174,33 @@ class _CacheTests(array_views.InternalTenant):
         self.assertTrue(all(n > 0 for n in frozen), frozen)
         # and back in the collector's reach once built
         self.assertEqual(0, gc.get_freeze_count())
+
+    def test_the_golden_is_written_past_the_page_cache(self):
+        # image_cache/lunwriter.py, direct: a golden's bytes never occupy
+        # the volume host's page cache (dpm_ephemeral_direct_io, on by
+        # default), for the raw stream and the qcow2 conversion alike
+        seen = []
+        real = lunwriter.LunWriter.finish
+
+        def finish(lun):
+            real(lun)
+            path = os.readlink(f'/proc/self/fd/{lun.fd}')
+            seen.append((lun.writes, lun.direct_writes,
+                         pagecache.resident_pages(path)))
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.lunwriter.LunWriter.finish',
+            finish))
+        for fmt, seed in (('raw', 18), ('qcow2', 19)):
+            image, meta = self._image(mib=16, seed=seed, fmt=fmt,
+                                      name=f'direct-{fmt}')
+            vol = self._create(meta['id'])[0]
+            self._assert_content(vol['id'], image)
+        self.assertEqual(2, len(seen), seen)
+        for writes, direct_writes, cached in seen:
+            # every write of whole blocks past the cache, none cached
+            self.assertGreater(direct_writes, 0, seen)
+            self.assertGreaterEqual(direct_writes, writes - 1, seen)
+            self.assertEqual(0, cached, seen)
 
     def _spy_temp_files(self):
         """Record every temporary file the cache makes (still made)."""

@@ -23,6 +23,7 @@ import unittest
 import eventlet
 
 from cinder_dpm_ephemeral.image_cache import lunwriter
+from cinder_dpm_ephemeral.testing.pagecache import resident_pages
 
 MiB = 1024 * 1024
 
@@ -148,7 +149,7 @@ class LunWriterTest(unittest.TestCase):
 
     def _until_ended(self, lun):
         deadline = time.monotonic() + 10
-        while not all(native.done() for _, _, native in lun._pending):
+        while not all(native.done() for _, _, native, _ in lun._pending):
             self.assertLess(time.monotonic(), deadline)
             eventlet.sleep(0.01)
 
@@ -168,7 +169,7 @@ class LunWriterTest(unittest.TestCase):
         lun = lunwriter.LunWriter(self._open(os.O_RDONLY))
         for i in range(3):
             lun.write(i * 4096, [b'w' * 4096])
-        natives = [native for _, _, native in lun._pending]
+        natives = [native for _, _, native, _ in lun._pending]
         self.assertEqual(3, len(natives))
         eventlet.patcher.original('threading').Timer(
             0.2, release.set).start()
@@ -394,3 +395,163 @@ class FlushBehindTest(unittest.TestCase):
             lun.finish()
         self.assertEqual(5, ctx.exception.errno)
         lun.close()
+
+
+class DirectTest(unittest.TestCase):
+    """direct=True: past the page cache, gathered into aligned buffers."""
+
+    def setUp(self):
+        self.path = sparse_file(self, 32 * MiB)
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.addCleanup(os.close, self.fd)
+        # the file's pages out of the page cache before each test
+        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def _read(self):
+        with open(self.path, 'rb') as f:
+            return f.read()
+
+    def test_the_written_bytes_stay_out_of_the_page_cache(self):
+        rng = random.Random(3)
+        data = rng.randbytes(16 * MiB)
+        for direct in (False, True):
+            with self.subTest(direct=direct):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                lun = lunwriter.LunWriter(self.fd, direct=direct)
+                self.assertEqual(direct, lun.direct)
+                for off in range(0, 16 * MiB, MiB):
+                    lun.write(off, [data[off:off + MiB]])
+                lun.finish()
+                lun.close()
+                # 4096 pages written: all cached through the page cache,
+                # none past it
+                cached = resident_pages(self.path)
+                if direct:
+                    self.assertEqual(4, lun.direct_writes)
+                    self.assertEqual(0, cached)
+                else:
+                    self.assertEqual(0, lun.direct_writes)
+                    self.assertGreaterEqual(cached, 4000)
+                self.assertEqual(data, self._read()[:16 * MiB])
+
+    def test_writes_that_follow_each_other_are_gathered(self):
+        # 64 KiB writes (a qcow2 image's clusters): one write per 4 MiB
+        rng = random.Random(4)
+        data = rng.randbytes(8 * MiB)
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        for off in range(0, 8 * MiB, 64 * 1024):
+            lun.write(off, [memoryview(data)[off:off + 64 * 1024]])
+        lun.finish()
+        lun.close()
+        self.assertEqual((2, 2), (lun.writes, lun.direct_writes))
+        self.assertEqual(data, self._read()[:8 * MiB])
+
+    def test_odd_offsets_and_lengths_through_the_page_cache(self):
+        # an image's last bytes (not a whole block), a write at an odd
+        # offset: written, through the page cache, where asked
+        rng = random.Random(6)
+        want = bytearray(32 * MiB)
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        for off, n in ((0, 4 * MiB + 1000), (9 * MiB + 7, 123_457),
+                       (12 * MiB, 3 * MiB)):
+            data = rng.randbytes(n)
+            want[off:off + n] = data
+            lun.write(off, [data[:n // 2], data[n // 2:]])
+        lun.finish()
+        lun.close()
+        # [0, 4 MiB) and [12, 15 MiB) past it; the tail and the odd one not
+        self.assertEqual(2, lun.direct_writes)
+        self.assertEqual(4, lun.writes)
+        self.assertEqual(bytes(want), self._read())
+
+    def test_the_last_write_to_a_byte_stays(self):
+        rng = random.Random(8)
+        want = bytearray(32 * MiB)
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        # out of order, overlapping, odd sizes; each gathered, then
+        # written over, before or after its own write started
+        for _ in range(60):
+            off = rng.randrange(0, 28 * MiB)
+            n = rng.randint(1, 3 * MiB)
+            if rng.random() < 0.5:      # whole blocks: past the cache
+                off -= off % 4096
+                n += -n % 4096
+            data = rng.randbytes(n)
+            want[off:off + len(data)] = data
+            lun.write(off, [data])
+        lun.finish()
+        lun.close()
+        self.assertGreater(lun.direct_writes, 0)
+        self.assertEqual(bytes(want), self._read())
+
+    def test_a_refused_direct_write_goes_through_the_page_cache(self):
+        # A device or file system that takes the O_DIRECT open but
+        # refuses the write (EINVAL): that write and the rest are made
+        # through the page cache, nothing lost.
+        real = os.pwritev
+        refused = []
+
+        def pwritev(fd, buffers, offset):
+            if fd == lun.direct_fd:
+                refused.append(offset)
+                raise OSError(22, 'Invalid argument')
+            return real(fd, buffers, offset)
+        self.addCleanup(setattr, os, 'pwritev', real)
+        os.pwritev = pwritev
+        data = random.Random(2).randbytes(12 * MiB)
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        for off in range(0, 12 * MiB, MiB):
+            lun.write(off, [data[off:off + MiB]])
+        lun.finish()
+        self.assertFalse(lun.direct)
+        self.assertEqual(0, lun.direct_writes)
+        self.assertGreaterEqual(len(refused), 1)
+        lun.close()
+        self.assertEqual(data, self._read()[:12 * MiB])
+
+    def test_other_errors_fail_the_build(self):
+        real = os.pwritev
+
+        def pwritev(fd, buffers, offset):
+            if fd == lun.direct_fd:
+                raise OSError(5, 'Input/output error')
+            return real(fd, buffers, offset)
+        self.addCleanup(setattr, os, 'pwritev', real)
+        os.pwritev = pwritev
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        lun.write(0, [b'e' * (4 * MiB)])
+        with self.assertRaises(OSError) as ctx:
+            lun.finish()
+        self.assertEqual(5, ctx.exception.errno)
+        lun.close()
+
+    def test_close_drops_a_gathering_write_and_its_descriptor(self):
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        direct_fd = lun.direct_fd
+        lun.write(0, [b'g' * MiB])      # gathering: not written yet
+        lun.close()
+        self.assertEqual(b'\0' * MiB, self._read()[:MiB])
+        self.assertIsNone(lun.direct_fd)
+        with self.assertRaises(OSError):
+            os.fstat(direct_fd)
+
+    def test_no_o_direct_where_the_open_is_refused(self):
+        # A file system that refuses O_DIRECT at open (EINVAL, as ext4
+        # with data=journal does): written through the page cache
+        real = os.open
+
+        def refusing_open(path, flags, *args, **kwargs):
+            if flags & os.O_DIRECT:
+                raise OSError(22, 'Invalid argument')
+            return real(path, flags, *args, **kwargs)
+        self.addCleanup(setattr, os, 'open', real)
+        os.open = refusing_open
+        data = random.Random(1).randbytes(4 * MiB)
+        lun = lunwriter.LunWriter(self.fd, direct=True)
+        self.assertIsNone(lun.direct_fd)
+        self.assertFalse(lun.direct)
+        lun.write(0, [data])
+        lun.finish()
+        lun.close()
+        self.assertEqual((1, 0), (lun.writes, lun.direct_writes))
+        self.assertEqual(data, self._read()[:4 * MiB])
