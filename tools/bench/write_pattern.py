@@ -28,7 +28,10 @@ its size followed by ``fsync``, as the reference and a golden build do:
 * ``direct``: ``python_4MiB`` with ``O_DIRECT`` (what Cinder's own
   ``qemu-img convert -t none`` does on a block device): each unit copied
   into one page-aligned buffer and written from it, past the page cache;
-  ``direct_parts`` says how long the writes and the ``fsync`` took.
+  ``direct_parts`` says how long the writes and the ``fsync`` took;
+* ``direct_4``, ``direct_8``: ``direct`` with 4 or 8 writes under way
+  at once, each from a page-aligned buffer of its own, in plain
+  threads (``direct_parts``: ``d4_write``, ``d4_fsync``, ...).
 
 * ``lunwriter`` and ``lunwriter_flush_behind``: the golden build's own
   writer (``image_cache/lunwriter.py``, :class:`LunWriter`, in plain
@@ -38,6 +41,9 @@ its size followed by ``fsync``, as the reference and a golden build do:
   beside the writes. ``lunwriter_parts`` says how long the writes took
   (to the last write's end) and ``finish`` (the flush under way, then the
   final ``fsync``).
+* ``lunwriter_direct``: ``lunwriter_flush_behind`` with ``direct=True``,
+  the golden build's writes past the page cache (``O_DIRECT``, gathered
+  into aligned 4 MiB buffers: ``lunwriter_parts`` ``direct_*``).
 
 * ``raw_stream``: the golden build's whole raw stream,
   ``writer.write_raw_stream`` itself (oslo.utils' format inspector over
@@ -53,8 +59,10 @@ its size followed by ``fsync``, as the reference and a golden build do:
 
 No Cinder, no array, no network: what is left is the disk, the write
 pattern and, for ``raw_stream``, the build's own per-byte work.
-``--ways a,b`` runs only those. Results: ``doc/results/write-pattern.json``
-(``--out`` to change).
+``--ways a,b`` runs only those, in that order. ``--settle S`` pauses S
+seconds before each copy, after its destination is made (an idle
+machine's page cache: ``tools/bench/first_touch.py``). Results:
+``doc/results/write-pattern.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -170,8 +178,56 @@ def direct(img: str, dst: str,
     return t2 - t, written
 
 
-def lunwriter_units(img: str, dst: str, flush_every: int,
+def direct_parallel(img: str, dst: str, depth: int,
                     parts: dict[str, list[float]]) -> tuple[float, int]:
+    """``direct`` with ``depth`` writes in flight (native threads)."""
+    import concurrent.futures
+    import mmap
+    import queue
+    unit = 4 * MiB
+    zero = bytes(unit)
+    free: queue.Queue = queue.Queue()
+    bufs = [mmap.mmap(-1, unit) for _ in range(depth)]
+    for b in bufs:
+        free.put(b)
+    written = 0
+    t = time.monotonic()
+    fd = os.open(dst, os.O_WRONLY | os.O_DIRECT)
+
+    def put(buf: Any, n: int, offset: int) -> None:
+        try:
+            os.pwritev(fd, [memoryview(buf)[:n]], offset)
+        finally:
+            free.put(buf)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(depth) as pool, \
+                open(img, 'rb') as src:
+            futures = []
+            offset = 0
+            while chunk := src.read(unit):
+                if chunk != zero[:len(chunk)]:
+                    buf = free.get()
+                    buf[:len(chunk)] = chunk
+                    futures.append(pool.submit(put, buf, len(chunk), offset))
+                    written += len(chunk)
+                offset += len(chunk)
+            for f in futures:
+                f.result()
+        t1 = time.monotonic()
+        os.fsync(fd)
+        t2 = time.monotonic()
+    finally:
+        os.close(fd)
+        for b in bufs:
+            b.close()
+    for k, v in ((f'd{depth}_write', t1 - t), (f'd{depth}_fsync', t2 - t1)):
+        parts.setdefault(k, []).append(v)
+    return t2 - t, written
+
+
+def lunwriter_units(img: str, dst: str, flush_every: int,
+                    parts: dict[str, list[float]],
+                    direct: bool = False) -> tuple[float, int]:
     from cinder_dpm_ephemeral.image_cache import lunwriter
     unit = 4 * MiB
     zero = bytes(unit)
@@ -180,7 +236,7 @@ def lunwriter_units(img: str, dst: str, flush_every: int,
     lunwriter.FLUSH_EVERY = flush_every
     t = time.monotonic()
     fd = os.open(dst, os.O_RDWR)
-    lun = lunwriter.LunWriter(fd)
+    lun = lunwriter.LunWriter(fd, direct=direct)
     try:
         with open(img, 'rb') as src:
             offset = 0
@@ -197,7 +253,8 @@ def lunwriter_units(img: str, dst: str, flush_every: int,
         lun.close()
         os.close(fd)
         lunwriter.FLUSH_EVERY = saved
-    key = 'flush_behind_' if flush_every else ''
+    key = ('direct_' if direct else '') + (
+        'flush_behind_' if flush_every else '')
     for k, v in ((key + 'write', t1 - t), (key + 'finish', t2 - t1)):
         parts.setdefault(k, []).append(v)
     parts.setdefault(key + 'flushes', []).append(lun.flushes)
@@ -278,6 +335,9 @@ def main(argv: list[str]) -> int:
         'doc', 'results', 'write-pattern.json'))
     parser.add_argument('--ways', default=None,
                         help='comma-separated ways to run (default: all)')
+    parser.add_argument('--settle', type=float, default=0.0,
+                        help='seconds of pause before each copy (after '
+                             'its destination is made)')
     args = parser.parse_args(argv)
     from cinder_dpm_ephemeral.image_cache import lunwriter
     from tools.bench import cold
@@ -290,9 +350,13 @@ def main(argv: list[str]) -> int:
         'python_64KiB': lambda i, d: python_units(i, d, 64 * 1024),
         'flush_apart': lambda i, d: flush_apart(i, d, parts),
         'direct': lambda i, d: direct(i, d, direct_parts),
+        'direct_4': lambda i, d: direct_parallel(i, d, 4, direct_parts),
+        'direct_8': lambda i, d: direct_parallel(i, d, 8, direct_parts),
         'lunwriter': lambda i, d: lunwriter_units(i, d, 0, lun_parts),
         'lunwriter_flush_behind': lambda i, d: lunwriter_units(
             i, d, lunwriter.FLUSH_EVERY, lun_parts),
+        'lunwriter_direct': lambda i, d: lunwriter_units(
+            i, d, lunwriter.FLUSH_EVERY, lun_parts, direct=True),
         'raw_stream': raw_stream,
         'raw_stream_python': raw_stream_python,
     }
@@ -318,6 +382,7 @@ def main(argv: list[str]) -> int:
         for _ in range(args.repeats):
             for name, way in ways.items():
                 _fresh(dst, size)
+                time.sleep(args.settle)
                 seconds, written[name] = way(img, dst)
                 runs[name].append(seconds)
                 print(f'{name}: {seconds:.3f} s', flush=True)
