@@ -29,9 +29,9 @@ its size followed by ``fsync``, as the reference and a golden build do:
   ``qemu-img convert -t none`` does on a block device): each unit copied
   into one page-aligned buffer and written from it, past the page cache;
   ``direct_parts`` says how long the writes and the ``fsync`` took;
-* ``direct_4``, ``direct_8``: ``direct`` with 4 or 8 writes under way
-  at once, each from a page-aligned buffer of its own, in plain
-  threads (``direct_parts``: ``d4_write``, ``d4_fsync``, ...).
+* ``direct_4``, ``direct_8``, ``direct_16``: ``direct`` with 4, 8 or 16
+  writes under way at once, each from a page-aligned buffer of its own,
+  in plain threads (``direct_parts``: ``d4_write``, ``d4_fsync``, ...).
 
 * ``lunwriter`` and ``lunwriter_flush_behind``: the golden build's own
   writer (``image_cache/lunwriter.py``, :class:`LunWriter`, in plain
@@ -352,6 +352,7 @@ def main(argv: list[str]) -> int:
         'direct': lambda i, d: direct(i, d, direct_parts),
         'direct_4': lambda i, d: direct_parallel(i, d, 4, direct_parts),
         'direct_8': lambda i, d: direct_parallel(i, d, 8, direct_parts),
+        'direct_16': lambda i, d: direct_parallel(i, d, 16, direct_parts),
         'lunwriter': lambda i, d: lunwriter_units(i, d, 0, lun_parts),
         'lunwriter_flush_behind': lambda i, d: lunwriter_units(
             i, d, lunwriter.FLUSH_EVERY, lun_parts),
