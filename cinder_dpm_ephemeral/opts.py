@@ -99,16 +99,19 @@ image_cache_opts = [
              'not wait for the one before it. 1: one at a time.'),
     cfg.BoolOpt(
         'dpm_ephemeral_direct_io',
-        default=True,
+        default=False,
         help='Write a golden volume\'s LUN past the volume host\'s page '
              'cache (O_DIRECT), as Cinder\'s own image conversion writes '
              'a volume (qemu-img convert -t none): writes that follow '
-             'each other are gathered into page-aligned buffers of 4 MiB, '
-             'written by native threads (dpm_ephemeral_write_behind_'
-             'depth) while the next fill. The image never occupies the '
-             'host\'s memory, and a build pays no new page-cache pages. '
-             'A LUN that refuses O_DIRECT is written through the page '
-             'cache. False: always through the page cache.'),
+             'each other are gathered into page-aligned buffers of 4 MiB '
+             '(dpm_ephemeral_write_behind_depth + 1 of them), written by '
+             'native threads while the next gather. The image never '
+             'occupies the host\'s memory and a build pays for no new '
+             'page-cache pages, so its time no longer depends on what the '
+             'host freed just before; but where the page cache is warm a '
+             'build through it is faster (doc/benchmarks.md, "Past the '
+             'page cache"). A LUN that refuses O_DIRECT is written through '
+             'the page cache.'),
     cfg.IntOpt(
         'dpm_ephemeral_spare_golden_luns',
         default=0, min=0, max=16,

@@ -176,9 +176,10 @@ class _CacheTests(array_views.InternalTenant):
         self.assertEqual(0, gc.get_freeze_count())
 
     def test_the_golden_is_written_past_the_page_cache(self):
-        # image_cache/lunwriter.py, direct: a golden's bytes never occupy
-        # the volume host's page cache (dpm_ephemeral_direct_io, on by
-        # default), for the raw stream and the qcow2 conversion alike
+        # image_cache/lunwriter.py, direct: with dpm_ephemeral_direct_io a
+        # golden's bytes never occupy the volume host's page cache, for
+        # the raw stream and the qcow2 conversion alike; by default they
+        # go through it
         seen = []
         real = lunwriter.LunWriter.finish
 
@@ -190,17 +191,27 @@ class _CacheTests(array_views.InternalTenant):
         self.useFixture(fixtures.MonkeyPatch(
             'cinder_dpm_ephemeral.image_cache.lunwriter.LunWriter.finish',
             finish))
-        for fmt, seed in (('raw', 18), ('qcow2', 19)):
-            image, meta = self._image(mib=16, seed=seed, fmt=fmt,
-                                      name=f'direct-{fmt}')
-            vol = self._create(meta['id'])[0]
-            self._assert_content(vol['id'], image)
-        self.assertEqual(2, len(seen), seen)
-        for writes, direct_writes, cached in seen:
-            # every write of whole blocks past the cache, none cached
-            self.assertGreater(direct_writes, 0, seen)
-            self.assertGreaterEqual(direct_writes, writes - 1, seen)
-            self.assertEqual(0, cached, seen)
+        seed = 18
+        for direct in (False, True):
+            self.flags(dpm_ephemeral_direct_io=direct, group=self.BACKEND)
+            seen.clear()
+            for fmt in ('raw', 'qcow2'):
+                image, meta = self._image(mib=16, seed=seed, fmt=fmt,
+                                          name=f'direct-{direct}-{fmt}')
+                seed += 1
+                vol = self._create(meta['id'])[0]
+                self._assert_content(vol['id'], image)
+            self.assertEqual(2, len(seen), seen)
+            for writes, direct_writes, cached in seen:
+                if direct:
+                    # every write of whole blocks past the cache, none
+                    # of its pages cached
+                    self.assertGreater(direct_writes, 0, seen)
+                    self.assertGreaterEqual(direct_writes, writes - 1, seen)
+                    self.assertEqual(0, cached, seen)
+                else:
+                    self.assertEqual(0, direct_writes, seen)
+                    self.assertGreater(cached, 1000, seen)
 
     def _spy_temp_files(self):
         """Record every temporary file the cache makes (still made)."""
