@@ -296,9 +296,9 @@ class LunWriter:
     page cache where the LUN allows it (the module's docstring); a write
     may wait in the gathering buffer until the next write that does not
     follow it, or :meth:`wait`, and its buffers are copied into the
-    aligned one by the native thread that writes it. :attr:`fd` stays a descriptor
-    through the page cache, for the caller's own reads and writes after
-    a :meth:`wait`.
+    aligned one by the native thread that writes it. :attr:`fd` stays a
+    descriptor through the page cache, for the caller's own reads and
+    writes after a :meth:`wait`.
     """
 
     def __init__(self, fd: int, beside: bool = True,
