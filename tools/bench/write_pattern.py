@@ -227,13 +227,14 @@ def direct_parallel(img: str, dst: str, depth: int,
 
 def lunwriter_units(img: str, dst: str, flush_every: int,
                     parts: dict[str, list[float]],
-                    direct: bool = False) -> tuple[float, int]:
+                    direct: bool = False,
+                    drop: bool = True) -> tuple[float, int]:
     from cinder_dpm_ephemeral.image_cache import lunwriter
     unit = 4 * MiB
     zero = bytes(unit)
     written = 0
-    saved = lunwriter.FLUSH_EVERY
-    lunwriter.FLUSH_EVERY = flush_every
+    saved = lunwriter.FLUSH_EVERY, lunwriter.DROP_BEHIND
+    lunwriter.FLUSH_EVERY, lunwriter.DROP_BEHIND = flush_every, drop
     t = time.monotonic()
     fd = os.open(dst, os.O_RDWR)
     lun = lunwriter.LunWriter(fd, direct=direct)
@@ -252,8 +253,8 @@ def lunwriter_units(img: str, dst: str, flush_every: int,
     finally:
         lun.close()
         os.close(fd)
-        lunwriter.FLUSH_EVERY = saved
-    key = ('direct_' if direct else '') + (
+        lunwriter.FLUSH_EVERY, lunwriter.DROP_BEHIND = saved
+    key = ('direct_' if direct else '') + ('' if drop else 'no_drop_') + (
         'flush_behind_' if flush_every else '')
     for k, v in ((key + 'write', t1 - t), (key + 'finish', t2 - t1)):
         parts.setdefault(k, []).append(v)
@@ -356,6 +357,8 @@ def main(argv: list[str]) -> int:
         'lunwriter': lambda i, d: lunwriter_units(i, d, 0, lun_parts),
         'lunwriter_flush_behind': lambda i, d: lunwriter_units(
             i, d, lunwriter.FLUSH_EVERY, lun_parts),
+        'lunwriter_no_drop': lambda i, d: lunwriter_units(
+            i, d, lunwriter.FLUSH_EVERY, lun_parts, drop=False),
         'lunwriter_direct': lambda i, d: lunwriter_units(
             i, d, lunwriter.FLUSH_EVERY, lun_parts, direct=True),
         'raw_stream': raw_stream,

@@ -412,6 +412,10 @@ class DirectTest(unittest.TestCase):
             return f.read()
 
     def test_the_written_bytes_stay_out_of_the_page_cache(self):
+        # (DROP_BEHIND off: through the page cache the pages stay)
+        self.addCleanup(setattr, lunwriter, 'DROP_BEHIND',
+                        lunwriter.DROP_BEHIND)
+        lunwriter.DROP_BEHIND = False
         rng = random.Random(3)
         data = rng.randbytes(16 * MiB)
         for direct in (False, True):
@@ -555,3 +559,57 @@ class DirectTest(unittest.TestCase):
         lun.close()
         self.assertEqual((1, 0), (lun.writes, lun.direct_writes))
         self.assertEqual(data, self._read()[:4 * MiB])
+
+
+class DropBehindTest(unittest.TestCase):
+    """DROP_BEHIND: a build's LUN pages leave the page cache once flushed."""
+
+    def setUp(self):
+        self.path = sparse_file(self, 32 * MiB)
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.addCleanup(os.close, self.fd)
+        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        self.addCleanup(setattr, lunwriter, 'FLUSH_EVERY',
+                        lunwriter.FLUSH_EVERY)
+        self.addCleanup(setattr, lunwriter, 'DROP_BEHIND',
+                        lunwriter.DROP_BEHIND)
+        lunwriter.FLUSH_EVERY = 4 * MiB
+
+    def _build(self, data):
+        lun = lunwriter.LunWriter(self.fd)
+        for off in range(0, len(data), MiB):
+            lun.write(off, [data[off:off + MiB]])
+        lun.finish()
+        lun.close()
+        return lun
+
+    def test_pages_dropped_after_the_build_and_nothing_lost(self):
+        data = random.Random(12).randbytes(16 * MiB)
+        for drop in (False, True):
+            with self.subTest(drop=drop):
+                lunwriter.DROP_BEHIND = drop
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                lun = self._build(data)
+                self.assertGreaterEqual(lun.flushes, 1)
+                cached = resident_pages(self.path)
+                if drop:
+                    self.assertEqual(0, cached)
+                else:
+                    self.assertGreaterEqual(cached, 4000)
+                with open(self.path, 'rb') as f:
+                    self.assertEqual(data, f.read(16 * MiB))
+
+    def test_a_flush_drops_what_it_flushed_not_what_is_still_dirty(self):
+        lunwriter.DROP_BEHIND = True
+        clean = random.Random(13).randbytes(8 * MiB)
+        os.pwrite(self.fd, clean, 0)
+        lun = lunwriter.LunWriter(self.fd)
+        lun._flush_and_drop(8 * MiB)     # what the flush thread runs
+        self.assertEqual(0, resident_pages(self.path))
+        # written after the flush and not yet flushed: dirty, so kept
+        dirty = random.Random(14).randbytes(4 * MiB)
+        os.pwrite(self.fd, dirty, 8 * MiB)
+        lunwriter._drop(self.fd, 12 * MiB)
+        with open(self.path, 'rb') as f:
+            self.assertEqual(clean + dirty, f.read(12 * MiB))
+        lun.close()
