@@ -36,6 +36,12 @@ actually left for the array. :class:`LunWriter` changes two things:
   flush (doc/benchmarks.md, "Flush-behind"). On an array's LUN the
   flush is SCSI SYNCHRONIZE CACHE, which a battery-backed cache answers
   at once;
+* after each of those flushes, and after the final ``fsync``, the pages
+  written so far are dropped from the page cache (:data:`DROP_BEHIND`,
+  ``posix_fadvise(DONTNEED)``, which keeps a page still dirty): the build
+  never reads them back, the volume host keeps no golden image in its
+  memory, and the next writes reuse that memory instead of fresh pages
+  (doc/benchmarks.md, "Drop-behind");
 * with ``direct=True`` the LUN is written past the host's page cache
   (``O_DIRECT``, as Cinder's own ``qemu-img convert -t none`` writes a
   volume): writes that follow each other are gathered for one
