@@ -351,6 +351,8 @@ class LunWriter:
         #: the O_DIRECT descriptor, None when not wanted or refused
         self.direct_fd = open_direct(fd) if direct else None
         self._refused = False
+        #: a refusal seen by a native thread, not logged yet
+        self._refusal = ''
         #: page-aligned buffers: free ones; all made (at most depth + 1)
         self._free: list[mmap.mmap] = []
         self._buffers: list[mmap.mmap] = []
@@ -471,11 +473,11 @@ class LunWriter:
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
-                    # refused after all: through the page cache
+                    # refused after all: through the page cache (logged
+                    # by the caller's thread: a native thread must not
+                    # take the service's green logging locks)
                     self._refused = True
-                    LOG.info('The LUN refused a write past the page '
-                             'cache (%s); writing the rest through it.',
-                             exc)
+                    self._refusal = str(exc)
         self._do(parts, offset)
 
     def _pwrite_direct(self, view: memoryview, offset: int) -> None:
@@ -538,6 +540,10 @@ class LunWriter:
         buf = self._pending.popleft()[3]
         if buf is not None:
             self._free.append(buf)
+        if self._refusal:
+            LOG.info('The LUN refused a write past the page cache (%s); '
+                     'writing the rest through it.', self._refusal)
+            self._refusal = ''
 
     def wait(self) -> None:
         """Wait for every write under way; raise the first error.
