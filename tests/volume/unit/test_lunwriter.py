@@ -23,6 +23,7 @@ import unittest
 import eventlet
 
 from cinder_dpm_ephemeral.image_cache import lunwriter
+from cinder_dpm_ephemeral.testing import pagecache
 from cinder_dpm_ephemeral.testing.pagecache import resident_pages
 
 MiB = 1024 * 1024
@@ -397,15 +398,20 @@ class FlushBehindTest(unittest.TestCase):
         lun.close()
 
 
+def uncached_file(test):
+    """A 32 MiB sparse file opened for writes, none of it in the cache."""
+    path = sparse_file(test, 32 * MiB)
+    fd = os.open(path, os.O_RDWR)
+    test.addCleanup(os.close, fd)
+    pagecache.drop(path)
+    return path, fd
+
+
 class DirectTest(unittest.TestCase):
     """direct=True: past the page cache, gathered into aligned buffers."""
 
     def setUp(self):
-        self.path = sparse_file(self, 32 * MiB)
-        self.fd = os.open(self.path, os.O_RDWR)
-        self.addCleanup(os.close, self.fd)
-        # the file's pages out of the page cache before each test
-        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        self.path, self.fd = uncached_file(self)
 
     def _read(self):
         with open(self.path, 'rb') as f:
@@ -420,7 +426,7 @@ class DirectTest(unittest.TestCase):
         data = rng.randbytes(16 * MiB)
         for direct in (False, True):
             with self.subTest(direct=direct):
-                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                pagecache.drop(self.path)
                 lun = lunwriter.LunWriter(self.fd, direct=direct)
                 self.assertEqual(direct, lun.direct)
                 for off in range(0, 16 * MiB, MiB):
@@ -565,10 +571,7 @@ class DropBehindTest(unittest.TestCase):
     """DROP_BEHIND: a build's LUN pages leave the page cache once flushed."""
 
     def setUp(self):
-        self.path = sparse_file(self, 32 * MiB)
-        self.fd = os.open(self.path, os.O_RDWR)
-        self.addCleanup(os.close, self.fd)
-        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        self.path, self.fd = uncached_file(self)
         self.addCleanup(setattr, lunwriter, 'FLUSH_EVERY',
                         lunwriter.FLUSH_EVERY)
         self.addCleanup(setattr, lunwriter, 'DROP_BEHIND',
@@ -588,7 +591,7 @@ class DropBehindTest(unittest.TestCase):
         for drop in (False, True):
             with self.subTest(drop=drop):
                 lunwriter.DROP_BEHIND = drop
-                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                pagecache.drop(self.path)
                 lun = self._build(data)
                 self.assertGreaterEqual(lun.flushes, 1)
                 cached = resident_pages(self.path)
