@@ -416,6 +416,15 @@ class GoldenImageCache:
         """
         detach.wait(self, golden.id)
         try:
+            # a spare attached ahead (spares.py): detached, not just
+            # unmapped by the array's delete
+            writer.release(self.backend.driver, golden._context, golden)
+        except Exception:
+            LOG.warning('Golden volume %s: detaching it from this host '
+                        'before its removal failed; the array\'s delete '
+                        'removes its host mapping.', golden.id,
+                        exc_info=True)
+        try:
             self.backend.delete_golden_lun(golden)
         except exception.VolumeIsBusy:
             LOG.info('Golden volume %s gained a clone while it was being '

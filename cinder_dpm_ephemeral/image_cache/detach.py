@@ -100,11 +100,12 @@ def _detach(cache: Any, golden_id: str, ctx: Any,
                     'periodic clean-up removes it (metadata %s).',
                     golden_id, MD_DETACH_PENDING, exc_info=True)
         return False
-    _forget(cache, ctx, golden_id)
+    forget(cache, ctx, golden_id)
     return True
 
 
-def _forget(cache: Any, ctx: Any, golden_id: str) -> None:
+def forget(cache: Any, ctx: Any, golden_id: str) -> None:
+    """Drop the record of an owed detach (none: nothing to do)."""
     try:
         cache.db.volume_metadata_delete(ctx, golden_id, MD_DETACH_PENDING)
     except (exception.VolumeNotFound, exception.VolumeMetadataNotFound):
@@ -134,7 +135,7 @@ def redo(cache: Any, golden: objects.Volume) -> bool:
     """
     me = str(cache.backend.driver.host)
     if (golden.metadata.get(MD_DETACH_PENDING) != me or
-            golden.id in cache.detaching):
+            golden.id in cache.detaching or writer.is_held(golden.id)):
         return False
     golden.refresh()            # (a detach that just ended dropped it)
     if golden.metadata.get(MD_DETACH_PENDING) != me:
@@ -146,5 +147,5 @@ def redo(cache: Any, golden: objects.Volume) -> bool:
     properties = (writer.recent_connector(driver) or
                   writer.connector_properties(driver))
     driver.unmap_from_volume_host(golden._context, golden, properties)
-    _forget(cache, golden._context, golden.id)
+    forget(cache, golden._context, golden.id)
     return True

@@ -36,6 +36,16 @@ and still named ``dpm-golden-spare`` -> ``creating``): two builds, or a
 build and a removal, in one service or in a cluster, never both get it.
 The spare's lock (the image lock named for no image, in its pool) is held
 while spares are made or removed, never while a build takes one.
+
+A spare is also attached to the volume host once made
+(:data:`ATTACH_AHEAD`), so that a build on it neither waits for the array
+to map it nor for the host to find its device: the build writes at once
+and detaches it as its own (:func:`.writer.hold`). That it is mapped is
+recorded first, as a build's detach still owed (:mod:`.detach`'s
+``detach_pending``, naming this service): a restart loses the attachment,
+not the array's mapping, and the service's periodic clean-up (its first
+run is at start-up) removes the mapping. A spare removed is detached
+first (:meth:`.ImageCache._destroy`).
 """
 
 from __future__ import annotations
@@ -48,7 +58,9 @@ from cinder import objects
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 
+from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import recovery
+from cinder_dpm_ephemeral.image_cache import writer
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +68,9 @@ SPARE_NAME = 'dpm-golden-spare'
 STATE_SPARE = 'spare'
 #: 'true' or 'false': whether the spare's LUN reads zeros where unwritten
 MD_READS_ZEROS = 'reads_zeros'
+#: spares attached to the volume host once made (the build then writes
+#: at once); ``--ab image_cache.spares.ATTACH_AHEAD=0`` measures it
+ATTACH_AHEAD = True
 
 
 def wanted(cache: Any) -> int:
@@ -108,9 +123,15 @@ def claim(cache: Any, ictx: Any, volume: objects.Volume, size: int,
             cache.building.discard(g.id)
             continue        # taken or being removed meanwhile
         cache._set_md(g, metadata)
+        if writer.is_held(g.id):
+            # the build owns the attachment now: it detaches it (or, if
+            # it dies, the golden's removal takes the mapping with it)
+            detach.forget(cache, g._context, g.id)
         LOG.info('Golden volume %(g)s: spare LUN of %(size)d GiB taken for '
-                 'image %(img)s.', {'g': g.id, 'size': size,
-                                    'img': metadata.get('image_id')})
+                 'image %(img)s%(att)s.',
+                 {'g': g.id, 'size': size, 'img': metadata.get('image_id'),
+                  'att': ', already attached' if writer.is_held(g.id)
+                  else ''})
         return g
     return None
 
@@ -199,6 +220,8 @@ def _make(cache: Any, ictx: Any, volume: objects.Volume, size: int,
             cache._destroy(spare)
             raise
         cache._set_md(spare, {MD_READS_ZEROS: str(bool(zeros)).lower()})
+        if ATTACH_AHEAD:
+            _attach_ahead(cache, spare)
         spare.status = 'available'
         spare.save()
     finally:
@@ -206,6 +229,24 @@ def _make(cache: Any, ictx: Any, volume: objects.Volume, size: int,
     LOG.info('Spare golden LUN %(g)s of %(size)d GiB made in %(host)s.',
              {'g': spare.id, 'size': size, 'host': volume.host})
     return spare
+
+
+def _attach_ahead(cache: Any, spare: objects.Volume) -> None:
+    """Attach the spare to this host for the build that takes it.
+
+    Recorded first as a detach this service owes, dropped again when the
+    attach fails (the attach undoes its own mapping then). A spare that
+    could not be attached is still a spare: the build attaches it.
+    """
+    driver = cache.backend.driver
+    cache._set_md(spare, detach.owed_by(cache))
+    try:
+        writer.hold(driver, spare._context, spare)
+    except Exception:
+        LOG.warning('Spare golden LUN %s could not be attached ahead; the '
+                    'build that takes it attaches it.', spare.id,
+                    exc_info=True)
+        detach.forget(cache, spare._context, spare.id)
 
 
 def remove(cache: Any, spare: objects.Volume) -> bool:

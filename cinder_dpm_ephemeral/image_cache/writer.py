@@ -41,6 +41,11 @@ none (:func:`connector_soon`) or when the attach fails with it: should
 the fresh answer then differ (an HBA replaced meanwhile), the attach is
 made again with the fresh one. The detach always uses what the attach
 used.
+
+A volume may be attached ahead of its write (:func:`hold`: a spare LUN,
+attached once made, :mod:`.spares`): the write's :func:`attached` then
+takes that attachment instead of asking the array to map the LUN, and
+detaches it as its own. :func:`release` detaches one no write took.
 """
 
 from __future__ import annotations
@@ -161,9 +166,56 @@ def connector_soon(driver: Any) -> Soon:
                 lazy=REUSE_CONNECTOR and recent_connector(driver) is not None)
 
 
+#: volume id -> (attach_info, properties): attachments made ahead of
+#: their write (:func:`hold`), in this process only
+_held: dict[str, tuple[dict, dict]] = {}
+
+
+def hold(driver: Any, context: Any, volume: Any,
+         connector: dict | Soon | None = None) -> None:
+    """Attach ``volume`` now for a write to come (:func:`attached`).
+
+    The next :func:`attached` of the volume in this process takes this
+    attachment (no array call) and detaches it as its own; or
+    :func:`release` detaches it. The caller records first that the
+    volume is mapped to this host (a restart loses the attachment, not
+    the array's mapping).
+    """
+    if volume.id in _held:
+        return
+    attach_info, _volume, properties = _attach(
+        driver, context, volume,
+        connector if connector is not None else connector_soon(driver))
+    _held[volume.id] = (attach_info, properties)
+
+
+def is_held(volume_id: str) -> bool:
+    """Whether this process holds an attachment of the volume."""
+    return volume_id in _held
+
+
+def release(driver: Any, context: Any, volume: Any) -> bool:
+    """Detach what :func:`hold` attached, if no write took it; whether so."""
+    held = _held.pop(volume.id, None)
+    if held is None:
+        return False
+    attach_info, properties = held
+    driver._detach_volume(context, attach_info, volume, properties,
+                          force=True)
+    return True
+
+
 def _attach(driver: Any, context: Any, volume: Any,
             connector: dict | Soon | None) -> tuple[dict, Any, dict]:
-    """The driver's ``_attach_volume``; (attach_info, volume, properties)."""
+    """The driver's ``_attach_volume``; (attach_info, volume, properties).
+
+    Or the attachment :func:`hold` made ahead, taken (once).
+    """
+    held = _held.pop(volume.id, None)
+    if held is not None:
+        LOG.debug('Volume %s: writing through its attachment made ahead.',
+                  volume.id)
+        return held[0], volume, held[1]
     if connector is None:
         connector = connector_properties(driver)
     # the last answer while the build's own has not come

@@ -66,7 +66,10 @@ after all of the others): the figures of that variant are under
 (``..._OPTION_VALUE``); ``--ab module.NAME=VALUE`` sets a constant of
 ``cinder_dpm_ephemeral.module`` in this process for that variant (the
 volume service runs in it), e.g. ``image_cache.readahead.DROP_EVERY=0``
-(``..._NAME_VALUE``).
+(``..._NAME_VALUE``). ``--set OPTION=VALUE`` (repeatable) sets a backend
+option for every build of both variants, e.g. spare LUNs on
+(``dpm_ephemeral_spare_golden_luns=1``) while ``--ab
+image_cache.spares.ATTACH_AHEAD=0`` measures their attach made ahead.
 
 Each build's copy step is traced (:mod:`tools.bench.copy_trace`): this
 process's CPU seconds (user, system) and the machine's, pressure
@@ -510,6 +513,11 @@ def main(argv: list[str]) -> int:
                              '(image_cache.readahead.DROP_EVERY=0) set to '
                              'VALUE, alternating build by build in this '
                              'run; its figures are under "without"')
+    parser.add_argument('--set', metavar='OPTION=VALUE', action='append',
+                        default=[],
+                        help='a backend option set for every build (with '
+                             '--ab, for both variants), e.g. '
+                             'dpm_ephemeral_spare_golden_luns=1; repeatable')
     parser.add_argument('--new-service', action='store_true',
                         help='time each build as the first of a brand-new '
                              'volume service (default: on a running '
@@ -522,7 +530,8 @@ def main(argv: list[str]) -> int:
                   fill=args.fill, settle=args.settle,
                   svc_latency=args.svc_latency, glance_mbps=args.glance_mbps,
                   ab=args.ab, new_service=args.new_service,
-                  warm_mib=args.warm_mib)
+                  warm_mib=args.warm_mib,
+                  options=dict(ab_variant(spec)[:2] for spec in args.set))
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2, default=str)
@@ -536,12 +545,15 @@ def run(size_mib: int = 1024, repeats: int = 5,
         settle: float = 0.0, svc_latency: float | None = None,
         glance_mbps: float | None = None, ab: str | None = None,
         new_service: bool = False,
-        warm_mib: int | None = None) -> dict[str, Any]:
+        warm_mib: int | None = None,
+        options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The cold benchmark (see the module's doc); its results.
 
     Also what ``./run bench [--quick]`` runs for the headline's
     ``cold_*_fraction_of_reference`` (1 GiB, 5 repeats, no variant).
+    ``options``: backend options of every build (``--set``).
     """
+    options = dict(options or {})
     warnings.simplefilter('ignore')
     from cinder import monkey_patch
     monkey_patch.patch()
@@ -605,13 +617,15 @@ def run(size_mib: int = 1024, repeats: int = 5,
                                         if glance_mbps else None),
             'idle_timeout': 600,
             'timeout': 1800,
+            # --set: every build's (both variants')
+            'options_set': options,
         }
         storage_results: dict[str, Any] = {
             'params': {k: v for k, v in params.items()
                        if k != 'cold_images'}}
         phases: dict[str, Any] = {}
         without: dict[str, Any] = {}
-        variants = [({}, storage_results, phases)]
+        variants = [(dict(options), storage_results, phases)]
         # a module constant the variant sets (--ab module.NAME=VALUE)
         setting: tuple[str, Any] | None = None
         if ab:
@@ -621,7 +635,8 @@ def run(size_mib: int = 1024, repeats: int = 5,
                        'storage': {}, 'phases': {}}
             if '.' in name:
                 setting = (name, value)
-            variants.append(({} if setting else {name: value},
+            variants.append((dict(options) if setting
+                             else {**options, name: value},
                              without['storage'], without['phases']))
         slow: dict[str, Any] = {}
         trace = stack.enter_context(copy_trace.CopyTrace())

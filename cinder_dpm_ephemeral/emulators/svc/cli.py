@@ -400,6 +400,11 @@ class SVCArray:
         with self._lock:
             self._faults.setdefault(verb, []).append([count, error])
 
+    def clear_faults(self) -> None:
+        """Forget the injected faults not used yet."""
+        with self._lock:
+            self._faults.clear()
+
     def tick(self) -> None:
         """Advance background copies to the clock's now."""
         with self._lock:

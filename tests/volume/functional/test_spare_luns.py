@@ -17,6 +17,9 @@ counted like golden volumes and never outlive a failure or the option.
 Such a build reaches its attach before os-brick could answer with the
 host's connector properties: the last answer stands in, and os-brick is
 asked again only when that answer is old or the attach fails with it.
+A spare is attached to the volume host once made, so the build on it
+asks the array for no mapping; a restart leaves that mapping to the
+periodic clean-up.
 """
 
 from cinder import context as cinder_context
@@ -28,7 +31,9 @@ import fixtures
 
 from cinder_dpm_ephemeral.emulators.powerflex import errors as pflex_errors
 from cinder_dpm_ephemeral.emulators.svc import common as svc_common
+from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import spares
+from cinder_dpm_ephemeral.image_cache import writer
 from cinder_dpm_ephemeral.testing import cinder_harness
 from cinder_dpm_ephemeral.testing import images
 from tests.volume.functional import array_views
@@ -100,16 +105,119 @@ class _SpareTests(array_views.InternalTenant):
         self.assertEqual(5, self.array_volume_count())
         self.assertEqual((3, 3 * golden_a.size), self._usage())
 
+    def _maps_asked(self):
+        """The volume ids the driver is asked to map, from now on."""
+        real = self.driver.initialize_connection
+        asked = []
+
+        def initialize_connection(volume, connector):
+            asked.append(volume.id)
+            return real(volume, connector)
+        self.driver.initialize_connection = initialize_connection
+        self.addCleanup(delattr, self.driver, 'initialize_connection')
+        return asked
+
+    def test_a_spare_is_attached_ahead_and_its_build_writes_at_once(self):
+        _image, meta_a = self._image(50, 'ahead-a')
+        self._create(meta_a['id'])
+        [spare] = self.spares()
+        # mapped to this host, recorded as a detach this service owes
+        self.assertEqual([spare.id], self.mapped())
+        self.assertEqual(str(self.driver.host),
+                         spare.metadata[detach.MD_DETACH_PENDING])
+        asked = self._maps_asked()
+        image_b, meta_b = self._image(51, 'ahead-b', fmt='raw')
+        vol_b = self._create(meta_b['id'])
+        [golden_b] = self.goldens(meta_b['id'])
+        self.assertEqual(spare.id, golden_b.id)
+        # the build asked the array for no mapping of its LUN: only the
+        # next spare was mapped
+        [again] = self.spares()
+        self.assertEqual([again.id], asked)
+        self._assert_content(vol_b['id'], image_b)
+        # detached once built, its record gone; the next spare attached
+        self.assertEqual([again.id], self.mapped())
+        self.assertNotIn(detach.MD_DETACH_PENDING, golden_b.metadata)
+        self.assertTrue(writer.is_held(again.id))
+        self.assertFalse(writer.is_held(golden_b.id))
+
+    def test_without_attach_ahead_the_build_maps_its_spare(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.spares.ATTACH_AHEAD', False))
+        _image, meta_a = self._image(56, 'ahead-off-a')
+        self._create(meta_a['id'])
+        [spare] = self.spares()
+        self.assertEqual([], self.mapped())
+        self.assertNotIn(detach.MD_DETACH_PENDING, spare.metadata)
+        asked = self._maps_asked()
+        image_b, meta_b = self._image(57, 'ahead-off-b')
+        vol_b = self._create(meta_b['id'])
+        self.assertEqual([spare.id], asked)
+        self._assert_content(vol_b['id'], image_b)
+        self.assertEqual([], self.mapped())
+
+    def test_a_restart_leaves_the_spares_mapping_to_the_clean_up(self):
+        _image, meta_a = self._image(52, 'ahead-c')
+        self._create(meta_a['id'])
+        [spare] = self.spares()
+        # the service restarts: its attachment is gone with the process,
+        # the array's mapping and the record of it are not
+        self.assertTrue(writer.is_held(spare.id))
+        writer._held.pop(spare.id)
+        self.assertEqual([spare.id], self.mapped())
+        # the clean-up (its first run is at start-up) removes the mapping
+        self.cache.collect_garbage(self.images.service())
+        self.assertEqual([], self.mapped())
+        [spare] = self.spares()
+        self.assertNotIn(detach.MD_DETACH_PENDING, spare.metadata)
+        # and the next build attaches the spare itself
+        asked = self._maps_asked()
+        image_b, meta_b = self._image(53, 'ahead-d')
+        vol_b = self._create(meta_b['id'])
+        [golden_b] = self.goldens(meta_b['id'])
+        self.assertEqual(spare.id, golden_b.id)
+        self.assertEqual(spare.id, asked[0])
+        self._assert_content(vol_b['id'], image_b)
+        [again] = self.spares()
+        self.assertEqual([again.id], self.mapped())
+
+    def test_a_spare_the_array_will_not_map_is_still_a_spare(self):
+        self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
+        _image, meta = self._image(54, 'ahead-e')
+        vol = self._create(meta['id'])
+        golden = self.goldens(meta['id'])[0]
+        self.flags(dpm_ephemeral_spare_golden_luns=1, group=self.BACKEND)
+        ictx = cinder_context.get_internal_tenant_context()
+        volume = objects.Volume.get_by_id(ictx.elevated(), vol['id'])
+        self.inject_map_fault()
+        try:
+            spare = spares.replenish(self.cache, ictx, volume, golden.size)
+        finally:
+            self.backend.emulator.call(self.CLEAR_FAULTS)
+        # made, but neither attached nor recorded as mapped
+        self.assertEqual([spare.id], [g.id for g in self.spares()])
+        self.assertFalse(writer.is_held(spare.id))
+        self.assertNotIn(detach.MD_DETACH_PENDING, self.spares()[0].metadata)
+        self.assertEqual([], self.mapped())
+        # the build that takes it attaches it
+        image_b, meta_b = self._image(55, 'ahead-f')
+        vol_b = self._create(meta_b['id'])
+        self.assertEqual(spare.id, self.goldens(meta_b['id'])[0].id)
+        self._assert_content(vol_b['id'], image_b)
+
     def test_without_the_option_no_spare_and_surplus_removed(self):
         _image, meta = self._image(33, 'spare-c')
         self._create(meta['id'])
-        self.assertEqual(1, len(self.spares()))
+        [spare] = self.spares()
         before = self.array_volume_count()
         # lowered to 0: the periodic clean-up removes the spare, quota too
         self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
         self.cache.collect_garbage(self.images.service())
         self.assertEqual([], self.spares())
         self.assertEqual(before - 1, self.array_volume_count())
+        # detached before its removal: nothing mapped, nothing held
+        self.assertEqual([], self.mapped())
+        self.assertFalse(writer.is_held(spare.id))
         golden = self.goldens(meta['id'])[0]
         self.assertEqual((1, golden.size), self._usage())
         # and a build makes none
@@ -137,6 +245,7 @@ class _SpareTests(array_views.InternalTenant):
         self.assertNotIn(spare.id, [g.id for g in self.goldens()])
         self.assertEqual([], self.spares())
         self.assertEqual(objects_before - 1, self.array_volume_count())
+        self.assertEqual([], self.mapped())
         self.assertEqual((usage_before[0] - 1,
                           usage_before[1] - spare.size), self._usage())
         self.delete_volume(vol['id'])
@@ -163,6 +272,8 @@ class _SpareTests(array_views.InternalTenant):
         self.cache.collect_garbage(self.images.service())
         self.assertNotIn(first.id, [g.id for g in self.goldens()])
         self.assertEqual(2, self.array_volume_count())   # golden + clone
+        self.assertEqual([], self.mapped())
+        self.assertFalse(writer.is_held(first.id))
 
     def test_a_spare_in_error_is_removed_and_replaced(self):
         _image, meta = self._image(48, 'spare-err')
@@ -214,6 +325,10 @@ class _SpareTests(array_views.InternalTenant):
         Each answer is marked with its number. Returns the answers each
         attach of a golden LUN used.
         """
+        # the build attaches the spare itself (as after a restart, or
+        # when attaching ahead failed)
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.spares.ATTACH_AHEAD', False))
         real = volume_utils.brick_get_connector_properties
         answers = self.answers = []
         # no answer of an earlier test of this process
@@ -333,6 +448,18 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
         self.backend.emulator.call('array.inject_fault', 'mkvdisk', 1,
                                    svc_common.E_NO_EXTENTS)
 
+    def mapped(self):
+        """The ids of the volumes mapped to a host."""
+        return sorted(m['vdisk_name'][len('volume-'):]
+                      for m in self._inv()['host_mappings'])
+
+    CLEAR_FAULTS = 'array.clear_faults'
+
+    def inject_map_fault(self):
+        # every mapping refused (the one-command way and the in-tree way)
+        self.backend.emulator.call('array.inject_fault', 'mkvdiskhostmap',
+                                   100, svc_common.E_UNSTABLE)
+
     def test_no_mkvdisk_for_a_build_on_a_spare(self):
         _image, meta = self._image(40, 'spare-cmd')
         self._create(meta['id'])
@@ -357,6 +484,21 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
 
 class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
                             cinder_harness.CinderHarness):
+
+    CLEAR_FAULTS = 'clear_faults'
+
+    def mapped(self):
+        """The ids of the volumes mapped to an SDC."""
+        ids = {v['id'] for v in self._inv()['volumes'] if v['mapped_sdcs']}
+        known = {g.provider_id: g.id for g in self.goldens()}
+        # (an array id where no golden volume has it)
+        return sorted(known.get(i, i) for i in ids)
+
+    def inject_map_fault(self):
+        self.backend.emulator.call(
+            'inject_fault', 'addMappedSdc', 100,
+            error_code=pflex_errors.INJECTED,
+            message='The SDC is not connected', http_status=500)
 
     def inject_lun_fault(self):
         # the storage pool has no room for the new volume
