@@ -45,7 +45,8 @@ recorded first, as a build's detach still owed (:mod:`.detach`'s
 ``detach_pending``, naming this service): a restart loses the attachment,
 not the array's mapping, and the service's periodic clean-up (its first
 run is at start-up) removes the mapping. A spare removed is detached
-first (:meth:`.ImageCache._destroy`).
+first (:meth:`.ImageCache._destroy`). In a cluster, a spare attached by
+one volume service is taken and removed by that service only.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def claim(cache: Any, ictx: Any, volume: objects.Volume, size: int,
         return None
     for g in pool_spares(cache, ictx, volume):
         if (g.size != size or g.volume_type_id != volume.volume_type_id or
-                g.status != 'available'):
+                g.status != 'available' or _attached_elsewhere(cache, g)):
             continue
         # (the periodic clean-up leaves it alone from now on)
         cache.building.add(g.id)
@@ -123,9 +124,11 @@ def claim(cache: Any, ictx: Any, volume: objects.Volume, size: int,
             cache.building.discard(g.id)
             continue        # taken or being removed meanwhile
         cache._set_md(g, metadata)
-        if writer.is_held(g.id):
-            # the build owns the attachment now: it detaches it (or, if
-            # it dies, the golden's removal takes the mapping with it)
+        if g.metadata.get(detach.MD_DETACH_PENDING):
+            # (this service's: _attached_elsewhere) the build owns the
+            # attachment, or the mapping a restart left, now: it detaches
+            # it (or, if it dies, the golden's removal takes the mapping
+            # with it)
             detach.forget(cache, g._context, g.id)
         LOG.info('Golden volume %(g)s: spare LUN of %(size)d GiB taken for '
                  'image %(img)s%(att)s.',
@@ -134,6 +137,16 @@ def claim(cache: Any, ictx: Any, volume: objects.Volume, size: int,
                   else ''})
         return g
     return None
+
+
+def _attached_elsewhere(cache: Any, spare: objects.Volume) -> bool:
+    """Whether another volume service of the cluster attached the spare.
+
+    Such a spare serves that service's builds, and is removed by it: its
+    attachment lives in that service's process (:func:`_attach_ahead`).
+    """
+    owner = spare.metadata.get(detach.MD_DETACH_PENDING)
+    return bool(owner) and owner != str(cache.backend.driver.host)
 
 
 def reads_zeros(golden: objects.Volume) -> bool | None:
@@ -258,7 +271,8 @@ def remove(cache: Any, spare: objects.Volume) -> bool:
         spare.refresh()
     except exception.VolumeNotFound:
         return False
-    if not is_spare(spare) or spare.status != 'available':
+    if (not is_spare(spare) or spare.status != 'available' or
+            _attached_elsewhere(cache, spare)):
         return False
     # marked first: a removal cut short is finished by the next clean-up
     cache._set_md(spare, {'state': 'removing'})

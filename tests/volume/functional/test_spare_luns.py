@@ -205,6 +205,32 @@ class _SpareTests(array_views.InternalTenant):
         self.assertEqual(spare.id, self.goldens(meta_b['id'])[0].id)
         self._assert_content(vol_b['id'], image_b)
 
+    def test_a_spare_another_service_attached_is_left_to_it(self):
+        _image, meta = self._image(58, 'ahead-g')
+        self._create(meta['id'])
+        [spare] = self.spares()
+        # as made and attached by another volume service of a cluster
+        # (the attachment lives in that service's process)
+        other = f'otherhost@{self.BACKEND}'
+        self.cache._set_md(spare, {detach.MD_DETACH_PENDING: other})
+        image_b, meta_b = self._image(59, 'ahead-h')
+        vol_b = self._create(meta_b['id'])
+        # not taken here: this build made its own LUN
+        self.assertNotEqual(spare.id, self.goldens(meta_b['id'])[0].id)
+        self._assert_content(vol_b['id'], image_b)
+        # nor removed here, nor its mapping, when the option is lowered
+        self.flags(dpm_ephemeral_spare_golden_luns=0, group=self.BACKEND)
+        self.cache.collect_garbage(self.images.service())
+        self.assertEqual([spare.id], [g.id for g in self.spares()])
+        self.assertEqual([spare.id], self.mapped())
+        # its owner's clean-up removes it (the owner is this process)
+        self.cache._set_md(spare, {
+            detach.MD_DETACH_PENDING: str(self.driver.host)})
+        self.cache.collect_garbage(self.images.service())
+        self.assertEqual([], self.spares())
+        self.assertEqual([], self.mapped())
+        self.assertFalse(writer.is_held(spare.id))
+
     def test_without_the_option_no_spare_and_surplus_removed(self):
         _image, meta = self._image(33, 'spare-c')
         self._create(meta['id'])
