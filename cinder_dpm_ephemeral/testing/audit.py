@@ -20,7 +20,9 @@ Run it with faults off and after the clean-ups had their chance:
 * **leaked**: an array object no Cinder row owns: a LUN (SVC vdisk,
   PowerFlex volume or snapshot) with no live volume behind it, a
   FlashCopy map whose target or source is not such a LUN, a host
-  mapping or SDC mapping of a volume with no attachment, an SVC host
+  mapping or SDC mapping of a volume with no attachment (but a spare
+  LUN's, attached ahead to its volume service and recorded so in its
+  metadata: ``image_cache/spares.py``), an SVC host
   with no mapping left, and golden volumes no one needs (not ready,
   in error, or more than the cache's count limit once unused).
 """
@@ -33,6 +35,7 @@ from cinder import context as cinder_context
 from cinder import objects
 
 from cinder_dpm_ephemeral.image_cache import cache
+from cinder_dpm_ephemeral.image_cache import detach
 from cinder_dpm_ephemeral.image_cache import spares
 
 #: states a volume or attachment must never be left in
@@ -97,6 +100,19 @@ def unneeded_goldens(view: dict[str, Any], dependents: dict[str, int],
     return out
 
 
+def attached_ahead(view: dict[str, Any]) -> set[str]:
+    """Spare LUNs mapped on purpose: attached ahead, the mapping recorded.
+
+    ``detach_pending`` names the volume service that attached the spare
+    and removes the mapping (when a build takes the spare, when it is
+    removed, or after a restart of that service).
+    """
+    return {vid for vid, v in view['volumes'].items()
+            if _is_golden(v) and spares.is_spare(v) and
+            v.status == 'available' and
+            v.metadata.get(detach.MD_DETACH_PENDING)}
+
+
 def svc_hosts(inv: dict[str, Any]) -> list[str]:
     """The SVC's host objects, but the volume host's own while idle.
 
@@ -123,6 +139,7 @@ def svc_leaks(inv: dict[str, Any], view: dict[str, Any],
         if m['source'] not in owned or m['target'] not in owned)
     attached = {f'volume-{vid}' for vid, atts in view['attachments'].items()
                 if atts}
+    attached |= {f'volume-{vid}' for vid in attached_ahead(view)}
     leaks['host_mappings'] = sorted(
         f"{m['host_name']}:{m['vdisk_name']}" for m in inv['host_mappings']
         if m['vdisk_name'] not in attached)
@@ -151,6 +168,7 @@ def powerflex_leaks(inv: dict[str, Any], view: dict[str, Any],
         leaks[kind].append(f"{v['id']} {v['name']}")
     attached = {vols[vid].provider_id for vid, atts in
                 view['attachments'].items() if atts}
+    attached |= {vols[vid].provider_id for vid in attached_ahead(view)}
     leaks['sdc_mappings'] = sorted(
         f"{v['id']}:{sdc}" for v in inv['volumes']
         for sdc in v['mapped_sdcs'] if v['id'] not in attached)

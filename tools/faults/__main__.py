@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
                    help='random seed of the faults and the plan')
     p.add_argument('--lifecycles', type=int, default=None,
                    help='lifecycles per array (overrides --quick)')
+    p.add_argument('--spare-luns', type=int, default=0,
+                   help='dpm_ephemeral_spare_golden_luns for the campaign '
+                        '(default 0, the option\'s default): spare LUNs, '
+                        'made and attached ahead, under the same faults')
     p.add_argument('--arrays', default='svc,powerflex',
                    help='comma-separated: svc, powerflex')
     p.add_argument('--out', default=None,
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     params = campaign.params_for(args.quick, args.rate, args.seed,
                                  args.lifecycles)
     params['log'] = args.log
+    params['spare_luns'] = args.spare_luns
     t = time.monotonic()
     per_array = {}
     for array in arrays:
