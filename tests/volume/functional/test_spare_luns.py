@@ -502,9 +502,10 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
     CLEAR_FAULTS = 'array.clear_faults'
 
     def inject_map_fault(self):
-        # every mapping refused (the one-command way and the in-tree way)
+        # every mapping refused (the one-command way and the in-tree
+        # way), with an answer no one retries (CMMVC5786E is retried)
         self.backend.emulator.call('array.inject_fault', 'mkvdiskhostmap',
-                                   100, svc_common.E_UNSTABLE)
+                                   100, svc_common.E_UNSUPPORTED)
 
     def test_no_mkvdisk_for_a_build_on_a_spare(self):
         _image, meta = self._image(40, 'spare-cmd')
