@@ -171,8 +171,7 @@ def connector_soon(driver: Any) -> Soon:
 _held: dict[str, tuple[dict, dict]] = {}
 
 
-def hold(driver: Any, context: Any, volume: Any,
-         connector: dict | Soon | None = None) -> None:
+def hold(driver: Any, context: Any, volume: Any) -> None:
     """Attach ``volume`` now for a write to come (:func:`attached`).
 
     The next :func:`attached` of the volume in this process takes this
@@ -183,9 +182,8 @@ def hold(driver: Any, context: Any, volume: Any,
     """
     if volume.id in _held:
         return
-    attach_info, _volume, properties = _attach(
-        driver, context, volume,
-        connector if connector is not None else connector_soon(driver))
+    attach_info, _volume, properties = _attach(driver, context, volume,
+                                               connector_soon(driver))
     _held[volume.id] = (attach_info, properties)
 
 
