@@ -114,7 +114,7 @@ image_cache_opts = [
              'the page cache.'),
     cfg.IntOpt(
         'dpm_ephemeral_spare_golden_luns',
-        default=0, min=0, max=16,
+        default=1, min=0, max=16,
         help='Golden LUNs made ahead per pool, with no image yet: after a '
              'golden volume is built, one of the same size and volume '
              'type is made in the background, and the next build of an '
@@ -124,10 +124,12 @@ image_cache_opts = [
              'made (a restart leaves its mapping to the periodic '
              'clean-up). Each is a '
              'volume of the internal tenant (name dpm-golden-spare), '
-             'counted in its quota and in the pool\'s allocated capacity; '
+             'counted in its quota and in the pool\'s allocated capacity '
+             '(a thin LUN with nothing written on a thin volume type), '
+             'and holds one device on the volume host; '
              'the least recently wanted are removed beyond this number. '
              '0: none (surplus ones are removed by the periodic '
-             'clean-up).'),
+             'clean-up), and every build waits for its LUN.'),
     cfg.IntOpt(
         'dpm_ephemeral_image_cache_max_count',
         default=0, min=0,

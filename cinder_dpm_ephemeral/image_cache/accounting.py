@@ -86,17 +86,25 @@ class CapacityBook:
     """The volume manager's ``allocated_capacity_gb``, told by the driver.
 
     Cinder hands a driver no reference to its manager. The manager that
-    owns ``driver`` is looked for among the callers on the stack (every
-    golden volume is made or removed inside a manager call: create_volume,
-    delete_volume, the stats report) and, failing that, among the objects
-    that refer to the driver. Without one (the operator's command, a
-    driver used on its own) nothing is counted; the manager counts every
-    volume of its host again when it starts.
+    owns ``driver`` is taken from the stack when the manager sets the
+    driver up (:meth:`bind`, from the driver's ``do_setup``, which the
+    manager's ``init_host`` calls), since spare LUNs are made in the
+    background, in no manager call. Failing that it is looked for among
+    the callers on the stack (a build or removal inside create_volume,
+    delete_volume, the stats report) and among the objects that refer to
+    the driver. Without one (the operator's command, a driver used on its
+    own) nothing is counted; the manager counts every volume of its host
+    again when it starts.
     """
 
     def __init__(self, driver: Any) -> None:
         self._driver = driver
         self._manager: Any = None
+
+    def bind(self) -> None:
+        """Remember the volume manager that is calling the driver now."""
+        if self._manager is None:
+            self._manager = self._on_stack()
 
     def _owns(self, obj: Any) -> bool:
         from cinder.volume import manager as volume_manager

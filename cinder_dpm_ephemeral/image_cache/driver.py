@@ -119,6 +119,9 @@ class GoldenCacheDriverMixin:
         return list(opts.emulation_opts) + list(opts.image_cache_opts)
 
     def do_setup(self, context: Any) -> None:
+        # (called by the volume manager's init_host: its allocated
+        # capacity is told of golden volumes made away from its calls)
+        self.image_cache.capacity.bind()
         with security.explained(self.configuration):
             super().do_setup(context)  # type: ignore[misc]
 

@@ -111,6 +111,16 @@ class OperatorCommandsTest(base.CloudTestCase):
         self.wait_for('volume from image', lambda: self.cloud.json(
             'volume', 'show', vol['id'])['status'] == 'available')
         self.assertEqual(1, len(self.goldens(image_id)))
+        # At the options' defaults a spare LUN of its size follows, made in
+        # the background (in no call of the volume manager) and counted
+        # all the same.
+        cinder_conf = str(self.cloud.lo.conf('cinder'))
+
+        def spare_made() -> bool:
+            rc, rows = self._run('cinder-dpm-ephemeral', cinder_conf,
+                                 'cache', 'list')
+            return rc == 0 and any(r['state'] == 'spare' for r in rows)
+        self.wait_for('a spare LUN after the build', spare_made)
         log = (self.cloud.lo.logs / 'cinder-volume.log').read_text(
             errors='replace')
         self.assertNotIn('No volume manager owns this driver', log)

@@ -67,9 +67,9 @@ after all of the others): the figures of that variant are under
 ``cinder_dpm_ephemeral.module`` in this process for that variant (the
 volume service runs in it), e.g. ``image_cache.readahead.DROP_EVERY=0``
 (``..._NAME_VALUE``). ``--set OPTION=VALUE`` (repeatable) sets a backend
-option for every build of both variants, e.g. spare LUNs on
-(``dpm_ephemeral_spare_golden_luns=1``) while ``--ab
-image_cache.spares.ATTACH_AHEAD=0`` measures their attach made ahead.
+option for every build of both variants, e.g. spare LUNs off
+(``dpm_ephemeral_spare_golden_luns=0``; on by default since 2026-12-03)
+while ``--ab dpm_ephemeral_read_ahead`` measures the read-ahead.
 
 Each build's copy step is traced (:mod:`tools.bench.copy_trace`): this
 process's CPU seconds (user, system) and the machine's, pressure
@@ -517,7 +517,7 @@ def main(argv: list[str]) -> int:
                         default=[],
                         help='a backend option set for every build (with '
                              '--ab, for both variants), e.g. '
-                             'dpm_ephemeral_spare_golden_luns=1; repeatable')
+                             'dpm_ephemeral_spare_golden_luns=0; repeatable')
     parser.add_argument('--new-service', action='store_true',
                         help='time each build as the first of a brand-new '
                              'volume service (default: on a running '

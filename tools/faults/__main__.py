@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
                    help='random seed of the faults and the plan')
     p.add_argument('--lifecycles', type=int, default=None,
                    help='lifecycles per array (overrides --quick)')
-    p.add_argument('--spare-luns', type=int, default=0,
+    p.add_argument('--spare-luns', type=int, default=None,
                    help='dpm_ephemeral_spare_golden_luns for the campaign '
-                        '(default 0, the option\'s default): spare LUNs, '
-                        'made and attached ahead, under the same faults')
+                        '(default: the option\'s default, 1): spare LUNs, '
+                        'made and attached ahead, under the same faults; '
+                        '0 builds every golden on a LUN made for it')
     p.add_argument('--arrays', default='svc,powerflex',
                    help='comma-separated: svc, powerflex')
     p.add_argument('--out', default=None,

@@ -107,7 +107,8 @@ class CampaignHarness(lifecycles.LifecycleMixin):
         # the clean-up runs at every stats update (the campaign runs the
         # update itself, as the manager's timer would)
         opts['dpm_ephemeral_image_cache_cleanup_interval'] = 0
-        if self.params.get('spare_luns'):
+        if self.params.get('spare_luns') is not None:
+            # (None: the option's default)
             opts['dpm_ephemeral_spare_golden_luns'] = self.params[
                 'spare_luns']
         if self.BACKEND == 'powerflex':

@@ -36,9 +36,13 @@ from tools.faults import campaign
 MiB = 1024 * 1024
 
 
-class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
-    params = campaign.params_for(True, rate=0.3, seed=7, lifecycles=6)
-    params.update(settle_seconds=30, timeout=120, concurrency=2)
+_PARAMS = campaign.params_for(True, rate=0.3, seed=7, lifecycles=6)
+_PARAMS.update(settle_seconds=30, timeout=120, concurrency=2)
+
+
+class _CampaignSlice(log_capture.CapturedLogs, campaign.CampaignHarness):
+    # at the options' defaults: spare LUNs made and attached ahead
+    params = dict(_PARAMS, spare_luns=None)
 
     def test_campaign_slice_leaves_nothing_stuck_or_leaked(self):
         res = self.campaign(self.BACKEND, self.params)
@@ -55,6 +59,24 @@ class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
         log = self.all_logs()
         self.assertIn('[cinder.volume', log)
         self.assertNotIn(self.backend.login[1], log)
+
+
+class SVCCampaignSliceTest(_CampaignSlice, cinder_harness.CinderHarness):
+    BACKEND = 'svc'
+    VOLUME_GB = 1
+
+
+class PowerFlexCampaignSliceTest(_CampaignSlice,
+                                 cinder_harness.CinderHarness):
+    BACKEND = 'powerflex'
+    VOLUME_GB = 8
+
+
+class _FaultTests(log_capture.CapturedLogs, campaign.CampaignHarness):
+    # what a build on a LUN made for it does under each fault (the first
+    # build of an image size in a pool); spare LUNs under faults:
+    # test_spare_luns.py and the campaign slice above
+    params = dict(_PARAMS, spare_luns=0)
 
     def test_cleanup_after_a_reschedule_outlives_the_volume(self):
         # The volume's row is gone (deleted in error, with no host, so

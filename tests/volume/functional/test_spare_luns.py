@@ -44,9 +44,8 @@ MiB = 1024 * 1024
 
 class _SpareTests(array_views.InternalTenant):
 
-    def setUp(self):
-        super().setUp()
-        self.flags(dpm_ephemeral_spare_golden_luns=1, group=self.BACKEND)
+    # the option's default: one spare per pool, volume type and size
+    SPARE_GOLDEN_LUNS = None
 
     @property
     def cache(self):
@@ -70,6 +69,11 @@ class _SpareTests(array_views.InternalTenant):
     def _usage(self):
         return self.internal_usage()
 
+    def _allocated_gb(self, host):
+        pool = volume_utils.extract_host(host, 'pool')
+        return self.volume_manager.stats['pools'][pool][
+            'allocated_capacity_gb']
+
     def _assert_content(self, volume_id, image):
         self.assertEqual(image.raw_sha256,
                          self.backend.luns.sha256(self.lun_of(volume_id),
@@ -86,9 +90,13 @@ class _SpareTests(array_views.InternalTenant):
         self.assertEqual(array_views.INTERNAL_PROJECT, spare.project_id)
         self.assertIn(spare.metadata[spares.MD_READS_ZEROS],
                       ('true', 'false'))
-        # golden + clone + spare on the array; all three counted
+        # golden + clone + spare on the array; all three counted, in the
+        # internal tenant's quota and in the pool's allocated capacity
+        # (the spare was made in the background, in no manager call)
         self.assertEqual(3, self.array_volume_count())
         self.assertEqual((2, 2 * golden_a.size), self._usage())
+        self.assertEqual(2 * golden_a.size + vol_a['size'],
+                         self._allocated_gb(spare.host))
 
         image_b, meta_b = self._image(32, 'spare-b', fmt='raw')
         vol_b = self._create(meta_b['id'])
