@@ -118,6 +118,9 @@ class GoldenImageCache:
             float('-inf'), {})
         #: the green thread making the last spare LUN (:mod:`.spares`)
         self.spare_maker: Any = None
+        #: clone_image calls under way in this process (a spare is made
+        #: once there are none: :func:`.spares.replenish_soon`)
+        self.cloning = 0
         #: golden id -> its build's detach under way (:mod:`.detach`)
         self.detaching: dict[str, writer.Soon] = {}
 
@@ -167,15 +170,19 @@ class GoldenImageCache:
         version = image_version(image_meta)
         pool = volume_utils.extract_host(volume.host, 'pool')
         built_ids: list[str] = []
+        self.cloning += 1
         try:
             return self._clone_image(context, ictx, volume, image_meta,
                                      image_service, version, pool,
                                      built_ids)
         finally:
-            # a build's detach runs beside the clone; the volume is
-            # available only once it is done (:mod:`.detach`)
-            for golden_id in built_ids:
-                detach.wait(self, golden_id)
+            try:
+                # a build's detach runs beside the clone; the volume is
+                # available only once it is done (:mod:`.detach`)
+                for golden_id in built_ids:
+                    detach.wait(self, golden_id)
+            finally:
+                self.cloning -= 1
 
     def _clone_image(self, context: Any, ictx: Any, volume: objects.Volume,
                      image_meta: dict[str, Any], image_service: Any,

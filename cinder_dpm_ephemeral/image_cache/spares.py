@@ -51,6 +51,7 @@ one volume service is taken and removed by that service only.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import eventlet
@@ -72,6 +73,9 @@ MD_READS_ZEROS = 'reads_zeros'
 #: spares attached to the volume host once made (the build then writes
 #: at once); ``--ab image_cache.spares.ATTACH_AHEAD=0`` measures it
 ATTACH_AHEAD = True
+#: most seconds a spare's making waits for the clones under way in this
+#: process (a boot storm's) to be made first (0: it does not wait)
+AFTER_CLONES_WAIT = 60.0
 
 
 def wanted(cache: Any) -> int:
@@ -157,18 +161,31 @@ def reads_zeros(golden: objects.Volume) -> bool | None:
 
 def replenish_soon(cache: Any, ictx: Any, volume: objects.Volume,
                    size: int) -> None:
-    """Make a spare like the golden just built, in a green thread."""
+    """Make a spare like the golden just built, in a green thread.
+
+    It is made once the clones under way in this process are made (the
+    build's own, and a boot storm's waiting for the build), at most
+    :data:`AFTER_CLONES_WAIT` seconds later: the spare is for the next
+    cold build, and its array commands would otherwise run beside theirs.
+    """
     if not wanted(cache):
         return
 
     def run() -> None:
         try:
+            _after_clones(cache)
             replenish(cache, ictx, volume, size)
         except Exception:
             LOG.exception('Spare golden LUN of %(size)d GiB in %(host)s not '
                           'made; the next build makes its LUN itself.',
                           {'size': size, 'host': volume.host})
     cache.spare_maker = eventlet.spawn(run)
+
+
+def _after_clones(cache: Any) -> None:
+    deadline = time.monotonic() + AFTER_CLONES_WAIT
+    while cache.cloning and time.monotonic() < deadline:
+        eventlet.sleep(0.05)
 
 
 def wait_made(cache: Any) -> None:

@@ -537,6 +537,32 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
                                  f'volume-{again.id}']), sorted(names))
 
 
+    def test_a_storm_is_cloned_before_the_spare_is_made(self):
+        # The spare is for the next cold build: its array commands wait
+        # until the clones under way, a boot storm's, are made
+        # (spares.AFTER_CLONES_WAIT), rather than run beside them.
+        _image, meta = self._image(42, 'spare-storm')
+        start = len(self.backend.emulator.call('array.recent_commands',
+                                               10000))
+        vols = [self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+                for _ in range(5)]
+        for v in vols:
+            v = self.wait_for_volume(v['id'], timeout=300)
+            self.assertEqual('available', v['status'], v)
+        spares.wait_made(self.cache)
+        [spare] = self.spares()
+        log = self.backend.emulator.call('array.recent_commands',
+                                         10000)[start:]
+
+        def naming(vdisk):
+            return [i for i, argv in enumerate(log)
+                    if any(a.strip('"') == vdisk for a in argv)]
+        spare_first = naming(f'volume-{spare.id}')[0]
+        self.assertEqual('mkvdisk', log[spare_first][1])
+        clones_last = max(naming(f'volume-{v["id"]}')[-1] for v in vols)
+        self.assertGreater(spare_first, clones_last, log)
+
+
 class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
                             cinder_harness.CinderHarness):
 
