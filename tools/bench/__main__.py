@@ -38,12 +38,13 @@ MiB = 1024 * 1024
 COLD_MIB = 1024
 
 
-def _storage(quick: bool, configs: list[str] | None) -> dict:
+def _storage(quick: bool, configs: list[str] | None,
+             options: dict[str, Any] | None = None) -> dict:
     # Cinder runs under eventlet: patch before anything imports ssl.
     from cinder import monkey_patch
     monkey_patch.patch()
     from tools.bench import storage
-    return storage.run(quick, configs)
+    return storage.run(quick, configs, options)
 
 
 def _get(storage: dict, cfg: str, *path: str) -> Any:
@@ -247,6 +248,13 @@ def main(argv: list[str]) -> int:
                         help='builds per format of the cold benchmark\'s '
                              f'{COLD_MIB} MiB disk for the headline\'s '
                              'cold_*_fraction_of_reference (0: skip it)')
+    parser.add_argument('--set', metavar='OPTION=VALUE', action='append',
+                        default=[],
+                        help='a backend option of ours for every scenario '
+                             'and cold build, e.g. '
+                             'dpm_ephemeral_spare_golden_luns=0; '
+                             'repeatable (the file\'s name then ends in '
+                             '-set)')
     args = parser.parse_args(argv)
     warnings.simplefilter('ignore')
     out_dir = os.path.join('doc', 'results')
@@ -256,6 +264,9 @@ def main(argv: list[str]) -> int:
     results: dict = {'quick': args.quick, 'finished': None,
                      'started': stamp, 'load_average': os.getloadavg(),
                      'cpus': os.cpu_count(), 'code': cold.code_version()}
+    options = dict(cold.ab_variant(spec)[:2] for spec in args.set)
+    if options:
+        results['options'] = options
     if args.only in (None, 'nova'):
         import subprocess
         # Nova cannot share a process with Cinder: run it on its own.
@@ -270,7 +281,7 @@ def main(argv: list[str]) -> int:
         except (ValueError, IndexError):
             results['nova'] = {'error': proc.stderr[-2000:]}
     if args.only in (None, 'storage'):
-        results['storage'] = _storage(args.quick, args.config)
+        results['storage'] = _storage(args.quick, args.config, options)
         if args.cold_repeats and 'ours-svc' in (args.config or ['ours-svc']):
             # the cold build of a 1 GiB realistic disk against the copy
             # limit (./run bench cold, without a variant)
@@ -279,7 +290,7 @@ def main(argv: list[str]) -> int:
             # spare LUNs: ..._without_spare_luns)
             results['cold'] = cold.run(size_mib=COLD_MIB,
                                        repeats=args.cold_repeats,
-                                       ab=COLD_NO_SPARES)
+                                       ab=COLD_NO_SPARES, options=options)
     storage = results.get('storage', {})
     head = headline(storage, storage.get('params', {}).get('repeats'),
                     results.get('cold'))
@@ -293,6 +304,8 @@ def main(argv: list[str]) -> int:
     name = 'bench-quick' if args.quick else 'bench-full'
     if args.only or args.config:
         name += '-partial'
+    if options:
+        name += '-set'
     path = os.path.join(out_dir, f'{name}.json')
     with open(path, 'w') as f:
         json.dump(results, f, indent=2, default=str)

@@ -682,7 +682,12 @@ CONFIGS = ['ours-svc', 'stock-svc', 'stock-tuned-svc', 'ours-powerflex',
            'stock-powerflex']
 
 
-def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
+def run(quick: bool, configs: list[str] | None = None,
+        options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every configuration's scenarios.
+
+    ``options``: backend options of ours (``./run bench --set``).
+    """
     from cinder_dpm_ephemeral.emulators.powerflex import api as pf_api
     from cinder_dpm_ephemeral.emulators.svc import cli as svc_cli
     params = {
@@ -700,6 +705,8 @@ def run(quick: bool, configs: list[str] | None = None) -> dict[str, Any]:
         'idle_timeout': 1800,
         'timeout': 3600,
     }
+    if options:
+        params['backend_options'] = dict(options)
     results: dict[str, Any] = {'params': params}
     for config in configs or CONFIGS:
         run_case(config, params, results)
