@@ -16,8 +16,10 @@ options such as ``default_availability_zone`` on the global oslo.config
 object), so the suite is separate stestr runs, one per side. The third,
 tests/e2e, drives the whole cloud (./run cloud) from outside with one
 worker; it mostly waits on the cloud's services, so it runs alongside the
-other two (its own stestr repository, its lines prefixed ``[e2e]``) and
-the suite takes the longer of the two paths instead of their sum.
+volume side (its own stestr repository, its lines prefixed ``[e2e]``),
+and the compute side follows it there (``.stestr-compute``, lines
+prefixed ``[compute]``): the suite takes the longer of the two paths
+instead of their sum (the volume side is the longer one).
 """
 
 import json
@@ -26,12 +28,15 @@ import subprocess
 import sys
 import threading
 
-# Run one after the other, each with stestr's default concurrency.
-SUITES = ('./tests/volume', './tests/compute')
-# Runs alongside SUITES: one worker, one cloud per process (tests/e2e/base.py).
-ALONGSIDE = './tests/e2e'
-# stestr's --repo-url is the directory that holds a .stestr repository.
-ALONGSIDE_REPO = '.stestr-e2e'
+# With stestr's default concurrency.
+SUITES = ('./tests/volume',)
+# Run alongside SUITES, one after the other, each with its own stestr
+# repository (stestr's --repo-url is the directory that holds a .stestr
+# repository), its label and its extra arguments: the e2e suite with one
+# worker, one cloud per process (tests/e2e/base.py), then the compute
+# side.
+ALONGSIDE = (('./tests/e2e', '.stestr-e2e', 'e2e', ['--concurrency', '1']),
+             ('./tests/compute', '.stestr-compute', 'compute', []))
 DEFAULT_REPO = '.'
 
 _COUNTER = r'''
@@ -173,28 +178,34 @@ def _result(rc: int, repo: str, before: str, argv: list[str]) -> Result:
 
 
 class _Alongside(threading.Thread):
-    """The e2e suite in the background, its output prefixed line by line."""
+    """:data:`ALONGSIDE`'s suites in turn, in the background.
+
+    Each one's output is prefixed line by line with its label.
+    """
 
     def __init__(self, argv: list[str]) -> None:
         super().__init__(daemon=True)
         self.argv = argv
-        os.makedirs(ALONGSIDE_REPO, exist_ok=True)
-        self.before = _next_stream(ALONGSIDE_REPO)
-        self.proc = _start(ALONGSIDE, ALONGSIDE_REPO, argv,
-                           ['--concurrency', '1'])
+        self.results: list[Result] = []
 
     def run(self) -> None:
-        for line in self.proc.stdout:
-            _say(f'[e2e] {line}')
+        for suite, repo, label, extra in ALONGSIDE:
+            _say(f'=== stestr: {suite} (alongside, lines prefixed '
+                 f'[{label}]) ===\n')
+            os.makedirs(repo, exist_ok=True)
+            before = _next_stream(repo)
+            proc = _start(suite, repo, self.argv, extra)
+            for line in proc.stdout:
+                _say(f'[{label}] {line}')
+            self.results.append(
+                _result(proc.wait(), repo, before, self.argv))
 
-    def result(self) -> Result:
+    def result(self) -> list[Result]:
         self.join()
-        rc = self.proc.wait()
-        return _result(rc, ALONGSIDE_REPO, self.before, self.argv)
+        return self.results
 
 
 def main(argv: list[str]) -> int:
-    _say(f'=== stestr: {ALONGSIDE} (alongside, lines prefixed [e2e]) ===\n')
     alongside = _Alongside(argv)
     alongside.start()
     results = []
@@ -205,8 +216,8 @@ def main(argv: list[str]) -> int:
         for line in proc.stdout:
             _say(line)
         results.append(_result(proc.wait(), DEFAULT_REPO, before, argv))
-    _say(f'=== waiting for {ALONGSIDE} ===\n')
-    results.append(alongside.result())
+    _say('=== waiting for ' + ', '.join(a[0] for a in ALONGSIDE) + ' ===\n')
+    results.extend(alongside.result())
     worst = next((r[0] for r in results if r[0]), 0)
     passed = sum(r[1] for r in results)
     failed = sum(r[2] for r in results)

@@ -536,7 +536,6 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
         self.assertEqual(sorted([f'volume-{vol["id"]}',
                                  f'volume-{again.id}']), sorted(names))
 
-
     def test_a_storm_is_cloned_before_the_spare_is_made(self):
         # The spare is for the next cold build: its array commands wait
         # until the clones under way, a boot storm's, are made
