@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,9 +119,11 @@ class GoldenImageCache:
             float('-inf'), {})
         #: the green thread making the last spare LUN (:mod:`.spares`)
         self.spare_maker: Any = None
-        #: clone_image calls under way in this process (a spare is made
-        #: once there are none: :func:`.spares.replenish_soon`)
+        #: clone_image calls under way in this process, and when the last
+        #: one started (time.monotonic()): a spare is made once there are
+        #: none, after a quiet while (:func:`.spares.replenish_soon`)
         self.cloning = 0
+        self.clone_started = float('-inf')
         #: golden id -> its build's detach under way (:mod:`.detach`)
         self.detaching: dict[str, writer.Soon] = {}
 
@@ -171,6 +174,7 @@ class GoldenImageCache:
         pool = volume_utils.extract_host(volume.host, 'pool')
         built_ids: list[str] = []
         self.cloning += 1
+        self.clone_started = time.monotonic()
         try:
             return self._clone_image(context, ictx, volume, image_meta,
                                      image_service, version, pool,

@@ -76,6 +76,9 @@ ATTACH_AHEAD = True
 #: most seconds a spare's making waits for the clones under way in this
 #: process (a boot storm's) to be made first (0: it does not wait)
 AFTER_CLONES_WAIT = 60.0
+#: ... and until no clone has started for this many seconds: Nova sends a
+#: storm's volume creates spread over a second or so
+AFTER_CLONES_QUIET = 1.0
 
 
 def wanted(cache: Any) -> int:
@@ -164,9 +167,10 @@ def replenish_soon(cache: Any, ictx: Any, volume: objects.Volume,
     """Make a spare like the golden just built, in a green thread.
 
     It is made once the clones under way in this process are made (the
-    build's own, and a boot storm's waiting for the build), at most
-    :data:`AFTER_CLONES_WAIT` seconds later: the spare is for the next
-    cold build, and its array commands would otherwise run beside theirs.
+    build's own, and a boot storm's) and none has started for
+    :data:`AFTER_CLONES_QUIET` seconds, at most :data:`AFTER_CLONES_WAIT`
+    seconds later: the spare is for the next cold build, and its array
+    commands would otherwise run beside theirs.
     """
     if not wanted(cache):
         return
@@ -184,8 +188,12 @@ def replenish_soon(cache: Any, ictx: Any, volume: objects.Volume,
 
 def _after_clones(cache: Any) -> None:
     deadline = time.monotonic() + AFTER_CLONES_WAIT
-    while cache.cloning and time.monotonic() < deadline:
-        eventlet.sleep(0.05)
+    while time.monotonic() < deadline:
+        quiet = time.monotonic() - cache.clone_started
+        if not cache.cloning and quiet >= AFTER_CLONES_QUIET:
+            return
+        eventlet.sleep(0.05 if cache.cloning else
+                       min(0.05, AFTER_CLONES_QUIET - quiet))
 
 
 def wait_made(cache: Any) -> None:

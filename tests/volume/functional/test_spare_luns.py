@@ -561,6 +561,33 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
         clones_last = max(naming(f'volume-{v["id"]}')[-1] for v in vols)
         self.assertGreater(spare_first, clones_last, log)
 
+    def test_a_spread_storm_is_cloned_before_the_spare_is_made(self):
+        # Nova sends a storm's creates spread out: the next clone may
+        # start after the one before is made. The spare waits for a quiet
+        # while (spares.AFTER_CLONES_QUIET), not only for no clone under
+        # way.
+        _image, meta = self._image(43, 'spare-spread')
+        start = len(self.backend.emulator.call('array.recent_commands',
+                                               10000))
+        first = self.wait_for_volume(self.create_volume(
+            self.VOLUME_GB, image_id=meta['id'])['id'], timeout=300)
+        self.assertEqual('available', first['status'], first)
+        second = self.wait_for_volume(self.create_volume(
+            self.VOLUME_GB, image_id=meta['id'])['id'], timeout=300)
+        self.assertEqual('available', second['status'], second)
+        spares.wait_made(self.cache)
+        [spare] = self.spares()
+        log = self.backend.emulator.call('array.recent_commands',
+                                         10000)[start:]
+
+        def naming(vdisk):
+            return [i for i, argv in enumerate(log)
+                    if any(a.strip('"') == vdisk for a in argv)]
+        spare_first = naming(f'volume-{spare.id}')[0]
+        self.assertEqual('mkvdisk', log[spare_first][1])
+        self.assertGreater(spare_first,
+                           naming(f'volume-{second["id"]}')[-1], log)
+
 
 class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
                             cinder_harness.CinderHarness):
