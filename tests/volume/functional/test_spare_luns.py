@@ -536,18 +536,16 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
         self.assertEqual(sorted([f'volume-{vol["id"]}',
                                  f'volume-{again.id}']), sorted(names))
 
-    def test_a_storm_is_cloned_before_the_spare_is_made(self):
-        # The spare is for the next cold build: its array commands wait
-        # until the clones under way, a boot storm's, are made
-        # (spares.AFTER_CLONES_WAIT), rather than run beside them.
-        _image, meta = self._image(42, 'spare-storm')
+    def _spare_made_after(self, create):
+        """Assert the spare made after ``create()`` waited for its clones.
+
+        ``create()`` returns the volumes it made, available; the next
+        spare's first command, its ``mkvdisk``, must come after every
+        command naming one of their vdisks.
+        """
         start = len(self.backend.emulator.call('array.recent_commands',
                                                10000))
-        vols = [self.create_volume(self.VOLUME_GB, image_id=meta['id'])
-                for _ in range(5)]
-        for v in vols:
-            v = self.wait_for_volume(v['id'], timeout=300)
-            self.assertEqual('available', v['status'], v)
+        vols = create()
         spares.wait_made(self.cache)
         [spare] = self.spares()
         log = self.backend.emulator.call('array.recent_commands',
@@ -561,32 +559,42 @@ class SVCSpareLunTest(array_views.SVCArray, _SpareTests,
         clones_last = max(naming(f'volume-{v["id"]}')[-1] for v in vols)
         self.assertGreater(spare_first, clones_last, log)
 
+    def test_a_storm_is_cloned_before_the_spare_is_made(self):
+        # The spare is for the next cold build: its array commands wait
+        # until the clones under way, a boot storm's, are made
+        # (spares.AFTER_CLONES_WAIT), rather than run beside them.
+        _image, meta = self._image(42, 'spare-storm')
+
+        def storm():
+            vols = [self.create_volume(self.VOLUME_GB, image_id=meta['id'])
+                    for _ in range(5)]
+            vols = [self.wait_for_volume(v['id'], timeout=300)
+                    for v in vols]
+            for v in vols:
+                self.assertEqual('available', v['status'], v)
+            return vols
+        self._spare_made_after(storm)
+
     def test_a_spread_storm_is_cloned_before_the_spare_is_made(self):
         # Nova sends a storm's creates spread out: the next clone may
         # start after the one before is made. The spare waits for a quiet
         # while (spares.AFTER_CLONES_QUIET), not only for no clone under
-        # way.
+        # way. (5 s here rather than 1 s: a loaded test machine may take
+        # longer than 1 s from one create's end to the next clone.)
+        self.useFixture(fixtures.MonkeyPatch(
+            'cinder_dpm_ephemeral.image_cache.spares.AFTER_CLONES_QUIET',
+            5.0))
         _image, meta = self._image(43, 'spare-spread')
-        start = len(self.backend.emulator.call('array.recent_commands',
-                                               10000))
-        first = self.wait_for_volume(self.create_volume(
-            self.VOLUME_GB, image_id=meta['id'])['id'], timeout=300)
-        self.assertEqual('available', first['status'], first)
-        second = self.wait_for_volume(self.create_volume(
-            self.VOLUME_GB, image_id=meta['id'])['id'], timeout=300)
-        self.assertEqual('available', second['status'], second)
-        spares.wait_made(self.cache)
-        [spare] = self.spares()
-        log = self.backend.emulator.call('array.recent_commands',
-                                         10000)[start:]
 
-        def naming(vdisk):
-            return [i for i, argv in enumerate(log)
-                    if any(a.strip('"') == vdisk for a in argv)]
-        spare_first = naming(f'volume-{spare.id}')[0]
-        self.assertEqual('mkvdisk', log[spare_first][1])
-        self.assertGreater(spare_first,
-                           naming(f'volume-{second["id"]}')[-1], log)
+        def one_then_another():
+            vols = []
+            for _ in range(2):
+                vol = self.wait_for_volume(self.create_volume(
+                    self.VOLUME_GB, image_id=meta['id'])['id'], timeout=300)
+                self.assertEqual('available', vol['status'], vol)
+                vols.append(vol)
+            return vols
+        self._spare_made_after(one_then_another)
 
 
 class PowerFlexSpareLunTest(array_views.PowerFlexArray, _SpareTests,
