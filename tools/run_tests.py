@@ -192,13 +192,18 @@ class _Alongside(threading.Thread):
         for suite, repo, label, extra in ALONGSIDE:
             _say(f'=== stestr: {suite} (alongside, lines prefixed '
                  f'[{label}]) ===\n')
-            os.makedirs(repo, exist_ok=True)
-            before = _next_stream(repo)
-            proc = _start(suite, repo, self.argv, extra)
-            for line in proc.stdout:
-                _say(f'[{label}] {line}')
-            self.results.append(
-                _result(proc.wait(), repo, before, self.argv))
+            try:
+                os.makedirs(repo, exist_ok=True)
+                before = _next_stream(repo)
+                proc = _start(suite, repo, self.argv, extra)
+                for line in proc.stdout:
+                    _say(f'[{label}] {line}')
+                self.results.append(
+                    _result(proc.wait(), repo, before, self.argv))
+            except Exception as exc:
+                # counted as a failure, never left out of the summary
+                self.results.append(
+                    (1, 0, 1, 0, [f'{suite}: not run ({exc!r})']))
 
     def result(self) -> list[Result]:
         self.join()
