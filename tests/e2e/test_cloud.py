@@ -205,6 +205,19 @@ class BootFromImageTest(base.CloudTestCase):
         finally:
             self.delete_server(shown['id'])
 
+    def test_nova_compute_reaches_the_database_through_the_conductor(
+            self) -> None:
+        # Nova's cells v2 layout: nova-compute has no database connection
+        # of its own (config.nova_compute_db). With the API database's
+        # connection, each start of it logged "No DB access allowed in
+        # nova-compute" as an ERROR (its compute RPC API asked every cell
+        # for the minimum service version itself).
+        log = (self.cloud.lo.logs / 'nova-compute.log').read_text(
+            errors='replace')
+        self.assertIn('Starting compute node', log)
+        self.assertNotIn('No DB access allowed', log)
+        self.assertNotIn('Failed to get minimum service version', log)
+
     def test_golden_removed_after_image_deleted(self) -> None:
         image = images.make_disk_image(self.work, 'raw', 'gpt', 64 * MiB,
                                        seed=5, name='gone')

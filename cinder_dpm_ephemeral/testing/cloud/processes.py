@@ -254,9 +254,12 @@ def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
                         fatal=fatal)]
     for binary in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
         conf = list(nova_conf)
-        override = compute_override(lo)
-        if binary == 'nova-compute' and override.exists():
-            conf += ['--config-file', str(override)]
+        if binary == 'nova-compute':
+            # no database connection (config.nova_compute_db)
+            conf += ['--config-file', str(lo.conf('nova', 'nova-cpu.conf'))]
+            override = compute_override(lo)
+            if override.exists():
+                conf += ['--config-file', str(override)]
         out.append(svcs.Service(binary, launch(binary, *conf),
                                 health=lists.check('nova', binary,
                                                    lay.COMPUTE_HOST),
