@@ -11,7 +11,8 @@
 # under the License.
 """The devstack plugin's configuration, applied to the whole cloud.
 
-The cloud's cinder.conf, nova.conf and api-paste.ini lose everything the
+The cloud's cinder.conf, nova.conf, nova-cpu.conf (nova-compute's only
+file) and api-paste.ini lose everything the
 plugin is responsible for (the backend sections, enabled_backends, the
 default volume type, the SSH host-key settings, the Nova filter's section
 and pipeline, the DPM compute driver and its ``[dpm]`` section); the
@@ -86,14 +87,15 @@ class DevstackConfigOnCloudTest(base.CloudTestCase):
         stack = devstack.Stack(self.work)
         nova_dir = self.work / 'nova'
         shutil.copy(lo.conf('cinder'), self.work / 'cinder.conf')
-        shutil.copy(lo.conf('nova'), nova_dir / 'nova.conf')
         _strip(self.work / 'cinder.conf',
                (lay.SVC_BACKEND, lay.POWERFLEX_BACKEND), CINDER_OWNED)
-        _strip(nova_dir / 'nova.conf', ('dpm', 'dpm_boot_from_volume'),
-               NOVA_OWNED)
+        # nova-compute reads nova-cpu.conf only, as in devstack
+        for name in ('nova.conf', 'nova-cpu.conf'):
+            shutil.copy(lo.conf('nova', name), nova_dir / name)
+            _strip(nova_dir / name, ('dpm', 'dpm_boot_from_volume'),
+                   NOVA_OWNED)
         dpm = config.dpm_compute(lo)['dpm']
-        # nova-compute reads nova.conf here (devstack: nova-cpu.conf)
-        stack.env['NOVA_CPU_CONF'] = str(nova_dir / 'nova.conf')
+        stack.env['NOVA_CPU_CONF'] = str(nova_dir / 'nova-cpu.conf')
         out = stack.run(
             'c-api,c-sch,c-vol,n-api,n-cpu', devstack.STACK_ONLY,
             DPM_EPHEMERAL_EMULATOR='False',
@@ -118,6 +120,8 @@ class DevstackConfigOnCloudTest(base.CloudTestCase):
         lo = self.cloud.lo
         targets = {lo.conf('cinder'): self.work / 'cinder.conf',
                    lo.conf('nova'): self.work / 'nova' / 'nova.conf',
+                   lo.conf('nova', 'nova-cpu.conf'):
+                       self.work / 'nova' / 'nova-cpu.conf',
                    lo.conf('nova', 'api-paste.ini'):
                        self.work / 'nova' / 'api-paste.ini'}
         saved = self.work / 'saved'
@@ -148,7 +152,11 @@ class DevstackConfigOnCloudTest(base.CloudTestCase):
         nova = stack.conf('nova/nova.conf')
         self.assertEqual(backend,
                          nova['dpm_boot_from_volume']['volume_type'])
-        self.assertEqual('dpm.DPMDriver', nova['DEFAULT']['compute_driver'])
+        cpu = stack.conf('nova/nova-cpu.conf')
+        self.assertEqual('dpm.DPMDriver', cpu['DEFAULT']['compute_driver'])
+        self.assertNotIn('compute_driver', nova['DEFAULT'])
+        self.assertFalse(cpu.has_section('database'))
+        self.assertFalse(cpu.has_section('api_database'))
 
         # devstack creates one volume type per backend, named after it
         types = {t['Name'] for t in self.cloud.json('volume', 'type', 'list',

@@ -12,12 +12,12 @@
 """The operator's commands on the whole cloud, as an operator runs them.
 
 ``cinder-dpm-ephemeral`` on the cloud's cinder.conf and ``nova-dpm-doctor``
-on its nova.conf, each a process of its own in the environment of the
-cloud's services (their root helper): doctor says OK for every check, a
-tenant's non-public image is warmed ahead of its first boot (Glance asked
-with Cinder's service user: the internal tenant cannot see the image),
-``cache list`` shows the golden volume, and the boot that follows is a
-clone: Glance serves the image once, to the warm.
+on its nova-cpu.conf (nova-compute's), each a process of its own in the
+environment of the cloud's services (their root helper): doctor says OK
+for every check, a tenant's non-public image is warmed ahead of its first
+boot (Glance asked with Cinder's service user: the internal tenant cannot
+see the image), ``cache list`` shows the golden volume, and the boot that
+follows is a clone: Glance serves the image once, to the warm.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class OperatorCommandsTest(base.CloudTestCase):
                                'doctor')
         self.assertEqual(0, rc, checks)
         self.assertEqual({'OK'}, {c['status'] for c in checks}, checks)
-        rc, checks = self._run('nova-dpm-doctor',
-                               str(self.cloud.lo.conf('nova')))
+        cpu_conf = str(self.cloud.lo.conf('nova', 'nova-cpu.conf'))
+        rc, checks = self._run('nova-dpm-doctor', cpu_conf)
         self.assertEqual((0, ['config', 'hmc tls', 'hmc logon', 'cpc',
                               'adapters']),
                          (rc, [c['name'] for c in checks]), checks)

@@ -410,18 +410,20 @@ def nova(lo: lay.Layout, compute: Conf) -> Conf:
     return conf
 
 
-def nova_compute_db() -> Conf:
-    """nova-cpu.conf: what nova-compute reads after nova.conf, and only it.
+def nova_cpu(lo: lay.Layout, compute: Conf) -> Conf:
+    """nova-cpu.conf, nova-compute's only file: nova.conf, no database.
 
-    No database connection: a compute service reaches the database through
-    nova-conductor only (Nova's cells v2 layout; devstack's nova-cpu.conf
-    has none). With ``[api_database] connection`` set, nova-compute's
-    compute RPC API asks every cell for the minimum service version
-    itself, is refused ("No DB access allowed in nova-compute", logged as
-    an ERROR at each start) and falls back.
+    A compute service reaches the database through nova-conductor only
+    (Nova's cells v2 layout; devstack writes nova-cpu.conf the same way).
+    The options must be absent, not empty: with ``[api_database]
+    connection`` set at all, nova-compute's start asks every cell for the
+    minimum service version itself, is refused ("No DB access allowed in
+    nova-compute", logged as an ERROR at each start) and falls back.
     """
-    return {'api_database': {'connection': ''},
-            'database': {'connection': ''}}
+    conf = nova(lo, compute)
+    for section in ('database', 'api_database'):
+        conf.pop(section)
+    return conf
 
 
 def fake_compute() -> Conf:
@@ -483,7 +485,7 @@ def write_services(lo: lay.Layout, ids: dict[str, str],
     write_ini(lo.conf('cinder'),
               cinder(lo, ids['service_project_id'], ids['cinder_user_id']))
     write_ini(lo.conf('nova'), nova(lo, compute))
-    write_ini(lo.conf('nova', 'nova-cpu.conf'), nova_compute_db())
+    write_ini(lo.conf('nova', 'nova-cpu.conf'), nova_cpu(lo, compute))
     for project in ('cinder', 'nova'):
         write_ini(lo.conf(project, 'rootwrap.conf'), rootwrap(project))
     paste = lo.conf('nova', 'api-paste.ini')

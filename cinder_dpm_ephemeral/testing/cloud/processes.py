@@ -255,8 +255,8 @@ def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
     for binary in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
         conf = list(nova_conf)
         if binary == 'nova-compute':
-            # no database connection (config.nova_compute_db)
-            conf += ['--config-file', str(lo.conf('nova', 'nova-cpu.conf'))]
+            # no database connection (config.nova_cpu)
+            conf = ['--config-file', str(lo.conf('nova', 'nova-cpu.conf'))]
             override = compute_override(lo)
             if override.exists():
                 conf += ['--config-file', str(override)]
@@ -268,7 +268,7 @@ def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
 
 
 def compute_override(lo: lay.Layout) -> pathlib.Path:
-    """Options nova-compute reads after nova.conf, when the file exists.
+    """Options nova-compute reads after nova-cpu.conf, when the file exists.
 
     A test that needs other compute options (cloud.restart_compute) writes
     it and restarts nova-compute; nothing else of the cloud reads it.
