@@ -208,10 +208,10 @@ class BootFromImageTest(base.CloudTestCase):
     def test_nova_compute_reaches_the_database_through_the_conductor(
             self) -> None:
         # Nova's cells v2 layout: nova-compute has no database connection
-        # of its own (config.nova_compute_db). With the API database's
-        # connection, each start of it logged "No DB access allowed in
-        # nova-compute" as an ERROR (its compute RPC API asked every cell
-        # for the minimum service version itself).
+        # of its own (config.nova_cpu). With the API database's connection,
+        # each start of it logged "No DB access allowed in nova-compute" as
+        # an ERROR (Nova's start-up check asked every cell for the minimum
+        # service version itself).
         log = (self.cloud.lo.logs / 'nova-compute.log').read_text(
             errors='replace')
         self.assertIn('Starting compute node', log)

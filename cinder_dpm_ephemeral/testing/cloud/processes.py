@@ -253,13 +253,14 @@ def rpc_services(lo: lay.Layout) -> list[svcs.Service]:
                             f'{lay.STORAGE_HOST}@{lay.SVC_BACKEND}'),
                         fatal=fatal)]
     for binary in ('nova-conductor', 'nova-scheduler', 'nova-compute'):
-        conf = list(nova_conf)
         if binary == 'nova-compute':
-            # no database connection (config.nova_cpu)
+            # its own file, without database connections (config.nova_cpu)
             conf = ['--config-file', str(lo.conf('nova', 'nova-cpu.conf'))]
             override = compute_override(lo)
             if override.exists():
                 conf += ['--config-file', str(override)]
+        else:
+            conf = list(nova_conf)
         out.append(svcs.Service(binary, launch(binary, *conf),
                                 health=lists.check('nova', binary,
                                                    lay.COMPUTE_HOST),
