@@ -89,13 +89,13 @@ class DevstackConfigOnCloudTest(base.CloudTestCase):
         shutil.copy(lo.conf('cinder'), self.work / 'cinder.conf')
         _strip(self.work / 'cinder.conf',
                (lay.SVC_BACKEND, lay.POWERFLEX_BACKEND), CINDER_OWNED)
-        # nova-compute reads nova-cpu.conf only, as in devstack
+        # nova-compute reads nova-cpu.conf only, as in devstack (the
+        # stand-in's NOVA_CPU_CONF and NOVA_CONF are these two files)
         for name in ('nova.conf', 'nova-cpu.conf'):
             shutil.copy(lo.conf('nova', name), nova_dir / name)
             _strip(nova_dir / name, ('dpm', 'dpm_boot_from_volume'),
                    NOVA_OWNED)
         dpm = config.dpm_compute(lo)['dpm']
-        stack.env['NOVA_CPU_CONF'] = str(nova_dir / 'nova-cpu.conf')
         out = stack.run(
             'c-api,c-sch,c-vol,n-api,n-cpu', devstack.STACK_ONLY,
             DPM_EPHEMERAL_EMULATOR='False',
